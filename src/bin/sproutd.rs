@@ -1,0 +1,81 @@
+//! sproutd: the sprout server. Takes beanstalkd's flags.
+
+use std::sync::Arc;
+
+use sprout::server::config::{parse_args, usage, Parsed};
+use sprout::server::{listen, run, sys, Shared, VERSION};
+
+fn main() {
+    let prog = std::env::args().next().unwrap_or_else(|| "sproutd".into());
+    let cfg = match parse_args(std::env::args()) {
+        Parsed::Run(c) => c,
+        Parsed::Version => {
+            println!("sproutd {VERSION} (beanstalkd 1.13 protocol)");
+            return;
+        }
+        Parsed::Help => {
+            eprint!("{}", usage(&prog));
+            return;
+        }
+        Parsed::Error(msg, code) => {
+            eprintln!("{prog}: {msg}");
+            eprint!("{}", usage(&prog));
+            std::process::exit(code);
+        }
+    };
+    let level = match cfg.verbosity {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "sprout={level},sproutd={level}"
+        )))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(dir) = &cfg.binlog_dir {
+        eprintln!(
+            "{prog}: -b {}: persistence (the binlog) is not available in this build yet; \
+             refusing to run without it",
+            dir.display()
+        );
+        std::process::exit(1);
+    }
+
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{prog}: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async move {
+        let listener = match listen::open(&cfg) {
+            Ok(l) => l,
+            Err((msg, code)) => {
+                eprintln!("{prog}: {msg}");
+                return code;
+            }
+        };
+        tracing::info!("pid {}", std::process::id());
+        tracing::info!("bind {}", listener.describe());
+        if let Some(user) = &cfg.user {
+            if let Err((msg, code)) = sys::drop_privileges(user) {
+                eprintln!("{prog}: {msg}");
+                return code;
+            }
+        }
+        run(listener, Arc::new(Shared::new(cfg))).await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}

@@ -1,0 +1,166 @@
+//! A full consistency check of the engine's redundant structures, for tests and fuzzing.
+
+use super::job::{JobState, URGENT_THRESHOLD};
+use super::Engine;
+
+impl Engine {
+    /// Verifies that every job is in exactly the sets its state says, that every count
+    /// matches the sets it counts, and that the candidate and timer sets are exact.
+    /// O(everything): for tests only.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let (mut ready, mut urgent, mut reserved, mut delayed, mut buried) = (0, 0, 0, 0, 0);
+        for (&id, j) in &self.jobs {
+            if j.id != id {
+                return Err(format!("job {id} stored as {}", j.id));
+            }
+            let t = self.tubes.get(j.tube);
+            let in_ready = t.ready.contains(&(j.pri, id));
+            let in_delayed = t.delayed.contains(&(j.deadline, id));
+            let in_gdelayed = self.delayed.contains(&(j.deadline, id));
+            let in_buried = t.buried.contains(&(j.bury_seq, id));
+            let in_reserved = self.reserved.contains(&(j.deadline, id));
+            let want = match j.state {
+                JobState::Ready => {
+                    ready += 1;
+                    if j.pri < URGENT_THRESHOLD {
+                        urgent += 1;
+                    }
+                    [true, false, false, false, false]
+                }
+                JobState::Delayed => {
+                    delayed += 1;
+                    [false, true, true, false, false]
+                }
+                JobState::Buried => {
+                    buried += 1;
+                    [false, false, false, true, false]
+                }
+                JobState::Reserved => {
+                    reserved += 1;
+                    let held = self
+                        .conns
+                        .get(&j.reserver)
+                        .is_some_and(|c| c.reserved.contains(&(j.deadline, id)));
+                    if !held {
+                        return Err(format!("reserved job {id} not held by its connection"));
+                    }
+                    [false, false, false, false, true]
+                }
+            };
+            let have = [in_ready, in_delayed, in_gdelayed, in_buried, in_reserved];
+            if have != want {
+                return Err(format!("job {id} in {:?}: sets {have:?}", j.state));
+            }
+        }
+        let counts = [
+            (ready, self.ready, "ready"),
+            (urgent, self.urgent, "urgent"),
+            (reserved, self.reserved.len() as u64, "reserved"),
+            (delayed, self.delayed.len() as u64, "delayed"),
+            (buried, self.buried, "buried"),
+        ];
+        for (n, have, what) in counts {
+            if n != have {
+                return Err(format!("{what}: {n} jobs, counter says {have}"));
+            }
+        }
+        let held: usize = self.conns.values().map(|c| c.reserved.len()).sum();
+        if held != self.reserved.len() {
+            return Err(format!(
+                "{held} reservations held, {} reserved",
+                self.reserved.len()
+            ));
+        }
+        let (mut tube_jobs, mut using, mut watching, mut waiters) = (0u64, 0, 0, 0);
+        for &tid in self.tubes.ids() {
+            let t = self.tubes.get(tid);
+            if self.tubes.find(&t.name) != Some(tid) {
+                return Err(format!("tube {} not findable", t.name));
+            }
+            tube_jobs += t.job_count();
+            using += t.using;
+            watching += t.watching;
+            waiters += t.waiters.len();
+            if tid != 0 && t.unreferenced() {
+                return Err(format!("tube {} unreferenced but alive", t.name));
+            }
+            let urgent = t.ready.iter().filter(|e| e.0 < URGENT_THRESHOLD).count() as u64;
+            if urgent != t.urgent {
+                return Err(format!("tube {} urgent {} != {urgent}", t.name, t.urgent));
+            }
+            let want = if t.unpause_at.is_none() && !t.waiters.is_empty() {
+                t.ready.first().copied()
+            } else {
+                None
+            };
+            if want != t.candidate {
+                return Err(format!(
+                    "tube {} candidate {:?} != {want:?}",
+                    t.name, t.candidate
+                ));
+            }
+            if let Some((p, id)) = want {
+                if !self.candidates.contains(&(p, id, tid)) {
+                    return Err(format!("tube {} candidate missing from set", t.name));
+                }
+            }
+            if t.unpause_at
+                .is_some_and(|at| !self.paused.contains(&(at, tid)))
+            {
+                return Err(format!("tube {} pause not scheduled", t.name));
+            }
+        }
+        if tube_jobs != self.jobs.len() as u64 {
+            return Err(format!(
+                "tubes hold {tube_jobs} jobs, {} exist",
+                self.jobs.len()
+            ));
+        }
+        let live_candidates = self
+            .tubes
+            .ids()
+            .iter()
+            .filter(|&&t| self.tubes.get(t).candidate.is_some())
+            .count();
+        if live_candidates != self.candidates.len() {
+            return Err("stale candidate entries".into());
+        }
+        if !self.candidates.is_empty() {
+            return Err("a waiter and a ready job coexist in an unpaused tube".into());
+        }
+        let conns = self.conns.len() as u64;
+        let watch: u64 = self.conns.values().map(|c| c.watch.len() as u64).sum();
+        if using != conns || watching != watch {
+            return Err(format!(
+                "using {using}/{conns}, watching {watching}/{watch}"
+            ));
+        }
+        let waiting = self.conns.values().filter(|c| c.wait.is_some()).count() as u64;
+        if waiting != self.waiting {
+            return Err(format!("waiting {waiting} != counter {}", self.waiting));
+        }
+        let wait_entries: usize = self
+            .conns
+            .values()
+            .filter(|c| c.wait.is_some())
+            .map(|c| c.watch.len())
+            .sum();
+        if wait_entries != waiters {
+            return Err(format!("{waiters} waiter entries, want {wait_entries}"));
+        }
+        let timers = self
+            .conns
+            .iter()
+            .filter_map(|(&id, c)| c.wait.and_then(|w| w.timer).map(|t| (t, id)))
+            .count();
+        if timers != self.wait_timers.len() {
+            return Err("wait timer set out of step".into());
+        }
+        let producers = self.conns.values().filter(|c| c.producer).count() as u64;
+        let workers = self.conns.values().filter(|c| c.worker).count() as u64;
+        if producers != self.producers || workers != self.workers {
+            return Err("producer/worker counts out of step".into());
+        }
+        Ok(())
+    }
+}

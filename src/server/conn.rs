@@ -1,0 +1,290 @@
+//! One client connection: read bytes, decode events, run them on the engine, write replies.
+//! Pipelined commands are answered in order and their replies written together; a blocked
+//! reserve stops command processing (as in beanstalkd) while the socket is still watched
+//! for a hang-up.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{Interest, Ready};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::{oneshot, watch};
+
+use super::Shared;
+use crate::engine::{ConnId, JobId, Outcome};
+use crate::protocol::command::PutHeader;
+use crate::protocol::{Command, Decoder, Event, LineError, Reply};
+
+/// Stop decoding more commands once this many reply bytes are queued; write them first.
+const OUT_HIGH: usize = 256 * 1024;
+/// Bytes read per read call while reading lines.
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest read-ahead while a connection is blocked in reserve.
+const WAIT_READ_LIMIT: usize = 64 * 1024;
+
+pub enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Sock {
+    async fn ready(&self, i: Interest) -> io::Result<Ready> {
+        match self {
+            Sock::Tcp(s) => s.ready(i).await,
+            Sock::Unix(s) => s.ready(i).await,
+        }
+    }
+
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.try_read_buf(buf),
+            Sock::Unix(s) => s.try_read_buf(buf),
+        }
+    }
+
+    fn try_write(&self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => s.try_write(b),
+            Sock::Unix(s) => s.try_write(b),
+        }
+    }
+
+    async fn write_all(&self, out: &mut BytesMut) -> io::Result<()> {
+        while !out.is_empty() {
+            match self.try_write(out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => out.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.ready(Interest::WRITABLE).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the connection does after an event.
+enum Next {
+    Continue,
+    Wait(oneshot::Receiver<Reply>),
+    Quit,
+}
+
+struct Conn {
+    id: ConnId,
+    shared: Arc<Shared>,
+    sock: Sock,
+    decoder: Decoder,
+    input: BytesMut,
+    out: BytesMut,
+    put: Option<(JobId, PutHeader)>,
+    eof: bool,
+    verbose: bool,
+}
+
+pub async fn serve(sock: Sock, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let id = shared.lock().engine.connect();
+    tracing::info!("accept {id}");
+    let mut c = Conn {
+        id,
+        decoder: Decoder::new(shared.config.max_job_size),
+        verbose: shared.config.verbosity >= 2,
+        shared,
+        sock,
+        input: BytesMut::with_capacity(READ_CHUNK),
+        out: BytesMut::with_capacity(4096),
+        put: None,
+        eof: false,
+    };
+    if let Err(e) = c.run(stop).await {
+        tracing::debug!("conn {id}: {e}");
+    }
+    let shared = c.shared.clone();
+    shared.with_engine(|e, now, out| e.disconnect(id, now, out));
+    shared.lock().waiters.remove(&id);
+    tracing::info!("close {id}");
+}
+
+impl Conn {
+    async fn run(&mut self, mut stop: watch::Receiver<bool>) -> io::Result<()> {
+        loop {
+            // Answer everything already buffered.
+            while let Some(ev) = self.decoder.decode(&mut self.input) {
+                match self.on_event(ev) {
+                    Next::Continue => {}
+                    Next::Quit => {
+                        self.sock.write_all(&mut self.out).await?;
+                        return Ok(());
+                    }
+                    Next::Wait(rx) => {
+                        self.sock.write_all(&mut self.out).await?;
+                        if !self.wait(rx, &mut stop).await? {
+                            return Ok(());
+                        }
+                    }
+                }
+                if self.out.len() >= OUT_HIGH {
+                    self.sock.write_all(&mut self.out).await?;
+                }
+            }
+            self.sock.write_all(&mut self.out).await?;
+            if self.eof || *stop.borrow() {
+                return Ok(());
+            }
+            // Read more.
+            let want = self
+                .decoder
+                .body_remaining(self.input.len())
+                .clamp(READ_CHUNK, 1 << 20);
+            self.input.reserve(want);
+            tokio::select! {
+                r = self.sock.ready(Interest::READABLE) => {
+                    r?;
+                    match self.sock.try_read_buf(&mut self.input) {
+                        Ok(0) => self.eof = true,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Waits for a blocked reserve's reply. Returns false when the connection should close.
+    async fn wait(
+        &mut self,
+        mut rx: oneshot::Receiver<Reply>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> io::Result<bool> {
+        loop {
+            if self.eof {
+                return self.hang_up(rx).await;
+            }
+            let can_read = self.input.len() < WAIT_READ_LIMIT;
+            tokio::select! {
+                r = &mut rx => {
+                    match r {
+                        Ok(reply) => self.reply(reply),
+                        Err(_) => return Ok(false),
+                    }
+                    return Ok(true);
+                }
+                r = self.sock.ready(Interest::READABLE), if can_read => {
+                    let ready = r?;
+                    if ready.is_read_closed() {
+                        return self.hang_up(rx).await;
+                    }
+                    match self.sock.try_read_buf(&mut self.input) {
+                        Ok(0) => self.eof = true,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ = stop.changed() => return Ok(false),
+            }
+        }
+    }
+
+    /// The client half-closed while blocked in reserve: TIMED_OUT (unless a job arrived
+    /// first), then close.
+    async fn hang_up(&mut self, mut rx: oneshot::Receiver<Reply>) -> io::Result<bool> {
+        let id = self.id;
+        let cancelled = {
+            let mut st = self.shared.lock();
+            let c = st.engine.cancel_wait(id);
+            if c {
+                st.waiters.remove(&id);
+            }
+            c
+        };
+        let reply = if cancelled {
+            Reply::TimedOut
+        } else {
+            match rx.try_recv() {
+                Ok(r) => r,
+                Err(_) => Reply::TimedOut,
+            }
+        };
+        self.reply(reply);
+        self.sock.write_all(&mut self.out).await?;
+        Ok(false)
+    }
+
+    fn reply(&mut self, r: Reply) {
+        if self.verbose {
+            tracing::debug!(">{} reply {}", self.id, r.head());
+        }
+        if matches!(r, Reply::Stats(_)) {
+            let p = self.shared.process_stats();
+            r.encode(&mut self.out, &p);
+        } else {
+            r.encode(&mut self.out, &Default::default());
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) -> Next {
+        let id = self.id;
+        match ev {
+            Event::Command(Command::Quit) => return Next::Quit,
+            Event::Command(cmd) => {
+                if self.verbose {
+                    tracing::debug!("<{id} command {}", cmd.name());
+                }
+                let shared = self.shared.clone();
+                let mut st = shared.lock();
+                let now = shared.clock.now();
+                let mut out = std::mem::take(&mut st.scratch);
+                let outcome = st.engine.execute(id, cmd, now, &mut out);
+                let next = match outcome {
+                    Outcome::Reply(r) => {
+                        shared.finish(&mut st, now, &mut out);
+                        st.scratch = out;
+                        drop(st);
+                        self.reply(r);
+                        Next::Continue
+                    }
+                    Outcome::Wait => {
+                        let (tx, rx) = oneshot::channel();
+                        st.waiters.insert(id, tx);
+                        shared.finish(&mut st, now, &mut out);
+                        st.scratch = out;
+                        Next::Wait(rx)
+                    }
+                };
+                return next;
+            }
+            Event::Put(h) => {
+                let job = self.shared.lock().engine.put_header(id);
+                self.put = Some((job, h));
+            }
+            Event::Body(body) => {
+                if let Some((job, h)) = self.put.take() {
+                    let r = self
+                        .shared
+                        .with_engine(|e, now, out| e.put_body(id, job, h, body, now, out));
+                    self.reply(r);
+                }
+            }
+            Event::ExpectedCrlf => {
+                self.put = None;
+                self.reply(Reply::ExpectedCrlf);
+            }
+            Event::Error(e) => match e {
+                LineError::PutTooBig(_) => self.shared.lock().engine.count_put(),
+                LineError::PutBadFormat => {
+                    self.shared.lock().engine.count_put();
+                    self.reply(Reply::BadFormat);
+                }
+                LineError::BadFormat => self.reply(Reply::BadFormat),
+                LineError::UnknownCommand => self.reply(Reply::UnknownCommand),
+            },
+            Event::JobTooBig => self.reply(Reply::JobTooBig),
+        }
+        Next::Continue
+    }
+}

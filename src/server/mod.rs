@@ -1,0 +1,255 @@
+//! The server: tokio I/O around the engine. One task per connection, one timer task that
+//! sleeps until the engine's next deadline, and the signal handlers.
+//!
+//! The engine sits behind one mutex, held only for the duration of one engine call
+//! (microseconds, never across I/O). Replies for connections blocked in `reserve` travel
+//! through one-shot channels registered in the same critical section that blocked them.
+
+pub mod config;
+mod conn;
+pub mod listen;
+pub mod sys;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+use tokio::sync::{oneshot, watch, Notify};
+
+use crate::engine::{ConnId, Deliveries, Engine};
+use crate::protocol::reply::ProcessStats;
+use crate::protocol::Reply;
+use config::Config;
+use listen::{Accepted, Listener};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Engine time: wall-clock nanoseconds at start, advanced by the monotonic clock (so
+/// delays and TTRs do not jump with the system clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+    base_ns: u64,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let base_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Clock {
+            base: Instant::now(),
+            base_ns,
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.base_ns + self.base.elapsed().as_nanos() as u64
+    }
+
+    pub fn instant(&self, ns: u64) -> Instant {
+        self.base + Duration::from_nanos(ns.saturating_sub(self.base_ns))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the engine lock protects.
+pub struct State {
+    pub engine: Engine,
+    waiters: FxHashMap<ConnId, oneshot::Sender<Reply>>,
+    /// When the timer task will next wake; u64::MAX if never.
+    timer_at: u64,
+    scratch: Deliveries,
+}
+
+pub struct Shared {
+    state: Mutex<State>,
+    timer: Notify,
+    pub clock: Clock,
+    pub config: Config,
+    started: u64,
+    id: String,
+    uname: (String, String, String),
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Self {
+        let clock = Clock::new();
+        Shared {
+            state: Mutex::new(State {
+                engine: Engine::new(),
+                waiters: FxHashMap::default(),
+                timer_at: u64::MAX,
+                scratch: Vec::new(),
+            }),
+            timer: Notify::new(),
+            started: clock.now(),
+            clock,
+            config,
+            id: sys::random_id(),
+            uname: sys::uname(),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would leave the engine half-updated; there is no
+        // safe way on, so a poisoned lock is used as is (panics are bugs, not input).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the engine with a deliveries buffer, then delivers what it produced and
+    /// reschedules the timer if the engine's next deadline moved earlier.
+    pub fn with_engine<R>(&self, f: impl FnOnce(&mut Engine, u64, &mut Deliveries) -> R) -> R {
+        let mut st = self.lock();
+        let now = self.clock.now();
+        let mut out = std::mem::take(&mut st.scratch);
+        let r = f(&mut st.engine, now, &mut out);
+        self.finish(&mut st, now, &mut out);
+        st.scratch = out;
+        r
+    }
+
+    fn finish(&self, st: &mut State, now: u64, out: &mut Deliveries) {
+        let mut i = 0;
+        while i < out.len() {
+            let (to, reply) = std::mem::replace(&mut out[i], (0, Reply::NotFound));
+            i += 1;
+            match st.waiters.remove(&to) {
+                Some(tx) => {
+                    if let Err(reply) = tx.send(reply) {
+                        // The connection's task is gone: undo as a disconnect would.
+                        tracing::warn!("conn {to}: reply undeliverable ({})", reply.head());
+                        st.engine.disconnect(to, now, out);
+                    }
+                }
+                None => tracing::error!("conn {to}: reply with no waiter ({})", reply.head()),
+            }
+        }
+        out.clear();
+        if let Some(at) = st.engine.next_wakeup() {
+            if at < st.timer_at {
+                st.timer_at = at;
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    pub fn process_stats(&self) -> ProcessStats {
+        let (utime, stime) = sys::rusage();
+        ProcessStats {
+            max_job_size: self.config.max_job_size,
+            pid: std::process::id(),
+            version: VERSION.to_string(),
+            utime,
+            stime,
+            uptime: self.clock.now().saturating_sub(self.started) / 1_000_000_000,
+            binlog_max_size: self.config.binlog_size,
+            id: self.id.clone(),
+            hostname: self.uname.0.clone(),
+            os: self.uname.1.clone(),
+            platform: self.uname.2.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Fires the engine's timers: sleeps until the next deadline or until woken because an
+/// earlier one appeared. Never polls.
+async fn timer_task(shared: Arc<Shared>) {
+    loop {
+        let next = {
+            let mut st = shared.lock();
+            let now = shared.clock.now();
+            let mut out = std::mem::take(&mut st.scratch);
+            st.engine.tick(now, &mut out);
+            // The timer schedules itself below; keep `finish` from waking it again.
+            st.timer_at = 0;
+            shared.finish(&mut st, now, &mut out);
+            st.scratch = out;
+            st.timer_at = st.engine.next_wakeup().unwrap_or(u64::MAX);
+            st.timer_at
+        };
+        if next == u64::MAX {
+            shared.timer.notified().await;
+        } else {
+            let at = tokio::time::Instant::from_std(shared.clock.instant(next));
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = shared.timer.notified() => {}
+            }
+        }
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT. Returns the process exit code.
+pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
+    tokio::spawn(timer_task(shared.clone()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("sigaction: {e}");
+            return 111;
+        }
+    };
+    let mut int = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("sigaction: {e}");
+            return 111;
+        }
+    };
+    let mut usr1 =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("sigaction: {e}");
+                return 111;
+            }
+        };
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(sock) => {
+                    let shared = shared.clone();
+                    let stop = stop_rx.clone();
+                    let alive = alive_tx.clone();
+                    tokio::spawn(async move {
+                        match sock {
+                            Accepted::Tcp(s) => conn::serve(conn::Sock::Tcp(s), shared, stop).await,
+                            Accepted::Unix(s) => conn::serve(conn::Sock::Unix(s), shared, stop).await,
+                        }
+                        drop(alive);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: say so, and back off instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1: entering drain mode");
+                shared.lock().engine.set_draining();
+            }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(alive_tx);
+    // Connections finish the replies they owe, then close; don't wait forever on clients
+    // that never read.
+    let _ = tokio::time::timeout(Duration::from_secs(5), alive_rx.recv()).await;
+    0
+}

@@ -1,0 +1,748 @@
+"""Differential test harness: sproutd vs beanstalkd, byte for byte.
+
+Overview
+========
+
+Every *scenario* is plain data: a name, a list of *steps*, and optional server
+flags.  For each scenario the harness starts two fresh servers on fresh ports
+(``/usr/bin/beanstalkd -l 127.0.0.1 -p PORT [flags]`` as the reference, and
+``$SPROUTD`` with the same flags as the target; ``SPROUTD`` defaults to
+``/work/main/target/debug/sproutd``; set ``SPROUTD=/usr/bin/beanstalkd`` to run
+the harness against itself), runs the same steps against both at the same time
+(one thread per server), records every byte received on every connection, and
+compares the two recordings after normalisation.  Both servers are SIGKILLed at
+the end of the scenario.
+
+Readiness: after spawning a server the harness polls ``connect()`` in a short
+bounded loop (never a fixed sleep).  The first successful *probe* connection is
+kept open until the end of the scenario, on both servers alike, so counters are
+deterministic: ``total-connections`` starts at 1 and ``current-connections``,
+``current-using``/``current-watching`` of ``default`` include the probe.
+
+Connections
+-----------
+Steps name connections (``"a"``, ``"b"``, ...).  A connection is opened the
+first time a step uses it (or explicitly with ``connect()``), with TCP_NODELAY.
+Unix-socket scenarios (``unix=True``) start both servers with
+``-l unix:/tmp/.../sock``.
+
+Steps (constructors below)
+--------------------------
+``send(data, c)``           write bytes (``str`` = one command line, ``\\r\\n``
+                            appended; ``bytes`` = sent verbatim).
+                            ``settle=T`` sleeps T s afterwards (used after a
+                            command that blocks, e.g. ``reserve``, so that the
+                            server has registered it before another conn acts).
+``drip(data, c)``           write one byte per ``send()`` with a 2 ms gap
+                            (commands split byte by byte across packets).
+``recv(c, n=1)``            read ``n`` complete replies.  A reply is complete
+                            at its first ``\\r\\n``; for ``OK <n>``,
+                            ``RESERVED <id> <n>`` and ``FOUND <id> <n>`` also
+                            ``n+2`` more bytes.  Bounded by ``timeout``
+                            (default 3 s); a timeout/EOF/reset is recorded.
+``cmd(data, c, n=1)``       ``send`` + ``recv``.
+``put(body, ...)``          ``cmd`` of a well-formed put.
+``nbytes(k, c)``            read exactly k bytes (bounded).
+``silent(c, t=0.3)``        expect no reply within t s: everything that does
+                            arrive in that window is recorded (and compared).
+``eof(c)``                  read until EOF (bounded); data + EOF/timeout/reset
+                            is recorded.
+``wait(t)``                 sleep t s (only where timing matters).
+``half_close(c)``           ``shutdown(SHUT_WR)``.
+``close(c, settle)``        close the socket (optionally sleep afterwards).
+``sig(name)``               send a signal (e.g. ``"USR1"``) to the server
+                            process, then settle 0.3 s.
+
+Any reading step can carry ``exp=`` (bytes, or a compiled regex that must
+fullmatch): it is checked against the *reference* (beanstalkd) recording, which
+validates the scenario itself against the behaviour document.  The target is
+always checked against the reference, never against ``exp``.
+
+Recording and comparison
+------------------------
+Each reading step yields a record ``(step#, conn, op, replies, status)`` where
+``replies`` is a tuple of byte strings (one per reply) and ``status`` one of
+``ok``, ``timeout``, ``eof``, ``reset``.  At the end, bytes that are already
+waiting on any connection (collected for 50 ms) are recorded as ``leftover``.
+The two record lists must be identical after normalisation.
+
+Normalisation (only this):
+* in the YAML body of ``stats`` (the body with a ``pid`` key) the values of
+  ``pid``, ``version``, ``hostname``, ``os``, ``platform``, ``id``, ``uptime``,
+  ``rusage-utime``, ``rusage-stime`` are replaced by ``<key>``;
+* on the target side only, the 1.13 double quotes around the values of
+  ``tube`` (stats-job), ``name`` (stats-tube), ``hostname``, ``os``,
+  ``platform`` (stats) are removed;
+* the ``OK <n>`` header of a rewritten body is recomputed.
+Dedicated tests (test_sproutd_only.py) assert that sproutd *does* quote, and
+check the 1.13-only ``reserve-with-timeout`` BAD_FORMAT cases and FIFO waiter
+order on the target alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal as _signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+BEANSTALKD = os.environ.get("BEANSTALKD", "/usr/bin/beanstalkd")
+SPROUTD = os.environ.get("SPROUTD", "/work/main/target/debug/sproutd")
+
+DEFAULT_TIMEOUT = 3.0
+START_TIMEOUT = 5.0
+LEFTOVER_WINDOW = 0.05
+
+
+class ServerStartError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------
+# servers
+# --------------------------------------------------------------------------
+
+_used_ports: set[int] = set()
+_port_lock = threading.Lock()
+
+
+def free_port() -> int:
+    """A port the kernel says is free now, never handed out twice by us."""
+    with _port_lock:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _used_ports:
+                _used_ports.add(port)
+                return port
+    raise RuntimeError("no free port")
+
+
+class Server:
+    """One server process (beanstalkd or sproutd) on a fresh port or unix socket."""
+
+    def __init__(self, binary: str, args: Sequence[str] = (), unix: bool = False,
+                 label: str = "server"):
+        self.binary = binary
+        self.args = list(args)
+        self.unix = unix
+        self.label = label
+        self.proc: Optional[subprocess.Popen] = None
+        self.tmpdir: Optional[str] = None
+        self.addr: Any = None
+        self.probe: Optional[socket.socket] = None
+        self.cmdline: list[str] = []
+
+    def _family(self):
+        return socket.AF_UNIX if self.unix else socket.AF_INET
+
+    def connect(self, timeout: float = 1.0) -> socket.socket:
+        s = socket.socket(self._family(), socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.addr)
+        except BaseException:
+            s.close()
+            raise
+        if not self.unix:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def start(self) -> "Server":
+        last_err = ""
+        for _attempt in range(4):
+            self.tmpdir = tempfile.mkdtemp(prefix="sdiff-")
+            if self.unix:
+                self.addr = os.path.join(self.tmpdir, "sock")
+                listen = ["-l", "unix:" + self.addr]
+            else:
+                port = free_port()
+                self.addr = ("127.0.0.1", port)
+                listen = ["-l", "127.0.0.1", "-p", str(port)]
+            self.cmdline = [self.binary, *listen, *self.args]
+            errpath = os.path.join(self.tmpdir, "stderr")
+            with open(errpath, "wb") as errf:
+                try:
+                    self.proc = subprocess.Popen(
+                        self.cmdline, stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=errf)
+                except OSError as e:
+                    self._cleanup_dir()
+                    raise ServerStartError(f"{self.label}: cannot exec {self.cmdline}: {e}")
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    self.probe = self.connect(timeout=0.5)
+                    return self
+                except OSError:
+                    time.sleep(0.005)
+            rc = self.proc.poll()
+            try:
+                with open(errpath, "rb") as f:
+                    err = f.read()[-2000:]
+            except OSError:
+                err = b""
+            last_err = f"exit={rc} stderr={err!r}"
+            self.stop()
+            if rc is None:  # hung without listening: no point retrying
+                break
+        raise ServerStartError(f"{self.label}: {self.cmdline} did not start: {last_err}")
+
+    def signal(self, signame: str):
+        assert self.proc is not None
+        os.kill(self.proc.pid, getattr(_signal, "SIG" + signame))
+
+    def _cleanup_dir(self):
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
+    def stop(self):
+        if self.probe is not None:
+            try:
+                self.probe.close()
+            except OSError:
+                pass
+            self.probe = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self.proc = None
+        self._cleanup_dir()
+
+
+# --------------------------------------------------------------------------
+# reply framing
+# --------------------------------------------------------------------------
+
+_BODY_HDR = re.compile(rb"(?:OK|RESERVED \d+|FOUND \d+) (\d+)\r\n")
+
+
+def reply_length(buf: bytes) -> Optional[int]:
+    """Length of the first complete reply in buf, or None if incomplete."""
+    i = buf.find(b"\r\n")
+    if i < 0:
+        return None
+    line_end = i + 2
+    m = _BODY_HDR.fullmatch(buf[:line_end])
+    if m:
+        total = line_end + int(m.group(1)) + 2
+        return total if len(buf) >= total else None
+    return line_end
+
+
+def split_replies(data: bytes) -> list[bytes]:
+    """Split a byte string into complete replies (+ an incomplete tail)."""
+    out = []
+    while data:
+        n = reply_length(data)
+        if n is None:
+            out.append(data)
+            break
+        out.append(data[:n])
+        data = data[n:]
+    return out
+
+
+class Conn:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+        self.reset = False
+        self.closed = False
+
+    def _fill(self, deadline: float) -> bool:
+        """Read more bytes.  False on timeout, EOF or reset."""
+        if self.eof or self.reset:
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, BrokenPipeError):
+            self.reset = True
+            return False
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def _status(self) -> str:
+        if self.reset:
+            return "reset"
+        if self.eof:
+            return "eof"
+        return "timeout"
+
+    def read_replies(self, n: int, timeout: float) -> tuple[tuple[bytes, ...], str]:
+        deadline = time.monotonic() + timeout
+        replies = []
+        while len(replies) < n:
+            k = reply_length(self.buf)
+            if k is not None:
+                replies.append(self.buf[:k])
+                self.buf = self.buf[k:]
+                continue
+            if not self._fill(deadline):
+                if self.buf:
+                    replies.append(self.buf)
+                    self.buf = b""
+                return tuple(replies), self._status()
+        return tuple(replies), "ok"
+
+    def read_exact(self, k: int, timeout: float) -> tuple[bytes, str]:
+        deadline = time.monotonic() + timeout
+        while len(self.buf) < k:
+            if not self._fill(deadline):
+                data, self.buf = self.buf, b""
+                return data, self._status()
+        data, self.buf = self.buf[:k], self.buf[k:]
+        return data, "ok"
+
+    def read_for(self, t: float) -> tuple[bytes, str]:
+        deadline = time.monotonic() + t
+        while self._fill(deadline):
+            pass
+        data, self.buf = self.buf, b""
+        return data, self._status()
+
+    def read_eof(self, timeout: float) -> tuple[bytes, str]:
+        return self.read_for(timeout)
+
+    def send(self, data: bytes):
+        self.sock.settimeout(DEFAULT_TIMEOUT)
+        self.sock.sendall(data)
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+# --------------------------------------------------------------------------
+# steps
+# --------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    op: str
+    c: str = "a"
+    data: bytes = b""
+    n: int = 1
+    t: float = 0.0
+    timeout: float = DEFAULT_TIMEOUT
+    settle: float = 0.0
+    exp: Any = None
+
+    def describe(self) -> str:
+        s = f"{self.op}[{self.c}]"
+        if self.data:
+            d = self.data if len(self.data) <= 80 else self.data[:60] + b"...(%d bytes)" % len(self.data)
+            s += f" {d!r}"
+        if self.op in ("wait", "silent"):
+            s += f" t={self.t}"
+        return s
+
+
+def _b(data) -> bytes:
+    if isinstance(data, str):
+        return data.encode("latin-1") + b"\r\n"
+    return bytes(data)
+
+
+def _e(exp):
+    if isinstance(exp, str):
+        return exp.encode("latin-1")
+    return exp
+
+
+def contains(*subs):
+    """An exp= matcher: the data contains every given substring, in order."""
+    pat = b"".join(re.escape(_e(x)) + b".*" for x in subs)
+    return re.compile(b"(?s).*" + pat)
+
+
+def connect(c="a"):
+    return [Step("connect", c)]
+
+
+def send(data, c="a", settle=0.0):
+    return [Step("send", c, _b(data), settle=settle)]
+
+
+def drip(data, c="a"):
+    return [Step("drip", c, _b(data))]
+
+
+def recv(c="a", n=1, timeout=DEFAULT_TIMEOUT, exp=None):
+    return [Step("recv", c, n=n, timeout=timeout, exp=_e(exp))]
+
+
+def cmd(data, c="a", n=1, timeout=DEFAULT_TIMEOUT, exp=None):
+    return send(data, c) + recv(c, n=n, timeout=timeout, exp=exp)
+
+
+def put(body=b"x", pri=0, delay=0, ttr=60, c="a", exp=None):
+    if isinstance(body, str):
+        body = body.encode("latin-1")
+    return cmd(b"put %d %d %d %d\r\n" % (pri, delay, ttr, len(body)) + body + b"\r\n",
+               c, exp=exp)
+
+
+def nbytes(k, c="a", timeout=DEFAULT_TIMEOUT, exp=None):
+    return [Step("nbytes", c, n=k, timeout=timeout, exp=_e(exp))]
+
+
+def silent(c="a", t=0.3, exp=b""):
+    return [Step("silent", c, t=t, exp=_e(exp))]
+
+
+def eof(c="a", timeout=DEFAULT_TIMEOUT, exp=b""):
+    return [Step("eof", c, timeout=timeout, exp=_e(exp))]
+
+
+def wait(t):
+    return [Step("wait", "-", t=t)]
+
+
+def half_close(c="a"):
+    return [Step("half_close", c)]
+
+
+def close(c="a", settle=0.0):
+    return [Step("close", c, settle=settle)]
+
+
+def sig(name="USR1", settle=0.3):
+    return [Step("signal", "-", data=name.encode(), settle=settle)]
+
+
+def flatten(*parts) -> list[Step]:
+    out: list[Step] = []
+    for p in parts:
+        if isinstance(p, Step):
+            out.append(p)
+        elif isinstance(p, (list, tuple)):
+            out.extend(flatten(*p))
+        else:
+            raise TypeError(f"not a step: {p!r}")
+    return out
+
+
+@dataclass
+class Scenario:
+    name: str
+    steps: list
+    args: tuple = ()
+    unix: bool = False
+
+    def __post_init__(self):
+        self.steps = flatten(*self.steps)
+
+
+def S(name, *steps, args=(), unix=False) -> Scenario:
+    return Scenario(name, list(steps), tuple(args), unix)
+
+
+# --------------------------------------------------------------------------
+# running
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Record:
+    idx: int
+    c: str
+    op: str
+    replies: tuple
+    status: str
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.replies)
+
+
+class RunResult:
+    def __init__(self):
+        self.records: list[Record] = []
+        self.error: Optional[str] = None
+
+
+def run_steps(server: Server, steps: Sequence[Step]) -> RunResult:
+    res = RunResult()
+    conns: dict[str, Conn] = {}
+
+    def get(c) -> Conn:
+        if c not in conns:
+            conns[c] = Conn(server.connect(timeout=DEFAULT_TIMEOUT))
+        return conns[c]
+
+    i = 0
+    try:
+        for i, st in enumerate(steps):
+            op = st.op
+            if op == "connect":
+                get(st.c)
+            elif op == "send":
+                get(st.c).send(st.data)
+                if st.settle:
+                    time.sleep(st.settle)
+            elif op == "drip":
+                cn = get(st.c)
+                for k in range(len(st.data)):
+                    cn.send(st.data[k:k + 1])
+                    time.sleep(0.002)
+            elif op == "recv":
+                reps, status = get(st.c).read_replies(st.n, st.timeout)
+                res.records.append(Record(i, st.c, op, reps, status))
+            elif op == "nbytes":
+                data, status = get(st.c).read_exact(st.n, st.timeout)
+                res.records.append(Record(i, st.c, op, (data,), status))
+            elif op == "silent":
+                data, status = get(st.c).read_for(st.t)
+                res.records.append(Record(i, st.c, op, (data,), status))
+            elif op == "eof":
+                data, status = get(st.c).read_eof(st.timeout)
+                res.records.append(Record(i, st.c, op, (data,), status))
+            elif op == "wait":
+                time.sleep(st.t)
+            elif op == "half_close":
+                get(st.c).sock.shutdown(socket.SHUT_WR)
+            elif op == "close":
+                get(st.c).close()
+                if st.settle:
+                    time.sleep(st.settle)
+            elif op == "signal":
+                server.signal(st.data.decode())
+                if st.settle:
+                    time.sleep(st.settle)
+            else:
+                raise ValueError(f"unknown step op {op}")
+        # leftover bytes
+        live = [(c, cn) for c, cn in conns.items() if not cn.closed and not cn.eof and not cn.reset]
+        if live:
+            time.sleep(LEFTOVER_WINDOW)
+        for c, cn in sorted(conns.items()):
+            if cn.closed:
+                continue
+            if not cn.eof and not cn.reset:
+                cn.sock.setblocking(False)
+                try:
+                    while True:
+                        chunk = cn.sock.recv(1 << 20)
+                        if not chunk:
+                            break
+                        cn.buf += chunk
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    pass
+            if cn.buf:
+                res.records.append(Record(len(steps), c, "leftover", (cn.buf,), "-"))
+    except Exception as e:  # noqa: BLE001 - recorded and reported
+        where = steps[i].describe() if i < len(steps) else "end"
+        res.error = f"step {i} ({where}): {type(e).__name__}: {e}"
+    finally:
+        for cn in conns.values():
+            cn.close()
+    return res
+
+
+# --------------------------------------------------------------------------
+# normalisation
+# --------------------------------------------------------------------------
+
+VOLATILE_STATS_KEYS = {b"pid", b"version", b"hostname", b"os", b"platform", b"id",
+                       b"uptime", b"rusage-utime", b"rusage-stime"}
+QUOTED_113_KEYS = {b"tube", b"name", b"hostname", b"os", b"platform"}
+_OK_HDR = re.compile(rb"OK (\d+)\r\n")
+
+
+def normalise_reply(r: bytes, target_side: bool) -> bytes:
+    m = _OK_HDR.match(r)
+    if not m:
+        return r
+    n = int(m.group(1))
+    body, rest = r[m.end():m.end() + n], r[m.end() + n:]
+    if not body.startswith(b"---\n") or len(body) < n:
+        return r
+    lines = body[4:].split(b"\n")
+    is_stats = any(ln.startswith(b"pid: ") for ln in lines)
+    out = []
+    for ln in lines:
+        k, sep, v = ln.partition(b": ")
+        if sep:
+            if target_side and k in QUOTED_113_KEYS and len(v) >= 2 \
+                    and v.startswith(b'"') and v.endswith(b'"'):
+                v = v[1:-1]
+            if is_stats and k in VOLATILE_STATS_KEYS:
+                v = b"<" + k + b">"
+            ln = k + sep + v
+        out.append(ln)
+    nb = b"---\n" + b"\n".join(out)
+    return b"OK %d\r\n" % len(nb) + nb + rest
+
+
+def normalise_records(recs: Sequence[Record], target_side: bool) -> list[Record]:
+    out = []
+    for r in recs:
+        reps = []
+        for chunk in r.replies:
+            for piece in split_replies(chunk):
+                reps.append(normalise_reply(piece, target_side))
+        # re-split so that a reply that arrived in one recv vs in pieces compares alike
+        out.append(Record(r.idx, r.c, r.op, tuple(reps), r.status))
+    return out
+
+
+# --------------------------------------------------------------------------
+# checking
+# --------------------------------------------------------------------------
+
+def _fmt_rec(r: Optional[Record]) -> str:
+    if r is None:
+        return "<no record>"
+    return f"{r.data!r} [{r.status}]"
+
+
+def check_expectations(sc: Scenario, res: RunResult) -> list[str]:
+    """Check the exp= annotations against the reference recording."""
+    problems = []
+    by_idx = {r.idx: r for r in res.records}
+    for i, st in enumerate(sc.steps):
+        if st.exp is None:
+            continue
+        r = by_idx.get(i)
+        if r is None:
+            problems.append(f"step {i} {st.describe()}: no record (run error: {res.error})")
+            continue
+        ok = (st.exp.fullmatch(r.data) is not None) if isinstance(st.exp, re.Pattern) \
+            else (r.data == st.exp)
+        if st.op in ("recv", "nbytes") and r.status != "ok":
+            ok = False
+        if st.op == "eof" and r.status != "eof":
+            ok = False
+        if not ok:
+            exp = st.exp.pattern if isinstance(st.exp, re.Pattern) else st.exp
+            problems.append(f"step {i} {st.describe()}:\n    expected {exp!r}\n    got      {_fmt_rec(r)}")
+    return problems
+
+
+def compare(sc: Scenario, ref: RunResult, tgt: RunResult,
+            ref_label="beanstalkd", tgt_label="sproutd") -> list[str]:
+    problems = []
+    if ref.error:
+        problems.append(f"{ref_label} run error: {ref.error}")
+    if tgt.error:
+        problems.append(f"{tgt_label} run error: {tgt.error}")
+    a = normalise_records(ref.records, False)
+    b = normalise_records(tgt.records, True)
+    ia = {(r.idx, r.c, r.op): r for r in a}
+    ib = {(r.idx, r.c, r.op): r for r in b}
+    keys = sorted(set(ia) | set(ib))
+    for k in keys:
+        ra, rb = ia.get(k), ib.get(k)
+        if ra is not None and rb is not None and ra.replies == rb.replies and ra.status == rb.status:
+            continue
+        idx, c, op = k
+        what = sc.steps[idx].describe() if idx < len(sc.steps) else "end of scenario"
+        # show the command(s) that led here on this conn
+        sent = [s.data for s in sc.steps[:idx] if s.c == c and s.op in ("send", "drip")]
+        last = sent[-1] if sent else b""
+        if len(last) > 80:
+            last = last[:60] + b"...(%d bytes)" % len(last)
+        problems.append(
+            f"step {idx} {op} on conn {c} ({what}; last sent {last!r}):\n"
+            f"    expected ({ref_label}): {_fmt_rec(ra)}\n"
+            f"    got      ({tgt_label}): {_fmt_rec(rb)}")
+    return problems
+
+
+def run_pair(sc: Scenario, ref_bin=BEANSTALKD, tgt_bin=None):
+    """Run a scenario against the reference and the target concurrently."""
+    tgt_bin = tgt_bin or SPROUTD
+    ref = Server(ref_bin, sc.args, sc.unix, "beanstalkd")
+    tgt = Server(tgt_bin, sc.args, sc.unix, "sproutd")
+    results: dict[str, RunResult] = {}
+    try:
+        ref.start()
+        try:
+            tgt.start()
+        except ServerStartError as e:
+            r = RunResult()
+            r.error = str(e)
+            results["tgt"] = r
+        def go(key, srv):
+            results[key] = run_steps(srv, sc.steps)
+        threads = [threading.Thread(target=go, args=("ref", ref))]
+        if "tgt" not in results:
+            threads.append(threading.Thread(target=go, args=("tgt", tgt)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        ref.stop()
+        tgt.stop()
+    return results["ref"], results["tgt"]
+
+
+def check_scenario(sc: Scenario):
+    ref, tgt = run_pair(sc)
+    msgs = []
+    exp_problems = check_expectations(sc, ref)
+    if exp_problems:
+        msgs.append("REFERENCE (beanstalkd) does not match the scenario's exp= annotations "
+                    "(scenario bug or undocumented behaviour):\n  " + "\n  ".join(exp_problems))
+    diff = compare(sc, ref, tgt)
+    if diff:
+        msgs.append(f"sproutd differs from beanstalkd in scenario {sc.name!r} "
+                    f"(args {list(sc.args)}):\n  " + "\n  ".join(diff))
+    if msgs:
+        raise AssertionError("\n".join(msgs))
+
+
+def run_solo(sc: Scenario, binary=None) -> RunResult:
+    """Run a scenario against one server (the target by default)."""
+    srv = Server(binary or SPROUTD, sc.args, sc.unix, "sproutd")
+    try:
+        srv.start()
+        return run_steps(srv, sc.steps)
+    finally:
+        srv.stop()
+
+
+def target_flavour(binary=None) -> str:
+    """'1.12' when the target is Debian's beanstalkd 1.12, else '1.13' (sproutd)."""
+    binary = binary or SPROUTD
+    try:
+        if os.path.realpath(binary) == os.path.realpath(BEANSTALKD):
+            return "1.12"
+        out = subprocess.run([binary, "-v"], capture_output=True, timeout=5).stdout
+        if out.strip() == b"beanstalkd 1.12":
+            return "1.12"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return "1.13"

@@ -1,0 +1,233 @@
+"""put: bodies, sizes, JOB_TOO_BIG, EXPECTED_CRLF, pipelining, split packets, -z."""
+
+from harness import (S, cmd, contains, drip, put, recv, send, silent, close, wait)
+
+R1 = "RESERVED 1 1\r\nx\r\n"
+
+ALL_BYTES = bytes(range(256)) * 4
+
+SCENARIOS = [
+    S("put_basic_peek_reserve",
+      put("hello", exp="INSERTED 1\r\n"),
+      cmd("peek 1", exp="FOUND 1 5\r\nhello\r\n"),
+      cmd("peek-ready", exp="FOUND 1 5\r\nhello\r\n"),
+      cmd("reserve", exp="RESERVED 1 5\r\nhello\r\n"),
+      cmd("stats-job 1", exp=contains("id: 1\n", "tube: default\n", "state: reserved\n")),
+      cmd("delete 1", exp="DELETED\r\n"),
+      cmd("peek 1", exp="NOT_FOUND\r\n")),
+
+    S("put_body_with_nul_bytes",
+      put(b"a\x00b\x00\x00c", exp="INSERTED 1\r\n"),
+      cmd("peek 1", exp=b"FOUND 1 6\r\na\x00b\x00\x00c\r\n"),
+      cmd("reserve", exp=b"RESERVED 1 6\r\na\x00b\x00\x00c\r\n")),
+
+    S("put_body_with_crlf_inside",
+      put(b"line1\r\nline2\r\n\r\n", exp="INSERTED 1\r\n"),
+      put(b"\r\n", exp="INSERTED 2\r\n"),
+      cmd("peek 1", exp=b"FOUND 1 16\r\nline1\r\nline2\r\n\r\n\r\n"),
+      cmd("reserve", exp=b"RESERVED 1 16\r\nline1\r\nline2\r\n\r\n\r\n"),
+      cmd("reserve", exp=b"RESERVED 2 2\r\n\r\n\r\n")),
+
+    S("put_body_all_byte_values",
+      put(ALL_BYTES, exp="INSERTED 1\r\n"),
+      cmd("peek 1", exp=b"FOUND 1 1024\r\n" + ALL_BYTES + b"\r\n"),
+      cmd("reserve", exp=b"RESERVED 1 1024\r\n" + ALL_BYTES + b"\r\n")),
+
+    S("put_body_looks_like_commands",
+      put(b"stats\r\nquit\r\n", exp="INSERTED 1\r\n"),
+      cmd("list-tube-used", exp="USING default\r\n"),
+      cmd("peek 1", exp=b"FOUND 1 13\r\nstats\r\nquit\r\n\r\n")),
+
+    S("put_zero_byte_body",
+      cmd(b"put 0 0 0 0\r\n\r\n", exp="INSERTED 1\r\n"),
+      cmd("peek 1", exp="FOUND 1 0\r\n\r\n"),
+      cmd("reserve", exp="RESERVED 1 0\r\n\r\n"),
+      cmd("stats-job 1")),
+
+    S("put_size_equals_default_max_65535",
+      put(b"z" * 65535, exp="INSERTED 1\r\n"),
+      cmd("peek 1", exp=b"FOUND 1 65535\r\n" + b"z" * 65535 + b"\r\n"),
+      cmd("stats")),
+
+    S("put_job_too_big_reply_only_after_body",
+      send("put 0 0 0 65536"),
+      silent(t=0.3),
+      send(b"y" * 40000),
+      silent(t=0.2),
+      send(b"y" * 25536),
+      silent(t=0.2),
+      send(b"\r"),
+      silent(t=0.2),
+      send(b"\n"),
+      recv(exp="JOB_TOO_BIG\r\n"),
+      cmd("list-tube-used", exp="USING default\r\n"),
+      put("ok", exp="INSERTED 1\r\n"),
+      cmd("stats", exp=contains("cmd-put: 2\n", "total-jobs: 1\n"))),
+
+    S("put_job_too_big_body_containing_commands_is_drained",
+      cmd(b"put 0 0 0 70000\r\n" + b"list-tube-used\r\n" * 4375 + b"\r\n",
+          exp="JOB_TOO_BIG\r\n"),
+      cmd("list-tube-used", exp="USING default\r\n")),
+
+    S("put_job_too_big_checked_before_trailing_garbage",
+      send("put 0 0 0 70000 garbage"),
+      silent(t=0.2),
+      send(b"q" * 70002),
+      recv(exp="JOB_TOO_BIG\r\n"),
+      cmd("list-tube-used", exp="USING default\r\n")),
+
+    S("put_job_too_big_4294967295_waits_for_body",
+      send("put 0 0 0 4294967295"),
+      silent(t=0.3),
+      send(b"a" * 100000),
+      silent(t=0.2)),
+
+    S("put_expected_crlf_consumes_ids",
+      put("a", exp="INSERTED 1\r\n"),
+      cmd(b"put 0 0 0 1\r\nab\r", exp="EXPECTED_CRLF\r\n"),
+      cmd(b"put 0 0 0 1\r\nab\r", exp="EXPECTED_CRLF\r\n"),
+      cmd(b"put 0 0 0 1\r\nab\r", exp="EXPECTED_CRLF\r\n"),
+      put("b", exp="INSERTED 5\r\n"),
+      cmd("peek 2", exp="NOT_FOUND\r\n"),
+      cmd("stats", exp=contains("cmd-put: 5\n", "total-jobs: 2\n"))),
+
+    S("put_expected_crlf_rest_parsed_as_command",
+      cmd(b"put 0 0 0 1\r\nabc\r\n", n=2, exp="EXPECTED_CRLF\r\nUNKNOWN_COMMAND\r\n"),
+      put("x", exp="INSERTED 2\r\n")),
+
+    S("put_expected_crlf_body_longer_than_declared",
+      cmd(b"put 0 0 0 2\r\nabcd\r\nlist-tube-used\r\n", n=3,
+          exp="EXPECTED_CRLF\r\nUNKNOWN_COMMAND\r\nUSING default\r\n")),
+
+    S("put_expected_crlf_lf_cr_swapped",
+      cmd(b"put 0 0 0 1\r\nx\n\r", exp="EXPECTED_CRLF\r\n"),
+      cmd("list-tube-used", exp="USING default\r\n")),
+
+    S("put_body_shorter_than_declared_waits",
+      send(b"put 0 0 0 10\r\nabc\r\n"),
+      silent(t=0.3),
+      send(b"defgh\r\n"),
+      recv(exp="INSERTED 1\r\n"),
+      cmd("peek 1", exp=b"FOUND 1 10\r\nabc\r\ndefgh\r\n")),
+
+    S("put_pipelined_ten_in_one_packet",
+      send(b"".join(b"put %d 0 60 2\r\nj%d\r\n" % (10 - i, i) for i in range(10))),
+      recv(n=10, exp="".join("INSERTED %d\r\n" % (i + 1) for i in range(10))),
+      cmd("reserve", exp="RESERVED 10 2\r\nj9\r\n"),
+      cmd("stats-tube default")),
+
+    S("put_pipelined_mixed_commands_one_packet",
+      cmd(b"put 0 0 0 1\r\na\r\nuse t1\r\nput 0 0 0 1\r\nb\r\nlist-tube-used\r\n"
+          b"peek 2\r\nuse default\r\nlist-tubes\r\n", n=7)),
+
+    S("put_split_byte_by_byte",
+      drip(b"put 5 0 60 3\r\nabc\r\n"),
+      recv(exp="INSERTED 1\r\n"),
+      drip("peek 1"),
+      recv(exp="FOUND 1 3\r\nabc\r\n"),
+      drip("stats-job 1"),
+      recv()),
+
+    S("put_split_at_cr_lf_boundaries",
+      send(b"put 0 0 0 "),
+      silent(t=0.15),
+      send(b"3\r"),
+      silent(t=0.15),
+      send(b"\n"),
+      silent(t=0.15),
+      send(b"ab"),
+      silent(t=0.15),
+      send(b"c\r"),
+      silent(t=0.15),
+      send(b"\n"),
+      recv(exp="INSERTED 1\r\n")),
+
+    S("put_two_puts_split_across_packets",
+      send(b"put 0 0 0 1\r\nx\r\nput 0 0"),
+      recv(exp="INSERTED 1\r\n"),
+      silent(t=0.15),
+      send(b" 0 1\r\ny\r"),
+      silent(t=0.15),
+      send(b"\n"),
+      recv(exp="INSERTED 2\r\n")),
+
+    S("put_bad_format_body_parsed_as_command",
+      cmd(b"put 0 0 0 x\r\nlist-tube-used\r\n", n=2, exp="BAD_FORMAT\r\nUSING default\r\n")),
+
+    S("put_ttr_zero_becomes_one",
+      cmd(b"put 0 0 0 1\r\nx\r\n", exp="INSERTED 1\r\n"),
+      cmd("stats-job 1", exp=contains("ttr: 1\n"))),
+
+    S("put_u32_max_fields",
+      cmd(b"put 4294967295 0 4294967295 1\r\nx\r\n", exp="INSERTED 1\r\n"),
+      cmd("stats-job 1", exp=contains("pri: 4294967295\n", "ttr: 4294967295\n")),
+      cmd(b"put 0 4294967295 1 1\r\nx\r\n", exp="INSERTED 2\r\n"),
+      cmd("stats-job 2", exp=contains("state: delayed\n", "delay: 4294967295\n")),
+      cmd("stats", exp=contains("current-jobs-urgent: 0\n", "current-jobs-ready: 1\n",
+                                "current-jobs-delayed: 1\n"))),
+
+    S("put_bytes_4294967296_bad_format",
+      cmd("put 0 0 0 4294967296", exp="BAD_FORMAT\r\n"),
+      cmd("list-tube-used", exp="USING default\r\n")),
+
+    S("put_with_delay_is_delayed",
+      put("d", delay=5, exp="INSERTED 1\r\n"),
+      cmd("stats-job 1", exp=contains("state: delayed\n", "delay: 5\n", "time-left: 4\n")),
+      cmd("reserve-with-timeout 0", exp="TIMED_OUT\r\n"),
+      cmd("peek-delayed", exp="FOUND 1 1\r\nd\r\n"),
+      cmd("peek-ready", exp="NOT_FOUND\r\n"),
+      cmd("stats-tube default")),
+
+    S("put_disconnect_mid_body_consumes_id",
+      send(b"put 0 0 0 10\r\nabc", c="a"),
+      close("a", settle=0.3),
+      put("x", c="b", exp="INSERTED 2\r\n"),
+      cmd("stats", c="b", exp=contains("cmd-put: 2\n", "total-jobs: 1\n"))),
+
+    S("put_into_used_tube",
+      cmd("use jobs", exp="USING jobs\r\n"),
+      put("x", exp="INSERTED 1\r\n"),
+      cmd("stats-job 1", exp=contains("tube: jobs\n")),
+      cmd("reserve-with-timeout 0", exp="TIMED_OUT\r\n"),
+      cmd("watch jobs", exp="WATCHING 2\r\n"),
+      cmd("reserve-with-timeout 0", exp=R1)),
+
+    S("put_large_body_split_in_many_packets",
+      send(b"put 0 0 0 30000\r\n"),
+      *[send(b"%05d" % i * 100) for i in range(60)],
+      send(b"\r\n"),
+      recv(exp="INSERTED 1\r\n"),
+      cmd("reserve")),
+
+    # ---- -z ----
+    S("z10_size_limit_and_unchecked_drain_tail",
+      put(b"0123456789", exp="INSERTED 1\r\n"),
+      cmd(b"put 0 0 0 11\r\n" + b"z" * 13, exp="JOB_TOO_BIG\r\n"),
+      cmd("list-tube-used", exp="USING default\r\n"),
+      cmd("stats", exp=contains("cmd-put: 2\n", "max-job-size: 10\n")),
+      args=("-z", "10")),
+
+    S("z10_job_too_big_header_only_silent",
+      send("put 0 0 0 11"),
+      silent(t=0.3),
+      send(b"0123456789a"),
+      silent(t=0.2),
+      send(b"\r\n"),
+      recv(exp="JOB_TOO_BIG\r\n"),
+      args=("-z", "10")),
+
+    S("z0_allows_zero_byte_jobs_only",
+      cmd(b"put 0 0 0 0\r\n\r\n", exp="INSERTED 1\r\n"),
+      cmd(b"put 0 0 0 1\r\nx\r\n", exp="JOB_TOO_BIG\r\n"),
+      cmd("stats", exp=contains("max-job-size: 0\n")),
+      args=("-z", "0")),
+
+    S("z_clamped_to_1GiB",
+      cmd("stats", exp=contains("max-job-size: 1073741824\n")),
+      args=("-z", "2000000000")),
+
+    S("z10_nul_body_at_limit",
+      put(b"\x00" * 10, exp="INSERTED 1\r\n"),
+      cmd("reserve", exp=b"RESERVED 1 10\r\n" + b"\x00" * 10 + b"\r\n"),
+      args=("-z10",)),
+]
