@@ -60,10 +60,18 @@ add(S("line_stray_cr_stalls_until_224_bytes",
       recv(n=2, exp=BF + USING_DEFAULT)))
 
 add(S("line_stray_cr_exactly_filling_224_bytes",
-      send(b"use\rfoo\r\n" + b"k" * (224 - 10)),
+      send(b"use\rfoo\r\n" + b"k" * (224 - 9)),
       silent(t=0.3),
       send(b"\r\nlist-tube-used\r\n"),
       recv(n=2, exp=BF + USING_DEFAULT)))
+
+add(S("line_stray_cr_filling_223_bytes_then_crlf_quirk",
+      send(b"use\rfoo\r\n" + b"k" * (223 - 9)),
+      silent(t=0.3),
+      send(b"\r\nlist-tube-used\r\n"),
+      recv(exp=BF),
+      silent(t=0.2),
+      cmd("list-tube-used", exp=USING_DEFAULT)))
 
 add(S("line_bare_lf_is_not_a_terminator",
       cmd(b"stats\nstats\r\n", exp=BF),
@@ -101,8 +109,11 @@ add(S("line_leading_space_unknown",
       cmd(" stats", exp=UC),
       cmd(" list-tube-used", exp=UC)))
 
-add(S("line_cr_cr_lf",
-      cmd(b"list-tube-used\r\r\n", exp=BF)))
+add(S("line_cr_cr_lf_stalls",
+      send(b"list-tube-used\r\r\n"),
+      silent(t=0.3),
+      send(b"x" * 300 + b"\r\nlist-tube-used\r\n"),
+      recv(n=2, exp=BF + USING_DEFAULT)))
 
 # --------------------------------------------------- 1.2 command recognition
 for c in ["use", "delete", "kick", "peek", "touch", "bury", "release", "watch",
@@ -151,30 +162,34 @@ add(S("put_with_tab_separator_unknown",
 
 # -------------------------------------------------------- 1.3 integer parsing
 # put: rows of the table (reply to the header, then to the body line "x")
+# (slug, header, replies to header + body line "x", cmd-put afterwards)
+# NB: cmd-put is counted once the four numbers parse, so the trailing-garbage
+# BAD_FORMATs still count (not in the behaviour doc; observed on 1.12).
 PUT_ROWS = [
-    ("plus_pri", b"put +1 0 0 1", BF + UC),
-    ("neg_pri", b"put -1 0 0 1", BF + UC),
-    ("neg_delay", b"put 0 -1 0 1", BF + UC),
-    ("neg_ttr", b"put 0 0 -1 1", BF + UC),
-    ("neg_bytes", b"put 0 0 0 -1", BF + UC),
-    ("several_spaces", b"put  0  0  0  1", "INSERTED 1\r\n"),
-    ("trailing_space", b"put 0 0 0 1 ", BF + UC),
-    ("trailing_garbage", b"put 0 0 0 1x", BF + UC),
-    ("extra_arg", b"put 0 0 0 1 2", BF + UC),
-    ("tab_before_number", b"put 0\t0 0 1", BF + UC),
-    ("hex", b"put 0x10 0 0 1", BF + UC),
-    ("exp_notation", b"put 1e3 0 0 1", BF + UC),
-    ("pri_4294967296", b"put 4294967296 0 0 1", BF + UC),
-    ("delay_4294967296", b"put 0 4294967296 0 1", BF + UC),
-    ("ttr_4294967296", b"put 0 0 4294967296 1", BF + UC),
-    ("missing_arg", b"put 0 0 1", BF + UC),
-    ("empty_args", b"put ", BF + UC),
-    ("leading_zeros", b"put 010 0 0 1", "INSERTED 1\r\n"),
+    ("plus_pri", b"put +1 0 0 1", BF + UC, 0),
+    ("neg_pri", b"put -1 0 0 1", BF + UC, 0),
+    ("neg_delay", b"put 0 -1 0 1", BF + UC, 0),
+    ("neg_ttr", b"put 0 0 -1 1", BF + UC, 0),
+    ("neg_bytes", b"put 0 0 0 -1", BF + UC, 0),
+    ("several_spaces", b"put  0  0  0  1", "INSERTED 1\r\n", 1),
+    ("trailing_space", b"put 0 0 0 1 ", BF + UC, 1),
+    ("trailing_garbage", b"put 0 0 0 1x", BF + UC, 1),
+    ("extra_arg", b"put 0 0 0 1 2", BF + UC, 1),
+    ("tab_before_number", b"put 0\t0 0 1", BF + UC, 0),
+    ("tab_before_bytes", b"put 0 0 0\t1", BF + UC, 0),
+    ("hex", b"put 0x10 0 0 1", BF + UC, 0),
+    ("exp_notation", b"put 1e3 0 0 1", BF + UC, 0),
+    ("pri_4294967296", b"put 4294967296 0 0 1", BF + UC, 0),
+    ("delay_4294967296", b"put 0 4294967296 0 1", BF + UC, 0),
+    ("ttr_4294967296", b"put 0 0 4294967296 1", BF + UC, 0),
+    ("missing_arg", b"put 0 0 1", BF + UC, 0),
+    ("empty_args", b"put ", BF + UC, 0),
+    ("leading_zeros", b"put 010 0 0 1", "INSERTED 1\r\n", 1),
 ]
-for slug, hdr, exp in PUT_ROWS:
+for slug, hdr, exp, nput in PUT_ROWS:
     add(S(f"int_put[{slug}]",
           cmd(hdr + b"\r\nx\r\n", n=exp.count("\r\n"), exp=exp),
-          cmd("stats", exp=contains("cmd-put: %d\n" % (1 if exp.startswith("INS") else 0))),
+          cmd("stats", exp=contains("cmd-put: %d\n" % nput)),
           cmd("peek 1")))
 
 add(S("int_put_leading_zero_pri_is_decimal",
