@@ -5,6 +5,7 @@
 //! - [`engine`]: the queue as a synchronous state machine; time is passed in.
 //! - [`server`]: tokio I/O, connections, timers, signals and configuration.
 
+pub mod bench;
 pub mod engine;
 pub mod protocol;
 pub mod server;

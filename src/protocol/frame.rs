@@ -31,6 +31,9 @@ pub enum Event {
     JobTooBig,
 }
 
+/// Bodies at least this big keep the read buffer's memory instead of being copied.
+const ZERO_COPY_MIN: usize = 64 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Line,
@@ -110,7 +113,14 @@ impl Decoder {
                         return Some(Event::ExpectedCrlf);
                     }
                     body.truncate(need - 2);
-                    return Some(Event::Body(body.freeze()));
+                    // A small body is copied out: sharing the read buffer would pin the
+                    // whole buffer for as long as the job lives.
+                    let body = if body.len() < ZERO_COPY_MIN {
+                        Bytes::copy_from_slice(&body)
+                    } else {
+                        body.freeze()
+                    };
+                    return Some(Event::Body(body));
                 }
                 State::Skip(left) => {
                     let n = (input.len() as u64).min(left);

@@ -93,8 +93,8 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, stop: watch::Receiver<bool>)
         verbose: shared.config.verbosity >= 2,
         shared,
         sock,
-        input: BytesMut::with_capacity(READ_CHUNK),
-        out: BytesMut::with_capacity(4096),
+        input: BytesMut::new(),
+        out: BytesMut::new(),
         put: None,
         eof: false,
     };
@@ -133,15 +133,22 @@ impl Conn {
             if self.eof || *stop.borrow() {
                 return Ok(());
             }
-            // Read more.
-            let want = self
-                .decoder
-                .body_remaining(self.input.len())
-                .clamp(READ_CHUNK, 1 << 20);
-            self.input.reserve(want);
+            // An idle connection keeps no buffers.
+            if self.input.is_empty() && self.input.capacity() > 0 {
+                self.input = BytesMut::new();
+            }
+            if self.out.capacity() > 0 {
+                self.out = BytesMut::new();
+            }
+            // Read more; the buffer is only allocated once there is something to read.
             tokio::select! {
                 r = self.sock.ready(Interest::READABLE) => {
                     r?;
+                    let want = self
+                        .decoder
+                        .body_remaining(self.input.len())
+                        .clamp(READ_CHUNK, 1 << 20);
+                    self.input.reserve(want);
                     match self.sock.try_read_buf(&mut self.input) {
                         Ok(0) => self.eof = true,
                         Ok(_) => {}

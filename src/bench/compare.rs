@@ -1,0 +1,278 @@
+//! `sprout bench --compare`: the same workloads against beanstalkd and sproutd, alternated
+//! round by round, with medians and ratios.
+
+use std::io;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{proc, run, Measurement, Params, Workload};
+
+/// A server process started for one measurement; killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub pid: u32,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts `bin -l 127.0.0.1 -p PORT args…`, pinned to `cpu` if given, and waits until it
+/// accepts connections.
+pub fn start(bin: &str, args: &[String], cpu: Option<usize>) -> io::Result<Server> {
+    let port = free_port()?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(cpu) = cpu {
+        // SAFETY: sched_setaffinity is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id();
+    let server = Server {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+        pid,
+    };
+    let t0 = Instant::now();
+    while TcpStream::connect(&server.addr).is_err() {
+        if t0.elapsed() > Duration::from_secs(5) {
+            return Err(io::Error::other(format!("{bin} did not start listening")));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(server)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Case {
+    pub name: String,
+    pub workload: Workload,
+    pub params: Params,
+}
+
+/// The standard suite: the workloads issue #4 sets targets for.
+pub fn suite(quick: bool, secs: f64) -> Vec<Case> {
+    let p = |conns, secs| Params {
+        conns,
+        secs,
+        ..Params::default()
+    };
+    let case = |name: &str, workload, params| Case {
+        name: name.into(),
+        workload,
+        params,
+    };
+    let (fill_jobs, idle_conns, extra) = if quick {
+        (20_000, 200, 200)
+    } else {
+        (1_000_000, 10_000, 1_000)
+    };
+    vec![
+        case("cycle c=1", Workload::Cycle, p(1, secs)),
+        case("pubsub c=10", Workload::Pubsub, p(10, secs)),
+        case("pubsub c=100", Workload::Pubsub, p(100, secs)),
+        case(
+            "pipeline c=1 d=16",
+            Workload::Pipeline,
+            Params {
+                depth: 16,
+                ..p(1, secs)
+            },
+        ),
+        case("put c=50", Workload::Put, p(50, secs)),
+        case(
+            &format!("cycle c=1 +{extra} tubes"),
+            Workload::Cycle,
+            Params {
+                extra_tubes: extra,
+                ..p(1, secs)
+            },
+        ),
+        case(
+            &format!("fill {fill_jobs} x 100B"),
+            Workload::Fill,
+            Params {
+                jobs: fill_jobs,
+                ..p(1, secs)
+            },
+        ),
+        case(
+            &format!("idle {idle_conns} conns"),
+            Workload::Idle,
+            Params {
+                conns: idle_conns,
+                ..p(1, secs)
+            },
+        ),
+    ]
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub case: Case,
+    pub beanstalkd: Vec<Measurement>,
+    pub sproutd: Vec<Measurement>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub pinning: String,
+    pub rounds: usize,
+    pub beanstalkd: String,
+    pub sproutd: String,
+    pub results: Vec<CaseResult>,
+}
+
+pub struct CompareOpts {
+    pub beanstalkd: String,
+    pub sproutd: String,
+    pub server_args: Vec<String>,
+    pub rounds: usize,
+    pub cases: Vec<Case>,
+}
+
+/// Runs every case `rounds` times against each server, alternating A B A B.
+pub async fn compare(o: &CompareOpts) -> io::Result<Report> {
+    let two = proc::cpus() >= 2;
+    let pinning = if two && proc::pin_to(1) {
+        "servers on CPU 0, load generator on CPU 1".to_string()
+    } else {
+        "not pinned (fewer than 2 CPUs or sched_setaffinity refused)".to_string()
+    };
+    let server_cpu = two.then_some(0);
+    eprintln!("bench: {pinning}");
+    let mut results = Vec::new();
+    for case in &o.cases {
+        let mut r = CaseResult {
+            case: case.clone(),
+            beanstalkd: vec![],
+            sproutd: vec![],
+        };
+        for round in 0..o.rounds {
+            for (name, bin) in [("beanstalkd", &o.beanstalkd), ("sproutd", &o.sproutd)] {
+                let server = start(bin, &o.server_args, server_cpu)?;
+                let bar = progress(case.params.secs);
+                bar.set_prefix(format!("{} [{}/{}] {name}", case.name, round + 1, o.rounds));
+                let m = run(
+                    &server.addr,
+                    Some(server.pid),
+                    case.workload,
+                    &case.params,
+                    &bar,
+                )
+                .await?;
+                bar.finish_and_clear();
+                if m.errors > 0 {
+                    return Err(io::Error::other(format!(
+                        "{}: {} errors against {name}",
+                        case.name, m.errors
+                    )));
+                }
+                if name == "beanstalkd" {
+                    r.beanstalkd.push(m);
+                } else {
+                    r.sproutd.push(m);
+                }
+            }
+        }
+        results.push(r);
+    }
+    Ok(Report {
+        pinning,
+        rounds: o.rounds,
+        beanstalkd: o.beanstalkd.clone(),
+        sproutd: o.sproutd.clone(),
+        results,
+    })
+}
+
+pub fn progress(secs: f64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new((secs * 1000.0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:40} {bar:30} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+type Metric = fn(&Measurement) -> Option<f64>;
+
+/// The report as a table of medians: one row per case and metric.
+pub fn table(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<28} {:<16} {:>14} {:>14} {:>8}",
+        "case", "metric (median)", "beanstalkd", "sproutd", "ratio"
+    );
+    for c in &r.results {
+        let metrics: Vec<(&str, Metric)> = match c.case.workload {
+            Workload::Fill => vec![
+                ("RSS B/job", |m| m.rss_bytes_per_item),
+                ("cpu us/op", |m| m.server_cpu_us_per_op),
+                ("puts/s", |m| Some(m.ops_per_sec)),
+            ],
+            Workload::Idle => vec![("RSS B/conn", |m| m.rss_bytes_per_item)],
+            _ => vec![
+                ("ops/s", |m| Some(m.ops_per_sec)),
+                ("p50 us", |m| Some(m.p50_us)),
+                ("p99 us", |m| Some(m.p99_us)),
+                ("cpu us/op", |m| m.server_cpu_us_per_op),
+            ],
+        };
+        for (i, (name, f)) in metrics.iter().enumerate() {
+            let b = median(c.beanstalkd.iter().filter_map(f).collect());
+            let sp = median(c.sproutd.iter().filter_map(f).collect());
+            let _ = writeln!(
+                s,
+                "{:<28} {:<16} {:>14.2} {:>14.2} {:>8.2}",
+                if i == 0 { c.case.name.as_str() } else { "" },
+                name,
+                b,
+                sp,
+                sp / b
+            );
+        }
+    }
+    s
+}
