@@ -81,6 +81,14 @@ fn from_fd(fd: i32) -> Result<Listener, (String, i32)> {
         ));
     }
     let fail = |e: std::io::Error| (format!("inherited fd {fd}: {e}"), 111);
+    if sockopt(fd, libc::SO_TYPE) != Some(libc::SOCK_STREAM)
+        || sockopt(fd, libc::SO_ACCEPTCONN) != Some(1)
+    {
+        return Err((
+            "inherited fd is not a TCP or UNIX listening socket".into(),
+            111,
+        ));
+    }
     if i32::from(ss.ss_family) == libc::AF_UNIX {
         // SAFETY: fd 3 was handed to us by the service manager and is not used elsewhere.
         let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
@@ -92,6 +100,23 @@ fn from_fd(fd: i32) -> Result<Listener, (String, i32)> {
         l.set_nonblocking(true).map_err(fail)?;
         Ok(Listener::Tcp(TcpListener::from_std(l).map_err(fail)?))
     }
+}
+
+/// An integer SOL_SOCKET option of `fd`.
+fn sockopt(fd: i32, opt: libc::c_int) -> Option<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &mut v as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(v)
 }
 
 fn unix(path: &str) -> Result<Listener, (String, i32)> {
@@ -132,6 +157,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     s.set_reuseaddr(true)?;
+    // Accepted sockets inherit these: keepalive notices vanished clients blocked in
+    // reserve; no Nagle delay on replies.
+    s.set_keepalive(true)?;
     s.set_nodelay(true)?;
     s.bind(addr)?;
     s.listen(1024)

@@ -1,0 +1,141 @@
+"""Fixtures for the client-library tests: a fresh sproutd per test.
+
+The binary is $SPROUTD, or target/debug/sproutd of this checkout (build it first with
+`cargo build`). Each server gets a free port on 127.0.0.1 (or a unix socket in a temp
+dir), readiness is a bounded connect+`stats` retry loop, and the process is killed at
+teardown.
+"""
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SPROUTD = os.environ.get("SPROUTD", str(ROOT / "target" / "debug" / "sproutd"))
+READY_TIMEOUT = 10.0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stats_pid(address):
+    """Connects to `address` and returns the pid from `stats`, or None."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(address)
+            s.sendall(b"stats\r\n")
+            f = s.makefile("rb")
+            head = f.readline()
+            if not head.startswith(b"OK "):
+                return None
+            body = f.read(int(head[3:]) + 2).decode()
+            for line in body.splitlines():
+                if line.startswith("pid: "):
+                    return int(line[5:])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class Server:
+    """A running sproutd."""
+
+    def __init__(self, proc, address):
+        self.proc = proc
+        self.address = address  # (host, port) or a unix socket path
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def start(args, address):
+    if not os.access(SPROUTD, os.X_OK):
+        pytest.fail(f"{SPROUTD} not found: run `cargo build` or set SPROUTD")
+    proc = subprocess.Popen(
+        [SPROUTD, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return None, proc.returncode
+        # The pid check guards against some other server holding the port.
+        if _stats_pid(address) == proc.pid:
+            return Server(proc, address), None
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait()
+    pytest.fail(f"sproutd {args} not ready after {READY_TIMEOUT} s")
+
+
+def start_tcp(*extra):
+    for _ in range(5):
+        port = free_port()
+        srv, code = start(["-l", "127.0.0.1", "-p", str(port), *extra], ("127.0.0.1", port))
+        if srv:
+            return srv
+        if code != 111:  # 111: the port was taken meanwhile; try another
+            pytest.fail(f"sproutd {extra} exited with {code}")
+    pytest.fail("sproutd could not bind a free port 5 times")
+
+
+@pytest.fixture
+def server():
+    """sproutd on 127.0.0.1:<free port>."""
+    srv = start_tcp()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server_small_jobs():
+    """sproutd with -z 10 (max job size 10 bytes)."""
+    srv = start_tcp("-z", "10")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def unix_server():
+    """sproutd on a unix socket."""
+    with tempfile.TemporaryDirectory(prefix="sproutd-py-", dir="/tmp") as d:
+        path = os.path.join(d, "sock")
+        srv, code = start(["-l", "unix:" + path], path)
+        if not srv:
+            pytest.fail(f"sproutd on {path} exited with {code}")
+        yield srv
+        srv.stop()
+
+
+@pytest.fixture
+def wait_until():
+    def wait(what, cond, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for: {what}")
+            time.sleep(0.002)
+
+    return wait
+
