@@ -746,20 +746,6 @@ fn bad_flags_exit_5() {
 }
 
 #[test]
-fn flag_b_refuses_to_run_without_a_binlog() {
-    let dir = TempDir::new("binlog");
-    let (st, _, err) = run_to_exit(&["-b", dir.path().to_str().unwrap()]);
-    assert!(
-        !st.success(),
-        "-b must not silently run without persistence"
-    );
-    assert!(
-        err.contains("binlog"),
-        "message should mention the binlog: {err}"
-    );
-}
-
-#[test]
 fn flag_u_unknown_user_exits_33() {
     let port = free_port().to_string();
     let (st, _, err) = run_to_exit(&["-l", "127.0.0.1", "-p", &port, "-u", "no-such-user-x"]);

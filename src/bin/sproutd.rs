@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use sprout::engine::Engine;
 use sprout::server::config::{parse_args, usage, Parsed};
-use sprout::server::{listen, run, sys, Shared, VERSION};
+use sprout::server::{listen, persist, run, start_maintenance, sys, Clock, Shared, VERSION};
 
 fn main() {
     let prog = std::env::args().next().unwrap_or_else(|| "sproutd".into());
@@ -39,15 +40,6 @@ fn main() {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    if let Some(dir) = &cfg.binlog_dir {
-        eprintln!(
-            "{prog}: -b {}: persistence (the binlog) is not available in this build yet; \
-             refusing to run without it",
-            dir.display()
-        );
-        std::process::exit(1);
-    }
-
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,7 +66,21 @@ fn main() {
                 return code;
             }
         }
-        run(listener, Arc::new(Shared::new(cfg))).await
+        let clock = Clock::new();
+        let (engine, binlog) = if cfg.binlog_dir.is_some() {
+            match persist::open(&cfg, clock.now()) {
+                Ok((e, b)) => (e, Some(b)),
+                Err((msg, code)) => {
+                    eprintln!("{prog}: {msg}");
+                    return code;
+                }
+            }
+        } else {
+            (Engine::new(), None)
+        };
+        let shared = Arc::new(Shared::with_engine_and_log(cfg, engine, binlog, clock));
+        start_maintenance(shared.clone());
+        run(listener, shared).await
     });
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);

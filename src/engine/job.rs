@@ -52,5 +52,7 @@ pub struct Job {
     pub releases: u32,
     pub buries: u32,
     pub kicks: u32,
+    /// The binlog segment holding this job's latest full record (0 without a binlog).
+    pub file: u32,
     pub body: Bytes,
 }

@@ -8,6 +8,7 @@
 pub mod check;
 pub mod conn;
 pub mod job;
+pub mod journal;
 pub mod tube;
 
 use std::collections::BTreeSet;
@@ -22,6 +23,7 @@ use crate::protocol::{Command, Reply};
 pub use conn::ConnId;
 use conn::{Conn, Wait};
 pub use job::{Job, JobId, JobState, URGENT_THRESHOLD};
+pub use journal::JournalOp;
 use tube::{TubeId, Tubes, DEFAULT_TUBE};
 
 pub const SECOND: u64 = 1_000_000_000;
@@ -67,6 +69,8 @@ pub struct Engine {
     workers: u64,
     waiting: u64,
     draining: bool,
+    /// Changes to persist, when a binlog is in use.
+    journal: Option<Vec<JournalOp>>,
 }
 
 impl Default for Engine {
@@ -100,6 +104,7 @@ impl Engine {
             workers: 0,
             waiting: 0,
             draining: false,
+            journal: None,
         }
     }
 
@@ -224,9 +229,11 @@ impl Engine {
             releases: 0,
             buries: 0,
             kicks: 0,
+            file: 0,
             body,
         };
         self.jobs.insert(id, job);
+        self.log(JournalOp::Full(id));
         self.total_jobs += 1;
         self.tubes.get_mut(tube).total_jobs += 1;
         if delay > 0 {
@@ -281,6 +288,7 @@ impl Engine {
                     j.delay = delay;
                     j.releases += 1;
                 }
+                self.log(JournalOp::Update(id));
                 if delay > 0 {
                     self.make_delayed(id, now.saturating_add(delay));
                 } else {
@@ -299,6 +307,7 @@ impl Engine {
                     j.buries += 1;
                 }
                 self.make_buried(id);
+                self.log(JournalOp::Update(id));
                 Reply::Buried
             }
             Command::Touch(id) => {
@@ -376,6 +385,7 @@ impl Engine {
                     j.kicks += 1;
                 }
                 self.make_ready(id);
+                self.log(JournalOp::Update(id));
                 self.process_queue(now, out);
                 Reply::KickedJob
             }
@@ -453,7 +463,11 @@ impl Engine {
             return Outcome::Reply(out.remove(i).1);
         }
         if timeout == Some(0) {
+            // As the wait timer would at once: DEADLINE_SOON takes precedence.
             self.stop_wait(c);
+            if self.deadline_soon(c, now) {
+                return Outcome::Reply(Reply::DeadlineSoon);
+            }
             return Outcome::Reply(Reply::TimedOut);
         }
         Outcome::Wait
@@ -475,7 +489,14 @@ impl Engine {
             JobState::Delayed => self.remove_delayed(id),
         }
         if let Some(j) = self.jobs.remove(&id) {
-            self.tubes.get_mut(j.tube).cmd_delete += 1;
+            let tube = self.tubes.get_mut(j.tube);
+            tube.cmd_delete += 1;
+            let size = (tube.name.len() + j.body.len()) as u64;
+            self.log(JournalOp::Delete {
+                id,
+                file: j.file,
+                size,
+            });
             self.gc_tube(j.tube);
         }
         Reply::Deleted
@@ -530,6 +551,7 @@ impl Engine {
                 j.kicks += 1;
             }
             self.make_ready(id);
+            self.log(JournalOp::Update(id));
             kicked += 1;
         }
         kicked
@@ -601,6 +623,7 @@ impl Engine {
             }
             self.job_timeouts += 1;
             self.make_ready(id);
+            self.log(JournalOp::Update(id));
             if self.is_waiting(c) {
                 self.schedule_wait_timer(c);
             }
@@ -658,7 +681,7 @@ impl Engine {
             delay: j.delay / SECOND,
             ttr: j.ttr / SECOND,
             time_left,
-            file: 0,
+            file: u64::from(j.file),
             reserves: j.reserves,
             timeouts: j.timeouts,
             releases: j.releases,
@@ -819,6 +842,7 @@ impl Engine {
         self.tubes.get_mut(t).reserved += 1;
         self.reserved.insert((deadline, id));
         self.conn_mut(c).reserved.insert((deadline, id));
+        self.log(JournalOp::Update(id));
         Reply::Reserved { id, body }
     }
 

@@ -28,6 +28,8 @@ pub struct Config {
     pub user: Option<String>,
     /// Number of `-V`.
     pub verbosity: u8,
+    /// `--binlog-salvage`: load what is readable from a damaged binlog.
+    pub binlog_salvage: bool,
     /// Warnings produced while parsing, to log once logging is up.
     pub warnings: Vec<String>,
 }
@@ -44,6 +46,7 @@ impl Default for Config {
             binlog_size: DEFAULT_BINLOG_SIZE,
             user: None,
             verbosity: 0,
+            binlog_salvage: false,
             warnings: vec![],
         }
     }
@@ -74,6 +77,7 @@ pub fn usage(prog: &str) -> String {
          -u USER  become user and group\n \
          -z BYTES set the maximum job size in bytes (default is {DEFAULT_MAX_JOB_SIZE})\n \
          -s BYTES set the size of each write-ahead log file (default is {DEFAULT_BINLOG_SIZE})\n \
+         --binlog-salvage  start even if the binlog is damaged, loading what is readable\n \
          -c, -n   accepted for compatibility, no effect\n \
          -v       show version information\n \
          -V       increase verbosity\n \
@@ -97,6 +101,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
         }
         if arg == "--version" {
             return Parsed::Version;
+        }
+        if arg == "--binlog-salvage" {
+            cfg.binlog_salvage = true;
+            continue;
         }
         let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else {
             return Parsed::Error(format!("unknown argument: {arg}"), 5);

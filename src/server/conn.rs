@@ -15,6 +15,7 @@ use super::Shared;
 use crate::engine::{ConnId, JobId, Outcome};
 use crate::protocol::command::PutHeader;
 use crate::protocol::{Command, Decoder, Event, LineError, Reply};
+use crate::storage::{Acked, Ticket};
 
 /// Stop decoding more commands once this many reply bytes are queued; write them first.
 const OUT_HIGH: usize = 256 * 1024;
@@ -82,6 +83,9 @@ struct Conn {
     put: Option<(JobId, PutHeader)>,
     eof: bool,
     verbose: bool,
+    /// Replies waiting for their changes to reach the log, in order.
+    held: Vec<(Reply, Option<Ticket>)>,
+    acked: Option<watch::Receiver<Acked>>,
 }
 
 pub async fn serve(sock: Sock, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
@@ -97,12 +101,15 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, stop: watch::Receiver<bool>)
         out: BytesMut::new(),
         put: None,
         eof: false,
+        held: Vec::new(),
+        acked: None,
     };
+    c.acked = c.shared.binlog.as_ref().map(|b| b.subscribe());
     if let Err(e) = c.run(stop).await {
         tracing::debug!("conn {id}: {e}");
     }
     let shared = c.shared.clone();
-    shared.with_engine(|e, now, out| e.disconnect(id, now, out));
+    let _ = shared.with_engine(|e, now, out| e.disconnect(id, now, out));
     shared.lock().waiters.remove(&id);
     tracing::info!("close {id}");
 }
@@ -115,21 +122,21 @@ impl Conn {
                 match self.on_event(ev) {
                     Next::Continue => {}
                     Next::Quit => {
-                        self.sock.write_all(&mut self.out).await?;
+                        self.flush().await?;
                         return Ok(());
                     }
                     Next::Wait(rx) => {
-                        self.sock.write_all(&mut self.out).await?;
+                        self.flush().await?;
                         if !self.wait(rx, &mut stop).await? {
                             return Ok(());
                         }
                     }
                 }
                 if self.out.len() >= OUT_HIGH {
-                    self.sock.write_all(&mut self.out).await?;
+                    self.flush().await?;
                 }
             }
-            self.sock.write_all(&mut self.out).await?;
+            self.flush().await?;
             if self.eof || *stop.borrow() {
                 return Ok(());
             }
@@ -218,11 +225,65 @@ impl Conn {
             }
         };
         self.reply(reply);
-        self.sock.write_all(&mut self.out).await?;
+        self.flush().await?;
         Ok(false)
     }
 
+    /// Sends what is owed: first waits until held replies' changes are in the log.
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.held.is_empty() {
+            let policy = self.shared.binlog.as_ref().map(|b| b.policy());
+            let held = std::mem::take(&mut self.held);
+            for (r, t) in held {
+                let ok = match (t, policy, self.acked.as_mut()) {
+                    (Some(t), Some(policy), Some(rx)) => {
+                        let mut res = None;
+                        let waited = rx
+                            .wait_for(|a| {
+                                res = t.check(a, policy);
+                                res.is_some()
+                            })
+                            .await;
+                        waited.is_ok() && res == Some(true)
+                    }
+                    _ => true,
+                };
+                if ok {
+                    self.reply(r);
+                } else if matches!(r, Reply::Inserted(_)) {
+                    self.reply(Reply::OutOfMemory);
+                } else {
+                    self.reply(Reply::InternalError);
+                }
+            }
+        }
+        self.sock.write_all(&mut self.out).await
+    }
+
+    /// Queues a reply; one that acknowledges a change waits for the log (see `flush`).
+    fn reply_after(&mut self, r: Reply, t: Option<Ticket>) {
+        let acks = matches!(
+            r,
+            Reply::Inserted(_)
+                | Reply::Deleted
+                | Reply::Released
+                | Reply::Buried
+                | Reply::Kicked(_)
+                | Reply::KickedJob
+        );
+        let t = if acks { t } else { None };
+        if t.is_none() && self.held.is_empty() {
+            self.reply(r);
+        } else {
+            self.held.push((r, t));
+        }
+    }
+
     fn reply(&mut self, r: Reply) {
+        if !self.held.is_empty() {
+            self.held.push((r, None));
+            return;
+        }
         if self.verbose {
             tracing::debug!(">{} reply {}", self.id, r.head());
         }
@@ -242,17 +303,30 @@ impl Conn {
                 if self.verbose {
                     tracing::debug!("<{id} command {}", cmd.name());
                 }
+                let mutates = matches!(
+                    cmd,
+                    Command::Delete(_)
+                        | Command::Release { .. }
+                        | Command::Bury { .. }
+                        | Command::Kick(_)
+                        | Command::KickJob(_)
+                );
+                if mutates && self.shared.log_failed() {
+                    self.reply(Reply::InternalError);
+                    return Next::Continue;
+                }
                 let shared = self.shared.clone();
                 let mut st = shared.lock();
                 let now = shared.clock.now();
                 let mut out = std::mem::take(&mut st.scratch);
                 let outcome = st.engine.execute(id, cmd, now, &mut out);
+                let ticket = shared.persist(&mut st);
                 let next = match outcome {
                     Outcome::Reply(r) => {
                         shared.finish(&mut st, now, &mut out);
                         st.scratch = out;
                         drop(st);
-                        self.reply(r);
+                        self.reply_after(r, ticket);
                         Next::Continue
                     }
                     Outcome::Wait => {
@@ -271,10 +345,14 @@ impl Conn {
             }
             Event::Body(body) => {
                 if let Some((job, h)) = self.put.take() {
-                    let r = self
-                        .shared
-                        .with_engine(|e, now, out| e.put_body(id, job, h, body, now, out));
-                    self.reply(r);
+                    if self.shared.log_failed() {
+                        self.reply(Reply::OutOfMemory);
+                    } else {
+                        let (r, t) = self
+                            .shared
+                            .with_engine(|e, now, out| e.put_body(id, job, h, body, now, out));
+                        self.reply_after(r, t);
+                    }
                 }
             }
             Event::ExpectedCrlf => {

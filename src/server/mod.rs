@@ -8,6 +8,7 @@
 pub mod config;
 mod conn;
 pub mod listen;
+pub mod persist;
 pub mod sys;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,9 +17,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rustc_hash::FxHashMap;
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::engine::{ConnId, Deliveries, Engine};
+use crate::engine::{ConnId, Deliveries, Engine, JournalOp};
 use crate::protocol::reply::ProcessStats;
 use crate::protocol::Reply;
+use crate::storage::{Binlog, Ticket};
 use config::Config;
 use listen::{Accepted, Listener};
 
@@ -66,6 +68,7 @@ pub struct State {
     /// When the timer task will next wake; u64::MAX if never.
     timer_at: u64,
     scratch: Deliveries,
+    ops: Vec<JournalOp>,
 }
 
 pub struct Shared {
@@ -76,17 +79,27 @@ pub struct Shared {
     started: u64,
     id: String,
     uname: (String, String, String),
+    pub binlog: Option<Binlog>,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Self {
-        let clock = Clock::new();
+        Self::with_engine_and_log(config, Engine::new(), None, Clock::new())
+    }
+
+    pub fn with_engine_and_log(
+        config: Config,
+        engine: Engine,
+        binlog: Option<Binlog>,
+        clock: Clock,
+    ) -> Self {
         Shared {
             state: Mutex::new(State {
-                engine: Engine::new(),
+                engine,
                 waiters: FxHashMap::default(),
                 timer_at: u64::MAX,
                 scratch: Vec::new(),
+                ops: Vec::new(),
             }),
             timer: Notify::new(),
             started: clock.now(),
@@ -94,7 +107,24 @@ impl Shared {
             config,
             id: sys::random_id(),
             uname: sys::uname(),
+            binlog,
         }
+    }
+
+    /// Writes the engine's recorded changes to the log; the ticket is what a reply that
+    /// acknowledges them must wait for.
+    pub(crate) fn persist(&self, st: &mut State) -> Option<Ticket> {
+        let b = self.binlog.as_ref()?;
+        let mut ops = std::mem::take(&mut st.ops);
+        st.engine.take_journal(&mut ops);
+        let t = b.append(&mut st.engine, &ops);
+        st.ops = ops;
+        t
+    }
+
+    /// True when changes must be refused because the log cannot be written.
+    pub fn log_failed(&self) -> bool {
+        self.binlog.as_ref().is_some_and(|b| b.failed())
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -105,17 +135,22 @@ impl Shared {
 
     /// Runs `f` on the engine with a deliveries buffer, then delivers what it produced and
     /// reschedules the timer if the engine's next deadline moved earlier.
-    pub fn with_engine<R>(&self, f: impl FnOnce(&mut Engine, u64, &mut Deliveries) -> R) -> R {
+    pub fn with_engine<R>(
+        &self,
+        f: impl FnOnce(&mut Engine, u64, &mut Deliveries) -> R,
+    ) -> (R, Option<Ticket>) {
         let mut st = self.lock();
         let now = self.clock.now();
         let mut out = std::mem::take(&mut st.scratch);
         let r = f(&mut st.engine, now, &mut out);
+        let t = self.persist(&mut st);
         self.finish(&mut st, now, &mut out);
         st.scratch = out;
-        r
+        (r, t)
     }
 
     fn finish(&self, st: &mut State, now: u64, out: &mut Deliveries) {
+        let _ = self.persist(st);
         let mut i = 0;
         while i < out.len() {
             let (to, reply) = std::mem::replace(&mut out[i], (0, Reply::NotFound));
@@ -142,6 +177,7 @@ impl Shared {
 
     pub fn process_stats(&self) -> ProcessStats {
         let (utime, stime) = sys::rusage();
+        let b = self.binlog.as_ref().map(|b| b.stats()).unwrap_or_default();
         ProcessStats {
             max_job_size: self.config.max_job_size,
             pid: std::process::id(),
@@ -150,11 +186,14 @@ impl Shared {
             stime,
             uptime: self.clock.now().saturating_sub(self.started) / 1_000_000_000,
             binlog_max_size: self.config.binlog_size,
+            binlog_oldest_index: b.oldest,
+            binlog_current_index: b.current,
+            binlog_records_written: b.written,
+            binlog_records_migrated: b.migrated,
             id: self.id.clone(),
             hostname: self.uname.0.clone(),
             os: self.uname.1.clone(),
             platform: self.uname.2.clone(),
-            ..Default::default()
         }
     }
 }
@@ -251,5 +290,28 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
     // Connections finish the replies they owe, then close; don't wait forever on clients
     // that never read.
     let _ = tokio::time::timeout(Duration::from_secs(5), alive_rx.recv()).await;
+    if let Some(b) = shared.binlog.clone() {
+        let _ = tokio::task::spawn_blocking(move || b.shutdown()).await;
+    }
     0
+}
+
+/// Background log maintenance (compaction, recovery after write errors), on its own
+/// thread so that reading old segments never blocks the event loop.
+pub fn start_maintenance(shared: Arc<Shared>) {
+    let Some(b) = shared.binlog.clone() else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("binlog-maint".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(50));
+            b.maintain(&|f: &mut dyn FnMut(&mut Engine)| {
+                let mut st = shared.lock();
+                f(&mut st.engine);
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start binlog maintenance: {e}");
+    }
 }

@@ -1,0 +1,775 @@
+//! Persistence: a write-ahead log of checksummed records in segment files, written by a
+//! dedicated thread (group commit), compacted in the background, recovered at startup.
+//!
+//! Flow: the engine reports each change as a [`JournalOp`]; under the engine lock the
+//! server turns them into records with [`Binlog::append`], which returns the log position
+//! (LSN) the change ends at. The writer thread writes (and, per the fsync policy, syncs)
+//! batches and publishes how far it got; a connection holds back a reply that acknowledges
+//! a change until its LSN is written (`-f MS`, `-F`) or synced (`-f 0`).
+
+pub mod beanstalkd;
+pub mod record;
+pub mod recover;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::engine::{Engine, JobId, JobState, JournalOp};
+use record::{Record, Snapshot};
+
+/// Runs a closure on the locked engine.
+pub type WithEngine<'a> = &'a dyn Fn(&mut dyn FnMut(&mut Engine));
+
+/// When to fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// `-f 0`: before acknowledging anything.
+    Always,
+    /// `-f MS`: at most every MS ms, and within MS ms of a write.
+    Every(u64),
+    /// `-F`
+    Never,
+}
+
+impl SyncPolicy {
+    pub fn from_flag(ms: Option<u64>) -> Self {
+        match ms {
+            Some(0) => SyncPolicy::Always,
+            Some(ms) => SyncPolicy::Every(ms),
+            None => SyncPolicy::Never,
+        }
+    }
+}
+
+/// What the writer has done. A waiter for position `lsn` appended in `epoch` succeeds when
+/// the epoch is unchanged and `written` (or `synced`) reaches `lsn`; it fails when the
+/// epoch moved on or `failed_from < lsn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    pub epoch: u64,
+    pub written: u64,
+    pub synced: u64,
+    pub failed_from: u64,
+}
+
+/// A position in the log that a reply waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub epoch: u64,
+    pub lsn: u64,
+}
+
+impl Ticket {
+    /// Some(true) when durable enough, Some(false) when it never will be, None to wait.
+    pub fn check(&self, a: &Acked, policy: SyncPolicy) -> Option<bool> {
+        if a.epoch != self.epoch || a.failed_from < self.lsn {
+            return Some(false);
+        }
+        let done = if policy == SyncPolicy::Always {
+            a.synced
+        } else {
+            a.written
+        };
+        (done >= self.lsn).then_some(true)
+    }
+}
+
+struct Chunk {
+    seq: u32,
+    /// Create the segment file before writing.
+    create: bool,
+    next_id: u64,
+    bytes: Vec<u8>,
+    end_lsn: u64,
+    records: u64,
+}
+
+struct Pending {
+    chunks: VecDeque<Chunk>,
+    lsn: u64,
+    epoch: u64,
+    tail_seq: u32,
+    tail_used: u64,
+    /// Segments on disk (or about to be), with their size.
+    segs: BTreeMap<u32, u64>,
+    /// Bytes of full records of live jobs.
+    live: u64,
+    records_written: u64,
+    records_migrated: u64,
+    failed: Option<String>,
+    sync_requested: bool,
+    shutdown: bool,
+    /// After the chunk creating this segment is synced, delete every older segment and
+    /// any beanstalkd files.
+    rebase: Option<u32>,
+    scratch: Vec<u8>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    seg_size: u64,
+    policy: SyncPolicy,
+    pend: Mutex<Pending>,
+    cv: Condvar,
+    acked: watch::Sender<Acked>,
+    /// Wakes the compactor.
+    compact_cv: Condvar,
+    compact_lock: Mutex<bool>,
+}
+
+/// A handle on the log. Cheap to clone.
+#[derive(Clone)]
+pub struct Binlog {
+    inner: Arc<Inner>,
+}
+
+/// Counters for `stats`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BinlogStats {
+    pub oldest: u64,
+    pub current: u64,
+    pub written: u64,
+    pub migrated: u64,
+    pub live_bytes: u64,
+    pub disk_bytes: u64,
+}
+
+/// Takes the directory lock (the same `lock` file and fcntl lock beanstalkd uses, so
+/// neither can run on a directory the other holds).
+pub fn lock_dir(dir: &Path) -> Result<File, String> {
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: a plain fcntl on an fd we own, with a zeroed flock struct.
+    let rc = unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl)
+    };
+    if rc != 0 {
+        return Err(format!(
+            "{}: {} (is another sproutd or beanstalkd using this directory?)",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(f)
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn snapshot(j: &crate::engine::Job) -> Snapshot {
+    Snapshot {
+        state: match j.state {
+            JobState::Ready => record::STATE_READY,
+            JobState::Reserved => record::STATE_RESERVED,
+            JobState::Buried => record::STATE_BURIED,
+            JobState::Delayed => record::STATE_DELAYED,
+        },
+        pri: j.pri,
+        delay: (j.delay / crate::engine::SECOND) as u32,
+        deadline: j.deadline,
+        bury_seq: j.bury_seq,
+        reserves: j.reserves,
+        timeouts: j.timeouts,
+        releases: j.releases,
+        buries: j.buries,
+        kicks: j.kicks,
+    }
+}
+
+fn full_record(e: &Engine, id: JobId) -> Option<Record> {
+    let j = e.job(id)?;
+    Some(Record::Full {
+        id,
+        snap: snapshot(j),
+        ttr: (j.ttr / crate::engine::SECOND) as u32,
+        created: j.created,
+        tube: e.tube_name(j).to_string(),
+        body: j.body.clone(),
+    })
+}
+
+impl Pending {
+    /// Appends one encoded record (in `scratch`) to the tail segment, rotating first if it
+    /// does not fit.
+    fn push(&mut self, seg_size: u64, next_id: u64) -> (u32, u64) {
+        let n = self.scratch.len() as u64;
+        if self.tail_used > record::HEADER_LEN as u64 && self.tail_used + n > seg_size {
+            // The writer cuts the finished segment to what it holds.
+            let used = self.tail_used;
+            if let Some(s) = self.segs.get_mut(&self.tail_seq) {
+                *s = used;
+            }
+            self.tail_seq += 1;
+            self.tail_used = record::HEADER_LEN as u64;
+            self.segs.insert(self.tail_seq, seg_size);
+            self.chunks.push_back(Chunk {
+                seq: self.tail_seq,
+                create: true,
+                next_id,
+                bytes: Vec::new(),
+                end_lsn: self.lsn,
+                records: 0,
+            });
+        }
+        if self.chunks.back().is_none_or(|c| c.seq != self.tail_seq) {
+            self.chunks.push_back(Chunk {
+                seq: self.tail_seq,
+                create: false,
+                next_id,
+                bytes: Vec::new(),
+                end_lsn: self.lsn,
+                records: 0,
+            });
+        }
+        self.tail_used += n;
+        if let Some(s) = self.segs.get_mut(&self.tail_seq) {
+            *s = (*s).max(self.tail_used);
+        }
+        self.lsn += n;
+        self.records_written += 1;
+        let lsn = self.lsn;
+        if let Some(c) = self.chunks.back_mut() {
+            c.bytes.extend_from_slice(&self.scratch);
+            c.end_lsn = lsn;
+            c.records += 1;
+        }
+        (self.tail_seq, lsn)
+    }
+}
+
+impl Binlog {
+    /// Starts the log in `dir` after recovery: new records go to a fresh segment after
+    /// `segments` (which stay until compaction removes them).
+    pub fn start(
+        dir: &Path,
+        seg_size: u64,
+        policy: SyncPolicy,
+        segments: &[(u32, u64)],
+        live: u64,
+        next_id: u64,
+    ) -> Binlog {
+        let tail_seq = segments.last().map(|s| s.0).unwrap_or(0) + 1;
+        let mut segs: BTreeMap<u32, u64> = segments.iter().copied().collect();
+        segs.insert(tail_seq, seg_size);
+        let mut chunks = VecDeque::new();
+        chunks.push_back(Chunk {
+            seq: tail_seq,
+            create: true,
+            next_id,
+            bytes: Vec::new(),
+            end_lsn: 0,
+            records: 0,
+        });
+        let (acked, _) = watch::channel(Acked {
+            epoch: 0,
+            written: 0,
+            synced: 0,
+            failed_from: u64::MAX,
+        });
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            seg_size: seg_size.max(4096),
+            policy,
+            pend: Mutex::new(Pending {
+                chunks,
+                lsn: 0,
+                epoch: 0,
+                tail_seq,
+                tail_used: record::HEADER_LEN as u64,
+                segs,
+                live,
+                records_written: 0,
+                records_migrated: 0,
+                failed: None,
+                sync_requested: false,
+                shutdown: false,
+                rebase: None,
+                scratch: Vec::new(),
+            }),
+            cv: Condvar::new(),
+            acked,
+            compact_cv: Condvar::new(),
+            compact_lock: Mutex::new(false),
+        });
+        let w = inner.clone();
+        std::thread::Builder::new()
+            .name("binlog-writer".into())
+            .spawn(move || writer(w))
+            .unwrap_or_else(|e| panic!("cannot start the binlog writer thread: {e}"));
+        Binlog { inner }
+    }
+
+    fn pend(&self) -> MutexGuard<'_, Pending> {
+        self.inner.pend.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn policy(&self) -> SyncPolicy {
+        self.inner.policy
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Acked> {
+        self.inner.acked.subscribe()
+    }
+
+    /// True while writes are failing: changes are refused until the log recovers.
+    pub fn failed(&self) -> bool {
+        self.pend().failed.is_some()
+    }
+
+    /// Turns the engine's recorded changes into records. Returns the ticket a reply that
+    /// acknowledges these changes must wait for. Called under the engine lock.
+    pub fn append(&self, e: &mut Engine, ops: &[JournalOp]) -> Option<Ticket> {
+        if ops.is_empty() {
+            return None;
+        }
+        let seg_size = self.inner.seg_size;
+        let next_id = e.next_job_id();
+        let mut p = self.pend();
+        if p.failed.is_some() {
+            // Nothing reaches the disk now; the recovery checkpoint will capture the state.
+            return Some(Ticket {
+                epoch: p.epoch,
+                lsn: u64::MAX,
+            });
+        }
+        let mut scratch = std::mem::take(&mut p.scratch);
+        for op in ops {
+            scratch.clear();
+            match *op {
+                JournalOp::Full(id) => {
+                    let Some(r) = full_record(e, id) else {
+                        continue;
+                    };
+                    record::encode(&mut scratch, &r);
+                    p.scratch = std::mem::take(&mut scratch);
+                    let (seq, _) = p.push(seg_size, next_id);
+                    p.live += p.scratch.len() as u64;
+                    scratch = std::mem::take(&mut p.scratch);
+                    e.set_job_file(id, seq);
+                }
+                JournalOp::Update(id) => {
+                    let Some(j) = e.job(id) else { continue };
+                    let r = Record::Update {
+                        id,
+                        snap: snapshot(j),
+                    };
+                    record::encode(&mut scratch, &r);
+                    p.scratch = std::mem::take(&mut scratch);
+                    p.push(seg_size, next_id);
+                    scratch = std::mem::take(&mut p.scratch);
+                }
+                JournalOp::Delete { id, size, .. } => {
+                    record::encode(&mut scratch, &Record::Delete { id });
+                    p.scratch = std::mem::take(&mut scratch);
+                    p.push(seg_size, next_id);
+                    scratch = std::mem::take(&mut p.scratch);
+                    let full = record::full_len(0, 0) as u64 + size;
+                    p.live = p.live.saturating_sub(full);
+                }
+            }
+        }
+        p.scratch = scratch;
+        let t = Ticket {
+            epoch: p.epoch,
+            lsn: p.lsn,
+        };
+        drop(p);
+        self.inner.cv.notify_one();
+        Some(t)
+    }
+
+    pub fn stats(&self) -> BinlogStats {
+        let p = self.pend();
+        BinlogStats {
+            oldest: p.segs.keys().next().copied().unwrap_or(0).into(),
+            current: p.tail_seq.into(),
+            written: p.records_written,
+            migrated: p.records_migrated,
+            live_bytes: p.live,
+            disk_bytes: p.segs.values().sum(),
+        }
+    }
+
+    /// Writes every job as a full record into a new segment; once that is synced, all
+    /// older segments (and beanstalkd's files, after a take-over) are deleted. Used to take
+    /// over a beanstalkd directory and to recover after write errors. Holds the engine lock
+    /// (the caller's) for the time it takes to encode the jobs.
+    pub fn checkpoint(&self, e: &mut Engine) -> Ticket {
+        let seg_size = self.inner.seg_size;
+        let next_id = e.next_job_id();
+        let mut p = self.pend();
+        p.chunks.clear();
+        p.epoch += 1;
+        p.failed = None;
+        p.tail_seq += 1;
+        p.tail_used = record::HEADER_LEN as u64;
+        let seq = p.tail_seq;
+        p.segs.insert(seq, seg_size);
+        let lsn = p.lsn;
+        p.chunks.push_back(Chunk {
+            seq,
+            create: true,
+            next_id,
+            bytes: Vec::new(),
+            end_lsn: lsn,
+            records: 0,
+        });
+        p.rebase = Some(seq);
+        p.live = 0;
+        let mut ids = e.job_ids();
+        ids.sort_unstable();
+        let mut scratch = std::mem::take(&mut p.scratch);
+        for id in ids {
+            let Some(r) = full_record(e, id) else {
+                continue;
+            };
+            scratch.clear();
+            record::encode(&mut scratch, &r);
+            p.scratch = std::mem::take(&mut scratch);
+            let (s, _) = p.push(seg_size, next_id);
+            p.live += p.scratch.len() as u64;
+            scratch = std::mem::take(&mut p.scratch);
+            e.set_job_file(id, s);
+        }
+        p.scratch = scratch;
+        p.sync_requested = true;
+        let t = Ticket {
+            epoch: p.epoch,
+            lsn: p.lsn,
+        };
+        drop(p);
+        self.inner.cv.notify_one();
+        t
+    }
+
+    /// Blocks until `t` is synced (or has failed). For startup and shutdown.
+    pub fn wait_synced(&self, t: Ticket) -> bool {
+        {
+            let mut p = self.pend();
+            p.sync_requested = true;
+        }
+        self.inner.cv.notify_one();
+        let mut rx = self.subscribe();
+        loop {
+            let a = *rx.borrow_and_update();
+            if a.epoch != t.epoch || a.failed_from < t.lsn {
+                return false;
+            }
+            if a.synced >= t.lsn {
+                return true;
+            }
+            // The writer publishes after every batch; wait for the next one.
+            let (lock, cv) = (&self.inner.compact_lock, &self.inner.compact_cv);
+            let g = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = cv.wait_timeout(g, Duration::from_millis(5));
+        }
+    }
+
+    /// Current end of the log.
+    pub fn position(&self) -> Ticket {
+        let p = self.pend();
+        Ticket {
+            epoch: p.epoch,
+            lsn: p.lsn,
+        }
+    }
+
+    /// Flushes and syncs everything, then stops the writer.
+    pub fn shutdown(&self) {
+        let t = self.position();
+        self.wait_synced(t);
+        self.pend().shutdown = true;
+        self.inner.cv.notify_one();
+    }
+
+    /// The oldest segment, if compaction should empty it: the directory holds more than
+    /// two segments and more than twice the live bytes.
+    fn compaction_target(&self) -> Option<(u32, PathBuf)> {
+        let p = self.pend();
+        if p.failed.is_some() || p.rebase.is_some() || p.segs.len() < 3 {
+            return None;
+        }
+        let disk: u64 = p.segs.values().sum();
+        if disk <= 2 * p.live {
+            return None;
+        }
+        let (&head, _) = p.segs.iter().next()?;
+        (head != p.tail_seq).then(|| (head, recover::segment_path(&self.inner.dir, head)))
+    }
+
+    /// One round of background maintenance: compacts the oldest segment if due, or, after
+    /// write errors, tries to rewrite the log. `engine` runs a closure on the locked engine.
+    pub fn maintain(&self, engine: WithEngine<'_>) {
+        if self.failed() {
+            let mut t = None;
+            engine(&mut |e| t = Some(self.checkpoint(e)));
+            if t.is_some_and(|t| self.wait_synced(t)) {
+                tracing::warn!("binlog: writes work again; log rewritten");
+            }
+            return;
+        }
+        let Some((head, path)) = self.compaction_target() else {
+            return;
+        };
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("binlog: compaction cannot read {}: {e}", path.display());
+                return;
+            }
+        };
+        // Ids whose full record is in the head segment.
+        let mut ids = Vec::new();
+        let mut off = record::HEADER_LEN.min(data.len());
+        while let record::Next::Record(r, n) = record::decode(&data[off..]) {
+            if let Record::Full { id, .. } = r {
+                ids.push(id);
+            }
+            off += n;
+        }
+        let seg_size = self.inner.seg_size;
+        for batch in ids.chunks(256) {
+            engine(&mut |e| {
+                let next_id = e.next_job_id();
+                let mut p = self.pend();
+                let mut scratch = std::mem::take(&mut p.scratch);
+                for &id in batch {
+                    if e.job(id).map(|j| j.file) != Some(head) {
+                        continue;
+                    }
+                    let Some(r) = full_record(e, id) else {
+                        continue;
+                    };
+                    scratch.clear();
+                    record::encode(&mut scratch, &r);
+                    p.scratch = std::mem::take(&mut scratch);
+                    let (s, _) = p.push(seg_size, next_id);
+                    scratch = std::mem::take(&mut p.scratch);
+                    p.records_migrated += 1;
+                    e.set_job_file(id, s);
+                }
+                p.scratch = scratch;
+            });
+            self.inner.cv.notify_one();
+        }
+        let t = self.position();
+        if !self.wait_synced(t) {
+            return;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            sync_dir(&self.inner.dir);
+        }
+        self.pend().segs.remove(&head);
+    }
+}
+
+/// The writer thread: writes chunks in order, syncs per policy, publishes progress.
+fn writer(inner: Arc<Inner>) {
+    let mut cur: Option<(u32, File)> = None;
+    let mut used = 0u64;
+    let mut to_sync: Vec<File> = Vec::new();
+    let mut written = 0u64;
+    let mut synced = 0u64;
+    let mut failed_from = u64::MAX;
+    let mut last_sync = Instant::now();
+    let mut epoch = 0;
+    loop {
+        let (chunks, sync_now, shutdown, rebase) = {
+            let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let unsynced = written > synced;
+                let due = match inner.policy {
+                    SyncPolicy::Every(ms) => {
+                        unsynced && last_sync.elapsed() >= Duration::from_millis(ms)
+                    }
+                    _ => false,
+                };
+                if !p.chunks.is_empty() || p.shutdown || p.sync_requested || due {
+                    break;
+                }
+                p = match inner.policy {
+                    SyncPolicy::Every(ms) if unsynced => {
+                        let left = Duration::from_millis(ms).saturating_sub(last_sync.elapsed());
+                        inner
+                            .cv
+                            .wait_timeout(p, left.max(Duration::from_millis(1)))
+                            .map(|r| r.0)
+                            .unwrap_or_else(|e| e.into_inner().0)
+                    }
+                    _ => inner.cv.wait(p).unwrap_or_else(|e| e.into_inner()),
+                };
+            }
+            if p.epoch != epoch {
+                // A checkpoint replaced whatever was pending: start clean.
+                epoch = p.epoch;
+                failed_from = u64::MAX;
+                written = written.max(
+                    p.chunks
+                        .front()
+                        .map(|c| c.end_lsn - c.bytes.len() as u64)
+                        .unwrap_or(p.lsn),
+                );
+                synced = synced.min(written);
+            }
+            let chunks: Vec<Chunk> = p.chunks.drain(..).collect();
+            let sync_now = std::mem::take(&mut p.sync_requested);
+            (chunks, sync_now, p.shutdown, p.rebase)
+        };
+        let mut error: Option<String> = None;
+        for ch in &chunks {
+            if failed_from != u64::MAX {
+                break;
+            }
+            if let Err(e) = write_chunk(&inner, &mut cur, &mut used, &mut to_sync, ch) {
+                failed_from = ch.end_lsn - ch.bytes.len() as u64;
+                error = Some(e);
+                break;
+            }
+            written = ch.end_lsn;
+        }
+        let policy_sync = match inner.policy {
+            SyncPolicy::Always => written > synced,
+            SyncPolicy::Every(ms) => {
+                written > synced && last_sync.elapsed() >= Duration::from_millis(ms)
+            }
+            SyncPolicy::Never => false,
+        };
+        if error.is_none() && (policy_sync || sync_now || shutdown) && written > synced {
+            let r = to_sync
+                .drain(..)
+                .try_for_each(|f| f.sync_data())
+                .and_then(|_| cur.as_ref().map_or(Ok(()), |(_, f)| f.sync_data()));
+            match r {
+                Ok(()) => {
+                    synced = written;
+                    last_sync = Instant::now();
+                }
+                Err(e) => {
+                    failed_from = failed_from.min(synced);
+                    error = Some(format!("fsync: {e}"));
+                }
+            }
+        } else if error.is_none() && sync_now {
+            synced = written;
+        }
+        if let Some(e) = &error {
+            tracing::error!("binlog: {e}; changes are refused until writes succeed again");
+            let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
+            if p.epoch == epoch {
+                p.failed = Some(e.clone());
+            }
+        } else if let Some(seq) = rebase {
+            if synced >= written && cur.as_ref().is_some_and(|(s, _)| *s >= seq) {
+                finish_rebase(&inner, seq);
+            }
+        }
+        inner.acked.send_replace(Acked {
+            epoch,
+            written,
+            synced,
+            failed_from,
+        });
+        inner.compact_cv.notify_all();
+        if shutdown {
+            if let Some((_, f)) = cur.as_ref() {
+                if error.is_none() && f.set_len(used).is_ok() {
+                    let _ = f.sync_all();
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// A checkpoint segment is durable: drop everything older.
+fn finish_rebase(inner: &Inner, seq: u32) {
+    let old: Vec<u32> = {
+        let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
+        if p.rebase != Some(seq) {
+            return;
+        }
+        p.rebase = None;
+        let old: Vec<u32> = p.segs.range(..seq).map(|(&s, _)| s).collect();
+        for s in &old {
+            p.segs.remove(s);
+        }
+        old
+    };
+    for s in old {
+        let _ = std::fs::remove_file(recover::segment_path(&inner.dir, s));
+    }
+    for (_, path) in beanstalkd::files(&inner.dir) {
+        let _ = std::fs::remove_file(path);
+    }
+    sync_dir(&inner.dir);
+}
+
+fn write_chunk(
+    inner: &Inner,
+    cur: &mut Option<(u32, File)>,
+    used: &mut u64,
+    to_sync: &mut Vec<File>,
+    ch: &Chunk,
+) -> Result<(), String> {
+    if ch.create || cur.as_ref().is_none_or(|(s, _)| *s != ch.seq) {
+        if let Some((_, old)) = cur.as_ref() {
+            // A finished segment keeps only what it holds (no preallocated tail to read).
+            let _ = old.set_len(*used);
+        }
+        let path = recover::segment_path(&inner.dir, ch.seq);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| format!("create {}: {e}", path.display()))?;
+        // Reserve the space now so that running out of disk shows here, not mid-record.
+        // SAFETY: fallocate on an fd we own.
+        let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, inner.seg_size as libc::off_t) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                drop(f);
+                let _ = std::fs::remove_file(&path);
+                return Err(format!("allocate {}: {e}", path.display()));
+            }
+        }
+        f.write_all(&record::header(ch.seq, ch.next_id))
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+        sync_dir(&inner.dir);
+        if let Some((_, old)) = cur.take() {
+            to_sync.push(old);
+        }
+        *cur = Some((ch.seq, f));
+        *used = record::HEADER_LEN as u64;
+    }
+    if let Some((seq, f)) = cur.as_mut() {
+        *used += ch.bytes.len() as u64;
+        f.write_all(&ch.bytes).map_err(|e| {
+            format!(
+                "write {}: {e}",
+                recover::segment_path(&inner.dir, *seq).display()
+            )
+        })?;
+    }
+    Ok(())
+}
