@@ -17,7 +17,7 @@ impl Engine {
             let in_ready = t.ready.contains(&(j.pri, id));
             let in_delayed = t.delayed.contains(&(j.deadline, id));
             let in_gdelayed = self.delayed.contains(&(j.deadline, id));
-            let in_buried = t.buried.contains(&(j.bury_seq, id));
+            let in_buried = t.buried.contains(&(j.seq, id));
             let in_reserved = self.reserved.contains(&(j.deadline, id));
             let want = match j.state {
                 JobState::Ready => {

@@ -45,8 +45,9 @@ pub struct Job {
     pub deadline: u64,
     /// The connection holding the reservation (meaningful while reserved).
     pub reserver: ConnId,
-    /// Position in its tube's buried FIFO (meaningful while buried).
-    pub bury_seq: u64,
+    /// While buried: position in its tube's buried FIFO. While reserved: when the
+    /// reservation was made (disconnect returns reservations in this order).
+    pub seq: u64,
     pub reserves: u32,
     pub timeouts: u32,
     pub releases: u32,

@@ -105,7 +105,7 @@ impl Engine {
                 created: r.created,
                 deadline: 0,
                 reserver: 0,
-                bury_seq: 0,
+                seq: 0,
                 reserves: r.reserves,
                 timeouts: r.timeouts,
                 releases: r.releases,
@@ -122,7 +122,7 @@ impl Engine {
                 self.seq = self.seq.max(r.bury_seq);
                 let j = self.job_mut(id);
                 j.state = JobState::Buried;
-                j.bury_seq = r.bury_seq;
+                j.seq = r.bury_seq;
                 self.tubes.get_mut(tube).buried.insert((r.bury_seq, id));
                 self.buried += 1;
             }

@@ -129,12 +129,21 @@ impl Engine {
         let Some(conn) = self.conns.remove(&c) else {
             return;
         };
-        for &(deadline, id) in &conn.reserved {
+        // As beanstalkd: each reservation goes back in the order it was made, and is
+        // handed to a waiter before the next one returns.
+        let mut held: Vec<(u64, u64, JobId)> = conn
+            .reserved
+            .iter()
+            .map(|&(deadline, id)| (self.jobs.get(&id).map_or(0, |j| j.seq), deadline, id))
+            .collect();
+        held.sort_unstable();
+        for (_, deadline, id) in held {
             self.reserved.remove(&(deadline, id));
             if let Some(j) = self.jobs.get(&id) {
                 self.tubes.get_mut(j.tube).reserved -= 1;
             }
             self.make_ready(id);
+            self.process_queue(now, out);
         }
         if conn.producer {
             self.producers -= 1;
@@ -142,12 +151,17 @@ impl Engine {
         if conn.worker {
             self.workers -= 1;
         }
-        self.tubes.get_mut(conn.use_tube).using -= 1;
-        self.gc_tube(conn.use_tube);
-        for &t in &conn.watch {
+        // Tubes are released in beanstalkd's order (which decides `list-tubes` order):
+        // the watch list by repeatedly removing its first entry (the last one moving into
+        // its place), then the used tube.
+        let mut watch = conn.watch;
+        while !watch.is_empty() {
+            let t = watch.swap_remove(0);
             self.tubes.get_mut(t).watching -= 1;
             self.gc_tube(t);
         }
+        self.tubes.get_mut(conn.use_tube).using -= 1;
+        self.gc_tube(conn.use_tube);
         self.process_queue(now, out);
     }
 
@@ -223,7 +237,7 @@ impl Engine {
             created: now,
             deadline: 0,
             reserver: 0,
-            bury_seq: 0,
+            seq: 0,
             reserves: 0,
             timeouts: 0,
             releases: 0,
@@ -370,8 +384,7 @@ impl Engine {
             }
             Command::Kick(n) => {
                 self.cmd.kick += 1;
-                let n = self.kick(self.conn(c).use_tube, u64::from(n));
-                self.process_queue(now, out);
+                let n = self.kick(self.conn(c).use_tube, u64::from(n), now, out);
                 Reply::Kicked(n)
             }
             Command::KickJob(id) => {
@@ -531,7 +544,7 @@ impl Engine {
     }
 
     /// Kicks up to `n` jobs of the tube: buried ones if it has any, else delayed ones.
-    fn kick(&mut self, t: TubeId, n: u64) -> u64 {
+    fn kick(&mut self, t: TubeId, n: u64, now: u64, out: &mut Deliveries) -> u64 {
         let mut kicked = 0;
         let from_buried = !self.tubes.get(t).buried.is_empty();
         while kicked < n {
@@ -552,6 +565,8 @@ impl Engine {
             }
             self.make_ready(id);
             self.log(JournalOp::Update(id));
+            // Each kicked job goes to a waiter before the next one is kicked.
+            self.process_queue(now, out);
             kicked += 1;
         }
         kicked
@@ -817,7 +832,7 @@ impl Engine {
         let seq = self.seq;
         let j = self.job_mut(id);
         j.state = JobState::Buried;
-        j.bury_seq = seq;
+        j.seq = seq;
         let t = j.tube;
         self.tubes.get_mut(t).buried.insert((seq, id));
         self.buried += 1;
@@ -825,7 +840,7 @@ impl Engine {
 
     fn remove_buried(&mut self, id: JobId) {
         let j = self.job_mut(id);
-        let (seq, t) = (j.bury_seq, j.tube);
+        let (seq, t) = (j.seq, j.tube);
         if self.tubes.get_mut(t).buried.remove(&(seq, id)) {
             self.buried -= 1;
         }
@@ -833,7 +848,10 @@ impl Engine {
 
     /// Reserves a job that the caller already took out of its previous state.
     fn reserve_job(&mut self, c: ConnId, id: JobId, now: u64) -> Reply {
+        self.seq += 1;
+        let seq = self.seq;
         let j = self.job_mut(id);
+        j.seq = seq;
         j.state = JobState::Reserved;
         j.deadline = now.saturating_add(j.ttr);
         j.reserver = c;
