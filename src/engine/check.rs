@@ -9,16 +9,23 @@ impl Engine {
     /// O(everything): for tests only.
     pub fn check_invariants(&self) -> Result<(), String> {
         let (mut ready, mut urgent, mut reserved, mut delayed, mut buried) = (0, 0, 0, 0, 0);
-        for (&id, j) in &self.jobs {
+        for (&id, j) in self.jobs.iter() {
             if j.id != id {
                 return Err(format!("job {id} stored as {}", j.id));
             }
             let t = self.tubes.get(j.tube);
-            let in_ready = t.ready.contains(&(j.pri, id));
+            let in_ready = self
+                .jobs
+                .slot(id)
+                .is_some_and(|s| t.ready.get(j.heap_pos as usize) == Some(&s));
             let in_delayed = t.delayed.contains(&(j.deadline, id));
             let in_gdelayed = self.delayed.contains(&(j.deadline, id));
             let in_buried = t.buried.contains(&(j.seq, id));
-            let in_reserved = self.reserved.contains(&(j.deadline, id));
+            let in_reserved = self
+                .reserved
+                .range((j.deadline, id, 0)..=(j.deadline, id, u64::MAX))
+                .next()
+                .is_some();
             let want = match j.state {
                 JobState::Ready => {
                     ready += 1;
@@ -37,9 +44,13 @@ impl Engine {
                 }
                 JobState::Reserved => {
                     reserved += 1;
-                    let held = self
-                        .conns
-                        .get(&j.reserver)
+                    let holder = self
+                        .reserved
+                        .range((j.deadline, id, 0)..=(j.deadline, id, u64::MAX))
+                        .next()
+                        .map(|e| e.2);
+                    let held = holder
+                        .and_then(|c| self.conns.get(&c))
                         .is_some_and(|c| c.reserved.contains(&(j.deadline, id)));
                     if !held {
                         return Err(format!("reserved job {id} not held by its connection"));
@@ -84,12 +95,31 @@ impl Engine {
             if tid != 0 && t.unreferenced() {
                 return Err(format!("tube {} unreferenced but alive", t.name));
             }
-            let urgent = t.ready.iter().filter(|e| e.0 < URGENT_THRESHOLD).count() as u64;
+            let urgent = t
+                .ready
+                .iter()
+                .filter(|&&s| self.jobs.at(s).pri < URGENT_THRESHOLD)
+                .count() as u64;
+            for (i, &s) in t.ready.iter().enumerate() {
+                let j = self.jobs.at(s);
+                if j.heap_pos as usize != i || j.tube != tid || j.state != JobState::Ready {
+                    return Err(format!("tube {}: ready heap slot {i} is wrong", t.name));
+                }
+                if i > 0 {
+                    let p = self.jobs.at(t.ready[(i - 1) / 2]);
+                    if (p.pri, p.id) > (j.pri, j.id) {
+                        return Err(format!("tube {}: ready heap order broken", t.name));
+                    }
+                }
+            }
             if urgent != t.urgent {
                 return Err(format!("tube {} urgent {} != {urgent}", t.name, t.urgent));
             }
             let want = if t.unpause_at.is_none() && !t.waiters.is_empty() {
-                t.ready.first().copied()
+                t.ready.first().map(|&s| {
+                    let j = self.jobs.at(s);
+                    (j.pri, j.id)
+                })
             } else {
                 None
             };

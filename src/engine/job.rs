@@ -1,8 +1,6 @@
 //! A job and its states.
 
-use bytes::Bytes;
-
-use super::conn::ConnId;
+use super::body::Body;
 use super::tube::TubeId;
 
 pub type JobId = u64;
@@ -30,21 +28,13 @@ impl JobState {
 }
 
 /// A job. Times are nanoseconds on the engine's clock (wall-clock based, see the server).
+/// Laid out to be small: jobs are most of the server's memory.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: JobId,
-    pub tube: TubeId,
-    pub pri: u32,
-    pub state: JobState,
-    /// Delay of the last put/release, ns.
-    pub delay: u64,
-    /// Time to run, ns (at least one second).
-    pub ttr: u64,
     pub created: u64,
     /// Delayed: when it becomes ready. Reserved: when the reservation ends.
     pub deadline: u64,
-    /// The connection holding the reservation (meaningful while reserved).
-    pub reserver: ConnId,
     /// While buried: position in its tube's buried FIFO. While reserved: when the
     /// reservation was made (disconnect returns reservations in this order).
     pub seq: u64,
@@ -53,7 +43,16 @@ pub struct Job {
     pub releases: u32,
     pub buries: u32,
     pub kicks: u32,
+    pub pri: u32,
+    pub tube: TubeId,
+    /// Delay of the last put/release, seconds.
+    pub delay: u32,
+    /// Time to run, seconds (at least one).
+    pub ttr: u32,
     /// The binlog segment holding this job's latest full record (0 without a binlog).
     pub file: u32,
-    pub body: Bytes,
+    /// Position in its tube's ready heap (meaningful while ready).
+    pub heap_pos: u32,
+    pub state: JobState,
+    pub body: Body,
 }

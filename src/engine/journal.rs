@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 
+use super::body::Body;
 use super::job::{Job, JobId, JobState};
-use super::{Engine, SECOND};
+use super::Engine;
 
 /// One change to write to the log. The log writer reads the job's current fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,22 +98,22 @@ impl Engine {
             id,
             Job {
                 id,
-                tube,
-                pri: r.pri,
-                state: JobState::Ready,
-                delay: u64::from(r.delay) * SECOND,
-                ttr: u64::from(r.ttr.max(1)) * SECOND,
                 created: r.created,
                 deadline: 0,
-                reserver: 0,
                 seq: 0,
                 reserves: r.reserves,
                 timeouts: r.timeouts,
                 releases: r.releases,
                 buries: r.buries,
                 kicks: r.kicks,
+                pri: r.pri,
+                tube,
+                delay: r.delay,
+                ttr: r.ttr.max(1),
                 file: r.file,
-                body: r.body,
+                heap_pos: 0,
+                state: JobState::Ready,
+                body: Body::new(&r.body),
             },
         );
         self.next_job = self.next_job.max(id + 1);

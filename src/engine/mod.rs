@@ -5,10 +5,13 @@
 //! Every operation costs O(log n) in jobs, tubes and waiting connections, except those
 //! that are inherently per watched tube of the calling connection (reserve, disconnect).
 
+pub mod body;
 pub mod check;
 pub mod conn;
+pub mod heap;
 pub mod job;
 pub mod journal;
+pub mod table;
 pub mod tube;
 
 use std::collections::BTreeSet;
@@ -19,6 +22,8 @@ use rustc_hash::FxHashMap;
 use crate::protocol::command::PutHeader;
 use crate::protocol::reply::{CmdCounts, JobStats, ServerStats, TubeStats};
 use crate::protocol::{Command, Reply};
+use body::Body;
+use table::JobTable;
 
 pub use conn::ConnId;
 use conn::{Conn, Wait};
@@ -42,7 +47,7 @@ pub enum Outcome {
 
 #[derive(Debug)]
 pub struct Engine {
-    jobs: FxHashMap<JobId, Job>,
+    jobs: JobTable,
     tubes: Tubes,
     conns: FxHashMap<ConnId, Conn>,
     next_job: JobId,
@@ -50,8 +55,8 @@ pub struct Engine {
     seq: u64,
     /// All delayed jobs by (ready time, id).
     delayed: BTreeSet<(u64, JobId)>,
-    /// All reserved jobs by (deadline, id).
-    reserved: BTreeSet<(u64, JobId)>,
+    /// All reserved jobs by (deadline, id), with the connection holding each.
+    reserved: BTreeSet<(u64, JobId, ConnId)>,
     /// Paused tubes by unpause time.
     paused: BTreeSet<(u64, TubeId)>,
     /// Waiting connections by the time their wait ends (timeout or deadline-soon).
@@ -82,7 +87,7 @@ impl Default for Engine {
 impl Engine {
     pub fn new() -> Self {
         Engine {
-            jobs: FxHashMap::default(),
+            jobs: JobTable::default(),
             tubes: Tubes::new(),
             conns: FxHashMap::default(),
             next_job: 1,
@@ -138,7 +143,7 @@ impl Engine {
             .collect();
         held.sort_unstable();
         for (_, deadline, id) in held {
-            self.reserved.remove(&(deadline, id));
+            self.reserved.remove(&(deadline, id, c));
             if let Some(j) = self.jobs.get(&id) {
                 self.tubes.get_mut(j.tube).reserved -= 1;
             }
@@ -229,22 +234,22 @@ impl Engine {
         let delay = u64::from(h.delay) * SECOND;
         let job = Job {
             id,
-            tube,
-            pri: h.pri,
-            state: JobState::Ready,
-            delay,
-            ttr: u64::from(h.ttr.max(1)) * SECOND,
             created: now,
             deadline: 0,
-            reserver: 0,
             seq: 0,
             reserves: 0,
             timeouts: 0,
             releases: 0,
             buries: 0,
             kicks: 0,
+            pri: h.pri,
+            tube,
+            delay: h.delay,
+            ttr: h.ttr.max(1),
             file: 0,
-            body,
+            heap_pos: 0,
+            state: JobState::Ready,
+            body: Body::new(&body),
         };
         self.jobs.insert(id, job);
         self.log(JournalOp::Full(id));
@@ -296,7 +301,6 @@ impl Engine {
                 if !self.take_reserved(c, id) {
                     return Outcome::Reply(Reply::NotFound);
                 }
-                let delay = u64::from(delay) * SECOND;
                 if let Some(j) = self.jobs.get_mut(&id) {
                     j.pri = pri;
                     j.delay = delay;
@@ -304,7 +308,7 @@ impl Engine {
                 }
                 self.log(JournalOp::Update(id));
                 if delay > 0 {
-                    self.make_delayed(id, now.saturating_add(delay));
+                    self.make_delayed(id, now.saturating_add(u64::from(delay) * SECOND));
                 } else {
                     self.make_ready(id);
                     self.process_queue(now, out);
@@ -370,7 +374,7 @@ impl Engine {
             Command::PeekReady => {
                 self.cmd.peek_ready += 1;
                 let t = self.tubes.get(self.conn(c).use_tube);
-                self.found(t.ready.first().map(|&(_, id)| id))
+                self.found(t.ready.first().map(|&s| self.jobs.at(s).id))
             }
             Command::PeekDelayed => {
                 self.cmd.peek_delayed += 1;
@@ -516,17 +520,15 @@ impl Engine {
     }
 
     fn touch(&mut self, c: ConnId, id: JobId, now: u64) -> Reply {
-        let Some(j) = self.jobs.get_mut(&id) else {
-            return Reply::NotFound;
-        };
-        if j.state != JobState::Reserved || j.reserver != c {
+        if !self.holds(c, id) {
             return Reply::NotFound;
         }
+        let j = self.job_mut(id);
         let old = j.deadline;
-        j.deadline = now.saturating_add(j.ttr);
+        j.deadline = now.saturating_add(u64::from(j.ttr) * SECOND);
         let new = j.deadline;
-        self.reserved.remove(&(old, id));
-        self.reserved.insert((new, id));
+        self.reserved.remove(&(old, id, c));
+        self.reserved.insert((new, id, c));
         let conn = self.conn_mut(c);
         conn.reserved.remove(&(old, id));
         conn.reserved.insert((new, id));
@@ -537,7 +539,7 @@ impl Engine {
         match id.and_then(|id| self.jobs.get(&id)) {
             Some(j) => Reply::Found {
                 id: j.id,
-                body: j.body.clone(),
+                body: Bytes::copy_from_slice(j.body.as_slice()),
             },
             None => Reply::NotFound,
         }
@@ -624,15 +626,14 @@ impl Engine {
             self.refresh_candidate(t);
         }
         self.process_queue(now, out);
-        while let Some(&(at, id)) = self.reserved.first() {
+        while let Some(&(at, id, c)) = self.reserved.first() {
             if at > now {
                 break;
             }
-            let Some(c) = self.jobs.get(&id).map(|j| j.reserver) else {
+            if !self.take_reserved(c, id) {
                 self.reserved.pop_first();
                 continue;
-            };
-            self.take_reserved(c, id);
+            }
             if let Some(j) = self.jobs.get_mut(&id) {
                 j.timeouts += 1;
             }
@@ -693,8 +694,8 @@ impl Engine {
             state: j.state.name(),
             pri: j.pri,
             age: secs(now as i128 - j.created as i128),
-            delay: j.delay / SECOND,
-            ttr: j.ttr / SECOND,
+            delay: u64::from(j.delay),
+            ttr: u64::from(j.ttr),
             time_left,
             file: u64::from(j.file),
             reserves: j.reserves,
@@ -731,6 +732,18 @@ impl Engine {
 
     pub fn job(&self, id: JobId) -> Option<&Job> {
         self.jobs.get(&id)
+    }
+
+    /// The connection holding job `id`'s reservation.
+    pub fn reserver(&self, id: JobId) -> Option<ConnId> {
+        let j = self.jobs.get(&id)?;
+        if j.state != JobState::Reserved {
+            return None;
+        }
+        self.reserved
+            .range((j.deadline, id, 0)..=(j.deadline, id, u64::MAX))
+            .next()
+            .map(|e| e.2)
     }
 
     pub fn job_count(&self) -> usize {
@@ -784,11 +797,14 @@ impl Engine {
     }
 
     fn make_ready(&mut self, id: JobId) {
-        let j = self.job_mut(id);
+        let Some(slot) = self.jobs.slot(id) else {
+            return;
+        };
+        let j = self.jobs.at_mut(slot);
         j.state = JobState::Ready;
         let (pri, t) = (j.pri, j.tube);
         let tube = self.tubes.get_mut(t);
-        tube.ready.insert((pri, id));
+        heap::push(&mut tube.ready, &mut self.jobs, slot);
         if pri < URGENT_THRESHOLD {
             tube.urgent += 1;
             self.urgent += 1;
@@ -798,10 +814,14 @@ impl Engine {
     }
 
     fn remove_ready(&mut self, id: JobId) {
-        let j = self.job_mut(id);
-        let (pri, t) = (j.pri, j.tube);
+        let Some(slot) = self.jobs.slot(id) else {
+            return;
+        };
+        let j = self.jobs.at(slot);
+        let (pri, t, pos) = (j.pri, j.tube, j.heap_pos as usize);
         let tube = self.tubes.get_mut(t);
-        if tube.ready.remove(&(pri, id)) {
+        if j.state == JobState::Ready && tube.ready.get(pos) == Some(&slot) {
+            heap::remove(&mut tube.ready, &mut self.jobs, pos);
             if pri < URGENT_THRESHOLD {
                 tube.urgent -= 1;
                 self.urgent -= 1;
@@ -853,27 +873,35 @@ impl Engine {
         let j = self.job_mut(id);
         j.seq = seq;
         j.state = JobState::Reserved;
-        j.deadline = now.saturating_add(j.ttr);
-        j.reserver = c;
+        j.deadline = now.saturating_add(u64::from(j.ttr) * SECOND);
         j.reserves += 1;
-        let (deadline, t, body) = (j.deadline, j.tube, j.body.clone());
+        let (deadline, t) = (j.deadline, j.tube);
+        let body = Bytes::copy_from_slice(j.body.as_slice());
         self.tubes.get_mut(t).reserved += 1;
-        self.reserved.insert((deadline, id));
+        self.reserved.insert((deadline, id, c));
         self.conn_mut(c).reserved.insert((deadline, id));
         self.log(JournalOp::Update(id));
         Reply::Reserved { id, body }
     }
 
     /// Takes a job out of `c`'s reservations; false if `c` does not hold it.
+    /// Does `c` hold the reservation of job `id`?
+    fn holds(&self, c: ConnId, id: JobId) -> bool {
+        match (self.jobs.get(&id), self.conns.get(&c)) {
+            (Some(j), Some(conn)) => {
+                j.state == JobState::Reserved && conn.reserved.contains(&(j.deadline, id))
+            }
+            _ => false,
+        }
+    }
+
     fn take_reserved(&mut self, c: ConnId, id: JobId) -> bool {
-        let Some(j) = self.jobs.get(&id) else {
-            return false;
-        };
-        if j.state != JobState::Reserved || j.reserver != c {
+        if !self.holds(c, id) {
             return false;
         }
+        let j = self.job_mut(id);
         let (deadline, t) = (j.deadline, j.tube);
-        self.reserved.remove(&(deadline, id));
+        self.reserved.remove(&(deadline, id, c));
         if let Some(conn) = self.conns.get_mut(&c) {
             conn.reserved.remove(&(deadline, id));
         }
@@ -940,7 +968,10 @@ impl Engine {
     fn refresh_candidate(&mut self, t: TubeId) {
         let tube = self.tubes.get_mut(t);
         let want = if tube.unpause_at.is_none() && !tube.waiters.is_empty() {
-            tube.ready.first().copied()
+            tube.ready.first().map(|&s| {
+                let j = self.jobs.at(s);
+                (j.pri, j.id)
+            })
         } else {
             None
         };

@@ -3071,7 +3071,7 @@ impl Sim {
         }
         // Reservations belong to the conn the model says.
         for (id, by) in reserved_by {
-            let holder = self.e.job(id).map(|j| j.reserver);
+            let holder = self.e.reserver(id);
             assert_eq!(holder, Some(by), "{ctx}: holder of job {id}");
         }
         let s = match self.exec(obs, Command::Stats) {

@@ -19,8 +19,8 @@ pub struct Tube {
     pub name: Arc<str>,
     /// Index in the registry's `list-tubes` order.
     pub list_pos: usize,
-    /// Ready jobs by (priority, id).
-    pub ready: BTreeSet<(u32, JobId)>,
+    /// Ready jobs: a heap of job slots by (priority, id); see `heap`.
+    pub ready: Vec<u32>,
     /// Delayed jobs by (ready time, id).
     pub delayed: BTreeSet<(u64, JobId)>,
     /// Buried jobs in bury order.
@@ -46,7 +46,7 @@ impl Tube {
         Tube {
             name,
             list_pos,
-            ready: BTreeSet::new(),
+            ready: Vec::new(),
             delayed: BTreeSet::new(),
             buried: BTreeSet::new(),
             urgent: 0,

@@ -31,9 +31,6 @@ pub enum Event {
     JobTooBig,
 }
 
-/// Bodies at least this big keep the read buffer's memory instead of being copied.
-const ZERO_COPY_MIN: usize = 64 * 1024;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Line,
@@ -113,13 +110,9 @@ impl Decoder {
                         return Some(Event::ExpectedCrlf);
                     }
                     body.truncate(need - 2);
-                    // A small body is copied out: sharing the read buffer would pin the
-                    // whole buffer for as long as the job lives.
-                    let body = if body.len() < ZERO_COPY_MIN {
-                        Bytes::copy_from_slice(&body)
-                    } else {
-                        body.freeze()
-                    };
+                    // The engine copies the body into its own allocation, so this view of
+                    // the read buffer lives only until then.
+                    let body = body.freeze();
                     return Some(Event::Body(body));
                 }
                 State::Skip(left) => {

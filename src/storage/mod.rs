@@ -184,9 +184,9 @@ fn snapshot(j: &crate::engine::Job) -> Snapshot {
             JobState::Delayed => record::STATE_DELAYED,
         },
         pri: j.pri,
-        delay: (j.delay / crate::engine::SECOND) as u32,
+        delay: j.delay,
         deadline: j.deadline,
-        bury_seq: j.bury_seq,
+        bury_seq: j.seq,
         reserves: j.reserves,
         timeouts: j.timeouts,
         releases: j.releases,
@@ -200,10 +200,10 @@ fn full_record(e: &Engine, id: JobId) -> Option<Record> {
     Some(Record::Full {
         id,
         snap: snapshot(j),
-        ttr: (j.ttr / crate::engine::SECOND) as u32,
+        ttr: j.ttr,
         created: j.created,
         tube: e.tube_name(j).to_string(),
-        body: j.body.clone(),
+        body: bytes::Bytes::copy_from_slice(j.body.as_slice()),
     })
 }
 
