@@ -88,6 +88,11 @@ impl Client {
         Ok(())
     }
 
+    /// True if a complete reply line is already buffered (reading it will not wait).
+    pub fn has_buffered_line(&self) -> bool {
+        self.rd.buffer().windows(2).any(|w| w == b"\r\n")
+    }
+
     pub async fn read(&mut self) -> io::Result<Reply> {
         self.line.clear();
         let n = self.rd.read_line(&mut self.line).await?;

@@ -277,28 +277,55 @@ async fn conn_loop(
             }
         }
         Workload::Pipeline => {
+            // A sliding window: up to `depth` commands in flight. Each INSERTED id is
+            // deleted by a later command; latency is per command, send to reply.
             c.call(&format!("use {tube}")).await?;
             let d = p.depth.max(1);
-            let mut ids = Vec::with_capacity(d);
-            while Instant::now() < deadline {
-                let t0 = Instant::now();
-                for _ in 0..d {
-                    c.queue_put(0, 60, &plain);
+            let mut to_delete: std::collections::VecDeque<u64> = Default::default();
+            let mut sent: std::collections::VecDeque<(bool, Instant)> = Default::default();
+            let mut stopping = false;
+            loop {
+                if !stopping && Instant::now() >= deadline {
+                    stopping = true;
+                }
+                // Refill in bursts (once half the window is free), so that commands
+                // and replies travel in batches rather than one packet each.
+                let refill = sent.len() <= d / 2;
+                while refill && !stopping && sent.len() < d {
+                    if let Some(id) = to_delete.pop_front() {
+                        c.queue(&format!("delete {id}"));
+                        sent.push_back((false, Instant::now()));
+                    } else {
+                        c.queue_put(0, 60, &plain);
+                        sent.push_back((true, Instant::now()));
+                    }
                 }
                 c.flush().await?;
-                ids.clear();
-                for _ in 0..d {
-                    ids.push(c.read().await?.inserted()?);
-                }
-                for id in &ids {
-                    c.queue(&format!("delete {id}"));
-                }
-                c.flush().await?;
-                for _ in 0..d {
-                    c.read().await?.expect("DELETED")?;
+                let Some((is_put, t0)) = sent.pop_front() else {
+                    break;
+                };
+                let r = c.read().await?;
+                if is_put {
+                    to_delete.push_back(r.inserted()?);
+                } else {
+                    r.expect("DELETED")?;
                 }
                 record(h, t0);
-                totals.ops.fetch_add(2 * d as u64, Ordering::Relaxed);
+                totals.ops.fetch_add(1, Ordering::Relaxed);
+                // Take every reply already buffered before refilling the window.
+                while c.has_buffered_line() {
+                    let Some((is_put, t0)) = sent.pop_front() else {
+                        break;
+                    };
+                    let r = c.read().await?;
+                    if is_put {
+                        to_delete.push_back(r.inserted()?);
+                    } else {
+                        r.expect("DELETED")?;
+                    }
+                    record(h, t0);
+                    totals.ops.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         Workload::Drain => {
