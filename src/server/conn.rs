@@ -7,8 +7,11 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
+use std::pin::Pin;
 use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UnixStream};
+
+use tokio::sync::futures::Notified;
 use tokio::sync::{oneshot, watch};
 
 use super::Shared;
@@ -88,7 +91,7 @@ struct Conn {
     acked: Option<watch::Receiver<Acked>>,
 }
 
-pub async fn serve(sock: Sock, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+pub async fn serve(sock: Sock, shared: Arc<Shared>) {
     let id = shared.lock().engine.connect();
     tracing::info!("accept {id}");
     let mut c = Conn {
@@ -105,7 +108,11 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, stop: watch::Receiver<bool>)
         acked: None,
     };
     c.acked = c.shared.binlog.as_ref().map(|b| b.subscribe());
-    if let Err(e) = c.run(stop).await {
+    let stop = c.shared.clone();
+    let stopped = stop.stop.notified();
+    tokio::pin!(stopped);
+    stopped.as_mut().enable();
+    if let Err(e) = c.run(stopped).await {
         tracing::debug!("conn {id}: {e}");
     }
     let shared = c.shared.clone();
@@ -115,7 +122,7 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, stop: watch::Receiver<bool>)
 }
 
 impl Conn {
-    async fn run(&mut self, mut stop: watch::Receiver<bool>) -> io::Result<()> {
+    async fn run(&mut self, mut stop: Pin<&mut Notified<'_>>) -> io::Result<()> {
         loop {
             // Answer everything already buffered.
             while let Some(ev) = self.decoder.decode(&mut self.input) {
@@ -127,7 +134,7 @@ impl Conn {
                     }
                     Next::Wait(rx) => {
                         self.flush().await?;
-                        if !self.wait(rx, &mut stop).await? {
+                        if !self.wait(rx, stop.as_mut()).await? {
                             return Ok(());
                         }
                     }
@@ -137,7 +144,7 @@ impl Conn {
                 }
             }
             self.flush().await?;
-            if self.eof || *stop.borrow() {
+            if self.eof || self.shared.stopping() {
                 return Ok(());
             }
             // An idle connection keeps no buffers.
@@ -163,7 +170,7 @@ impl Conn {
                         Err(e) => return Err(e),
                     }
                 }
-                _ = stop.changed() => return Ok(()),
+                _ = stop.as_mut() => return Ok(()),
             }
         }
     }
@@ -172,7 +179,7 @@ impl Conn {
     async fn wait(
         &mut self,
         mut rx: oneshot::Receiver<Reply>,
-        stop: &mut watch::Receiver<bool>,
+        mut stop: Pin<&mut Notified<'_>>,
     ) -> io::Result<bool> {
         loop {
             if self.eof {
@@ -199,7 +206,7 @@ impl Conn {
                         Err(e) => return Err(e),
                     }
                 }
-                _ = stop.changed() => return Ok(false),
+                _ = stop.as_mut() => return Ok(false),
             }
         }
     }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{oneshot, Notify};
 
 use crate::engine::{ConnId, Deliveries, Engine, JournalOp};
 use crate::protocol::reply::ProcessStats;
@@ -80,6 +80,9 @@ pub struct Shared {
     id: String,
     uname: (String, String, String),
     pub binlog: Option<Binlog>,
+    /// Shutdown: connections finish what they owe and close.
+    stop: Notify,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -108,7 +111,13 @@ impl Shared {
             id: sys::random_id(),
             uname: sys::uname(),
             binlog,
+            stop: Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Writes the engine's recorded changes to the log; the ticket is what a reply that
@@ -229,7 +238,6 @@ async fn timer_task(shared: Arc<Shared>) {
 /// Runs the server until SIGTERM/SIGINT. Returns the process exit code.
 pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
     tokio::spawn(timer_task(shared.clone()));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
 
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -260,12 +268,11 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
             accepted = listener.accept() => match accepted {
                 Ok(sock) => {
                     let shared = shared.clone();
-                    let stop = stop_rx.clone();
                     let alive = alive_tx.clone();
                     tokio::spawn(async move {
                         match sock {
-                            Accepted::Tcp(s) => conn::serve(conn::Sock::Tcp(s), shared, stop).await,
-                            Accepted::Unix(s) => conn::serve(conn::Sock::Unix(s), shared, stop).await,
+                            Accepted::Tcp(s) => conn::serve(conn::Sock::Tcp(s), shared).await,
+                            Accepted::Unix(s) => conn::serve(conn::Sock::Unix(s), shared).await,
                         }
                         drop(alive);
                     });
@@ -285,7 +292,10 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
         }
     }
     drop(listener);
-    let _ = stop_tx.send(true);
+    shared
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Release);
+    shared.stop.notify_waiters();
     drop(alive_tx);
     // Connections finish the replies they owe, then close; don't wait forever on clients
     // that never read.
