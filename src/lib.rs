@@ -6,6 +6,7 @@
 //! - [`server`]: tokio I/O, connections, timers, signals and configuration.
 
 pub mod bench;
+pub mod cli;
 pub mod engine;
 pub mod protocol;
 pub mod server;

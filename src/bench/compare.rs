@@ -34,9 +34,21 @@ fn free_port() -> io::Result<u16> {
 /// Starts `bin -l 127.0.0.1 -p PORT args…`, pinned to `cpu` if given, and waits until it
 /// accepts connections.
 pub fn start(bin: &str, args: &[String], cpu: Option<usize>) -> io::Result<Server> {
-    let port = free_port()?;
+    let mut a = args.to_vec();
+    a.extend(["-p".to_string(), free_port()?.to_string()]);
+    start_on(bin, &a, cpu)
+}
+
+/// As `start`, with the port given in `args` (`-p N`).
+fn start_on(bin: &str, args: &[String], cpu: Option<usize>) -> io::Result<Server> {
+    let port = args
+        .iter()
+        .position(|a| a == "-p")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "11300".into());
     let mut cmd = Command::new(bin);
-    cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
+    cmd.args(["-l", "127.0.0.1"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -53,6 +65,7 @@ pub fn start(bin: &str, args: &[String], cpu: Option<usize>) -> io::Result<Serve
         }
     }
     let child = cmd.spawn()?;
+    let port: u16 = port.parse().map_err(|_| io::Error::other("bad port"))?;
     let pid = child.id();
     let server = Server {
         child,
@@ -74,6 +87,125 @@ pub struct Case {
     pub name: String,
     pub workload: Workload,
     pub params: Params,
+    /// Extra server flags for this case.
+    pub args: Vec<String>,
+    /// Run each server on a fresh binlog directory (`-b`).
+    pub binlog: bool,
+}
+
+/// The persistence suite: put+delete with `-b -f 0`, `-b` (fsync every 50 ms) and no
+/// binlog, at 1 and 50 connections; recovery of a large binlog; disk bytes per job.
+pub fn binlog_suite(quick: bool, secs: f64) -> Vec<Case> {
+    let mut v = Vec::new();
+    for (label, binlog, args) in [
+        ("-b -f0", true, vec!["-f".to_string(), "0".to_string()]),
+        ("-b", true, vec![]),
+        ("no -b", false, vec![]),
+    ] {
+        for conns in [1, 50] {
+            v.push(Case {
+                name: format!("putdel c={conns} {label}"),
+                workload: Workload::PutDelete,
+                params: Params {
+                    conns,
+                    secs,
+                    ..Params::default()
+                },
+                args: args.clone(),
+                binlog,
+            });
+        }
+    }
+    let jobs = if quick { 50_000 } else { 1_000_000 };
+    v.push(Case {
+        name: format!("recover {jobs} x 100B"),
+        workload: Workload::Recover,
+        params: Params {
+            jobs,
+            secs,
+            ..Params::default()
+        },
+        args: vec![],
+        binlog: true,
+    });
+    v
+}
+
+/// A fresh binlog directory for one run; removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> io::Result<TempDir> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "sprout-bench-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p)?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Puts `jobs` jobs, stops the server with SIGTERM, restarts it on the same directory and
+/// times until it answers `stats-tube` with every job back.
+async fn recover(
+    bin: &str,
+    args: &[String],
+    cpu: Option<usize>,
+    p: &Params,
+    bar: &indicatif::ProgressBar,
+) -> io::Result<Measurement> {
+    let mut server = start(bin, args, cpu)?;
+    super::prefill(&server.addr, p.jobs, p.size, bar).await?;
+    let port = server.addr.rsplit(':').next().unwrap_or("0").to_string();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(server.pid as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = server.child.wait();
+    bar.set_message("restarting");
+    let t0 = Instant::now();
+    let mut args2: Vec<String> = args.to_vec();
+    args2.extend(["-p".to_string(), port]);
+    let restarted = start_on(bin, &args2, cpu)?;
+    loop {
+        if let Ok(Some(n)) = super::ready_jobs(&restarted.addr).await {
+            if n == p.jobs {
+                break;
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            return Err(io::Error::other("recovery did not finish in 600 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(Measurement {
+        ops: p.jobs,
+        secs,
+        ops_per_sec: p.jobs as f64 / secs,
+        server_rss_kb: proc::rss_kb(restarted.pid),
+        ..Default::default()
+    })
 }
 
 /// The standard suite: the workloads issue #4 sets targets for.
@@ -87,6 +219,8 @@ pub fn suite(quick: bool, secs: f64) -> Vec<Case> {
         name: name.into(),
         workload,
         params,
+        args: vec![],
+        binlog: false,
     };
     let (fill_jobs, idle_conns, extra) = if quick {
         (20_000, 200, 200)
@@ -176,17 +310,36 @@ pub async fn compare(o: &CompareOpts) -> io::Result<Report> {
         };
         for round in 0..o.rounds {
             for (name, bin) in [("beanstalkd", &o.beanstalkd), ("sproutd", &o.sproutd)] {
-                let server = start(bin, &o.server_args, server_cpu)?;
+                let dir = if case.binlog {
+                    Some(TempDir::new()?)
+                } else {
+                    None
+                };
+                let mut args = o.server_args.clone();
+                args.extend(case.args.iter().cloned());
+                if let Some(d) = &dir {
+                    args.extend(["-b".to_string(), d.0.display().to_string()]);
+                }
                 let bar = progress(case.params.secs);
                 bar.set_prefix(format!("{} [{}/{}] {name}", case.name, round + 1, o.rounds));
-                let m = run(
-                    &server.addr,
-                    Some(server.pid),
-                    case.workload,
-                    &case.params,
-                    &bar,
-                )
-                .await?;
+                let mut m = if case.workload == Workload::Recover {
+                    recover(bin, &args, server_cpu, &case.params, &bar).await?
+                } else {
+                    let server = start(bin, &args, server_cpu)?;
+                    run(
+                        &server.addr,
+                        Some(server.pid),
+                        case.workload,
+                        &case.params,
+                        &bar,
+                    )
+                    .await?
+                };
+                if let Some(d) = &dir {
+                    if m.ops > 0 && case.workload == Workload::Recover {
+                        m.disk_bytes_per_job = Some(dir_bytes(&d.0) as f64 / m.ops as f64);
+                    }
+                }
                 bar.finish_and_clear();
                 if m.errors > 0 {
                     return Err(io::Error::other(format!(
@@ -253,6 +406,10 @@ pub fn table(r: &Report) -> String {
                 ("puts/s", |m| Some(m.ops_per_sec)),
             ],
             Workload::Idle => vec![("RSS B/conn", |m| m.rss_bytes_per_item)],
+            Workload::Recover => vec![
+                ("recovery s", |m| Some(m.secs)),
+                ("disk B/job", |m| m.disk_bytes_per_job),
+            ],
             _ => vec![
                 ("ops/s", |m| Some(m.ops_per_sec)),
                 ("p50 us", |m| Some(m.p50_us)),

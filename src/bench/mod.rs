@@ -33,6 +33,11 @@ pub enum Workload {
     Fill,
     /// `conns` idle connections are opened; reports the server's RSS per connection.
     Idle,
+    /// Each connection puts a job and deletes it by id (no reserve).
+    PutDelete,
+    /// --compare only: `jobs` jobs are put, the server is stopped and restarted on its
+    /// binlog; reports the time until it answers with every job back.
+    Recover,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +81,8 @@ pub struct Measurement {
     pub server_rss_kb: Option<u64>,
     /// Fill: RSS growth per job; Idle: per connection.
     pub rss_bytes_per_item: Option<f64>,
+    /// With a binlog: bytes of the binlog directory per live job after the run.
+    pub disk_bytes_per_job: Option<f64>,
 }
 
 fn hist() -> Histogram<u64> {
@@ -187,6 +194,7 @@ pub async fn run(
         },
         server_rss_kb: pid.and_then(proc::rss_kb),
         rss_bytes_per_item: None,
+        disk_bytes_per_job: None,
     })
 }
 
@@ -217,6 +225,18 @@ async fn conn_loop(
                 c.read().await?.inserted()?;
                 record(h, t0);
                 totals.ops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Workload::PutDelete => {
+            c.call(&format!("use {tube}")).await?;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                c.queue_put(0, 60, &plain);
+                c.flush().await?;
+                let id = c.read().await?.inserted()?;
+                c.call(&format!("delete {id}")).await?.expect("DELETED")?;
+                record(h, t0);
+                totals.ops.fetch_add(2, Ordering::Relaxed);
             }
         }
         Workload::Cycle => {
@@ -342,7 +362,7 @@ async fn conn_loop(
                 totals.ops.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Workload::Fill | Workload::Idle => {}
+        Workload::Fill | Workload::Idle | Workload::Recover => {}
     }
     Ok(())
 }
@@ -363,7 +383,7 @@ async fn make_extra_tubes(addr: &str, n: usize) -> io::Result<()> {
     Ok(())
 }
 
-async fn prefill(
+pub(crate) async fn prefill(
     addr: &str,
     jobs: u64,
     size: usize,
@@ -388,6 +408,20 @@ async fn prefill(
     Ok(())
 }
 
+/// `current-jobs-ready` of tube bench0.
+pub(crate) async fn ready_jobs(addr: &str) -> io::Result<Option<u64>> {
+    let mut c = Client::connect(addr).await?;
+    let r = c.call("stats-tube bench0").await?;
+    let Some(body) = r.body else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&body);
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("current-jobs-ready: "))
+        .and_then(|v| v.parse::<u64>().ok()))
+}
+
 async fn fill(
     addr: &str,
     pid: Option<u32>,
@@ -400,16 +434,7 @@ async fn fill(
     prefill(addr, p.jobs, p.size, progress).await?;
     let secs = t0.elapsed().as_secs_f64();
     // Prove the server still works at this size.
-    let mut c = Client::connect(addr).await?;
-    let r = c.call("stats-tube bench0").await?;
-    let body = r
-        .body
-        .ok_or_else(|| bad(format!("stats-tube: {}", r.head)))?;
-    let text = String::from_utf8_lossy(&body);
-    let ready = text
-        .lines()
-        .find_map(|l| l.strip_prefix("current-jobs-ready: "))
-        .and_then(|v| v.parse::<u64>().ok());
+    let ready = ready_jobs(addr).await?;
     if ready != Some(p.jobs) {
         return Err(bad(format!(
             "expected {} ready jobs, stats says {ready:?}",

@@ -1,28 +1,39 @@
 //! sprout: the admin CLI. Talks the beanstalkd protocol to any server (sproutd or
-//! beanstalkd).
+//! beanstalkd). The subcommands live in `sprout::cli`; `bench` in `sprout::bench`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sprout::bench::{self, compare, Params, Workload};
+use sprout::cli::client::check_tube_name;
+use sprout::cli::cmds::{self, Body, FlushState, KickWhat, PeekAt, PutArgs, State, StatsOf};
+use sprout::cli::tubes::SortKey;
+use sprout::cli::{top, tubes};
+
+const AFTER_HELP: &str = "\
+Environment:
+  SPROUT_ADDR  server address when -a/--addr is not given (default 127.0.0.1:11300)
+
+Exit status: 0 success; 1 the server answered with an error (its reply is printed) or a
+local problem; 2 the server cannot be reached or the connection failed.";
 
 #[derive(Parser)]
 #[command(
     name = "sprout",
     version,
-    about = "Admin CLI for sproutd and beanstalkd"
+    about = "Admin CLI for sproutd and beanstalkd",
+    after_help = AFTER_HELP
 )]
 struct Cli {
-    /// Server address: HOST:PORT or unix:/path.
+    /// Server address: HOST:PORT, HOST (port 11300) or unix:/path [env: SPROUT_ADDR].
     #[arg(
         short = 'a',
         long,
         env = "SPROUT_ADDR",
-        default_value = "127.0.0.1:11300"
+        default_value = "127.0.0.1:11300",
+        global = true,
+        hide_env = true
     )]
     addr: String,
     #[command(subcommand)]
@@ -31,17 +42,116 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Print server statistics (or a tube's, or a job's) as the server sends them.
+    /// Server statistics, or a tube's (--tube), or a job's (--job).
     Stats {
-        #[arg(long)]
+        /// Statistics of this tube (stats-tube).
+        #[arg(long, value_parser = check_tube_name, conflicts_with = "job")]
         tube: Option<String>,
+        /// Statistics of this job (stats-job).
         #[arg(long)]
         job: Option<u64>,
+        /// JSON object, numbers as numbers and booleans as booleans.
+        #[arg(long)]
+        json: bool,
     },
-    /// List the server's tubes.
-    Tubes,
+    /// Every tube with its ready/reserved/delayed/buried/urgent/waiting/watching counts.
+    Tubes {
+        /// Column to sort by: name A-Z, counts largest first.
+        #[arg(long, value_enum, default_value_t = SortKey::Name)]
+        sort: SortKey,
+        /// Reverse the order.
+        #[arg(long)]
+        reverse: bool,
+        /// JSON array of tubes.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live view of the server and its tubes with rates; q, Esc or Ctrl-C quits.
+    Top {
+        /// Seconds between refreshes (0.1 to 3600).
+        #[arg(short = 'i', long, default_value = "1", value_parser = parse_interval)]
+        interval: Duration,
+    },
+    /// Show a job: its id, stats and body (non-printable bytes escaped as \xHH).
+    Peek {
+        /// Tube to peek into (default: default).
+        #[arg(long, value_parser = check_tube_name, conflicts_with = "id")]
+        tube: Option<String>,
+        /// Which job of the tube: the next ready, the next delayed, or the oldest buried.
+        #[arg(long, value_enum, conflicts_with = "id")]
+        state: Option<State>,
+        /// The job with this id.
+        #[arg(long)]
+        id: Option<u64>,
+        /// Write the body bytes as-is to stdout (id and stats go to stderr).
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Put a job (body from BODY, --file, or stdin) and print its id.
+    Put {
+        /// The job body.
+        #[arg(conflicts_with = "file")]
+        body: Option<String>,
+        /// Read the body from this file.
+        #[arg(short = 'f', long)]
+        file: Option<String>,
+        #[arg(short = 't', long, default_value = "default", value_parser = check_tube_name)]
+        tube: String,
+        /// Priority (0 is most urgent).
+        #[arg(short = 'p', long, default_value_t = 1024)]
+        pri: u32,
+        /// Seconds before the job becomes ready.
+        #[arg(short = 'd', long, default_value_t = 0)]
+        delay: u32,
+        /// Seconds a worker may hold the job.
+        #[arg(long, default_value_t = 60)]
+        ttr: u32,
+    },
+    /// Kick up to N buried (or else delayed) jobs in a tube, or one job by --id.
+    Kick {
+        /// How many jobs to kick.
+        #[arg(required_unless_present = "id", conflicts_with = "id")]
+        n: Option<u64>,
+        #[arg(short = 't', long, default_value = "default", value_parser = check_tube_name)]
+        tube: String,
+        /// Kick this job (kick-job).
+        #[arg(long)]
+        id: Option<u64>,
+    },
+    /// Delete jobs by id.
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Pause a tube: no job is reserved from it for SECONDS.
+    Pause {
+        #[arg(value_parser = check_tube_name)]
+        tube: String,
+        seconds: u32,
+    },
+    /// Delete every job of a tube in the given states, safely alongside running workers.
+    Flush {
+        #[arg(short = 't', long, value_parser = check_tube_name)]
+        tube: String,
+        #[arg(long, value_enum, default_value = "all")]
+        state: FlushState,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load-generate against a server, or compare sproutd with beanstalkd.
     Bench(BenchArgs),
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if (0.1..=3600.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err("the interval must be between 0.1 and 3600 seconds".into())
+    }
 }
 
 #[derive(clap::Args)]
@@ -85,6 +195,10 @@ struct BenchArgs {
     /// Smaller fill/idle/tube counts (--compare), for smoke runs.
     #[arg(long)]
     quick: bool,
+    /// Which --compare suite: `default` (throughput, latency, memory), `binlog`
+    /// (persistence: put+delete with -b -f0 / -b / no -b, recovery time, disk per job), `all`.
+    #[arg(long, default_value = "default")]
+    suite: String,
     /// Run only the --compare cases whose name contains this.
     #[arg(long)]
     only: Option<String>,
@@ -96,42 +210,6 @@ struct BenchArgs {
     /// Extra flags for both servers, e.g. "-z 1048576".
     #[arg(long, allow_hyphen_values = true)]
     server_args: Option<String>,
-}
-
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
-
-fn connect(addr: &str) -> std::io::Result<Box<dyn Stream>> {
-    let timeout = Some(Duration::from_secs(10));
-    if let Some(path) = addr.strip_prefix("unix:") {
-        let s = UnixStream::connect(path)?;
-        s.set_read_timeout(timeout)?;
-        Ok(Box::new(s))
-    } else {
-        let s = TcpStream::connect(addr)?;
-        s.set_read_timeout(timeout)?;
-        Ok(Box::new(s))
-    }
-}
-
-/// Sends one command and returns the reply's first line and its body, if any.
-fn request(addr: &str, line: &str) -> Result<(String, Vec<u8>), String> {
-    let mut s = connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    s.write_all(format!("{line}\r\n").as_bytes())
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let mut r = BufReader::new(s);
-    let mut head = String::new();
-    r.read_line(&mut head).map_err(|e| format!("{addr}: {e}"))?;
-    let head = head.trim_end().to_string();
-    let mut body = Vec::new();
-    if let Some(n) = head.strip_prefix("OK ") {
-        let n: usize = n.parse().map_err(|_| format!("bad reply: {head}"))?;
-        body.resize(n + 2, 0);
-        r.read_exact(&mut body)
-            .map_err(|e| format!("{addr}: {e}"))?;
-        body.truncate(n);
-    }
-    Ok((head, body))
 }
 
 fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
@@ -162,7 +240,15 @@ fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "sproutd".into())
         });
-        let mut cases = compare::suite(a.quick, a.secs);
+        let mut cases = match a.suite.as_str() {
+            "binlog" => compare::binlog_suite(a.quick, a.secs),
+            "all" => {
+                let mut v = compare::suite(a.quick, a.secs);
+                v.extend(compare::binlog_suite(a.quick, a.secs));
+                v
+            }
+            _ => compare::suite(a.quick, a.secs),
+        };
         if let Some(only) = &a.only {
             cases.retain(|c| c.name.contains(only.as_str()));
         }
@@ -235,25 +321,78 @@ fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let line = match &cli.cmd {
-        Cmd::Bench(a) => return run_bench(&cli.addr, a),
-        Cmd::Stats { tube: Some(t), .. } => format!("stats-tube {t}"),
-        Cmd::Stats { job: Some(j), .. } => format!("stats-job {j}"),
-        Cmd::Stats { .. } => "stats".to_string(),
-        Cmd::Tubes => "list-tubes".to_string(),
+    let addr = cli.addr.as_str();
+    let res = match cli.cmd {
+        Cmd::Bench(a) => return run_bench(addr, &a),
+        Cmd::Stats { tube, job, json } => {
+            let of = match (tube, job) {
+                (Some(t), _) => StatsOf::Tube(t),
+                (None, Some(j)) => StatsOf::Job(j),
+                (None, None) => StatsOf::Server,
+            };
+            cmds::stats(addr, of, json)
+        }
+        Cmd::Tubes {
+            sort,
+            reverse,
+            json,
+        } => tubes::run(addr, sort, reverse, json),
+        Cmd::Top { interval } => top::run(addr, interval),
+        Cmd::Peek {
+            tube,
+            state,
+            id,
+            raw,
+        } => {
+            let at = match id {
+                Some(id) => PeekAt::Id(id),
+                None => PeekAt::Tube(
+                    tube.unwrap_or_else(|| "default".into()),
+                    state.unwrap_or(State::Ready),
+                ),
+            };
+            cmds::peek(addr, at, raw)
+        }
+        Cmd::Put {
+            body,
+            file,
+            tube,
+            pri,
+            delay,
+            ttr,
+        } => {
+            let body = match (body, file) {
+                (Some(b), _) => Body::Arg(b),
+                (None, Some(f)) => Body::File(f),
+                (None, None) => Body::Stdin,
+            };
+            cmds::put(
+                addr,
+                body,
+                &PutArgs {
+                    tube,
+                    pri,
+                    delay,
+                    ttr,
+                },
+            )
+        }
+        Cmd::Kick { n, tube, id } => {
+            let what = match (id, n) {
+                (Some(id), _) => KickWhat::Id(id),
+                (None, n) => KickWhat::Jobs(n.unwrap_or(1), tube),
+            };
+            cmds::kick(addr, what)
+        }
+        Cmd::Delete { ids } => cmds::delete(addr, &ids),
+        Cmd::Pause { tube, seconds } => cmds::pause(addr, &tube, seconds),
+        Cmd::Flush { tube, state, json } => cmds::flush(addr, &tube, state, json),
     };
-    match request(&cli.addr, &line) {
-        Ok((head, body)) if head.starts_with("OK ") => {
-            print!("{}", String::from_utf8_lossy(&body));
-            ExitCode::SUCCESS
-        }
-        Ok((head, _)) => {
-            eprintln!("sprout: server answered {head}");
-            ExitCode::from(1)
-        }
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sprout: {e}");
-            ExitCode::from(2)
+            ExitCode::from(e.exit_code())
         }
     }
 }
