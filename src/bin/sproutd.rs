@@ -25,9 +25,8 @@ fn main() {
         }
     };
     let level = match cfg.verbosity {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
+        0 => "info",
+        1 => "debug",
         _ => "trace",
     };
     tracing_subscriber::fmt()
@@ -58,8 +57,26 @@ fn main() {
                 return code;
             }
         };
-        tracing::info!("pid {}", std::process::id());
-        tracing::info!("bind {}", listener.describe());
+        tracing::info!(
+            "sproutd {VERSION} pid {} listening on {}; max job size {}; binlog {}; metrics {}",
+            std::process::id(),
+            listener.describe(),
+            cfg.max_job_size,
+            match &cfg.binlog_dir {
+                Some(d) => format!(
+                    "{} (fsync {}, segment {} bytes)",
+                    d.display(),
+                    match cfg.fsync_ms {
+                        Some(0) => "before every acknowledgement".to_string(),
+                        Some(ms) => format!("every {ms} ms"),
+                        None => "never".to_string(),
+                    },
+                    cfg.binlog_size
+                ),
+                None => "off (jobs live in memory only)".to_string(),
+            },
+            cfg.metrics.as_deref().unwrap_or("off"),
+        );
         if let Some(user) = &cfg.user {
             if let Err((msg, code)) = sys::drop_privileges(user) {
                 eprintln!("{prog}: {msg}");
@@ -78,8 +95,26 @@ fn main() {
         } else {
             (Engine::new(), None)
         };
+        let metrics = match &cfg.metrics {
+            Some(addr) => match tokio::net::TcpListener::bind(addr.as_str()).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("{prog}: --metrics {addr}: {e}");
+                    return 111;
+                }
+            },
+            None => None,
+        };
+        let tube_cap = cfg.metrics_tube_cap;
         let shared = Arc::new(Shared::with_engine_and_log(cfg, engine, binlog, clock));
         start_maintenance(shared.clone());
+        if let Some(l) = metrics {
+            tracing::info!(
+                "metrics on http://{}/metrics",
+                l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            );
+            tokio::spawn(sprout::server::metrics::serve(l, shared.clone(), tube_cap));
+        }
         run(listener, shared).await
     });
     rt.shutdown_timeout(std::time::Duration::from_millis(100));

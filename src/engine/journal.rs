@@ -89,6 +89,7 @@ impl Engine {
     /// Puts a job read from the log back in its state: reserved jobs become ready, delayed
     /// jobs whose time has passed become ready, buried jobs keep their order.
     pub fn restore(&mut self, r: Restored, now: u64) {
+        self.now = now;
         if self.jobs.contains_key(&r.id) || r.id == 0 {
             return;
         }

@@ -11,6 +11,7 @@ pub mod conn;
 pub mod heap;
 pub mod job;
 pub mod journal;
+pub mod metrics;
 pub mod table;
 pub mod tube;
 
@@ -76,6 +77,8 @@ pub struct Engine {
     draining: bool,
     /// Changes to persist, when a binlog is in use.
     journal: Option<Vec<JournalOp>>,
+    /// The time of the call being run.
+    now: u64,
 }
 
 impl Default for Engine {
@@ -110,6 +113,7 @@ impl Engine {
             waiting: 0,
             draining: false,
             journal: None,
+            now: 0,
         }
     }
 
@@ -128,6 +132,7 @@ impl Engine {
 
     /// The connection is gone: its reservations return to ready, its tubes are released.
     pub fn disconnect(&mut self, c: ConnId, now: u64, out: &mut Deliveries) {
+        self.now = now;
         if self.conns.get(&c).is_some_and(|conn| conn.wait.is_some()) {
             self.stop_wait(c);
         }
@@ -224,6 +229,7 @@ impl Engine {
         now: u64,
         out: &mut Deliveries,
     ) -> Reply {
+        self.now = now;
         if self.draining {
             return Reply::Draining;
         }
@@ -268,6 +274,7 @@ impl Engine {
 
     /// Runs one command (not `put`, whose parts have their own calls, nor `quit`).
     pub fn execute(&mut self, c: ConnId, cmd: Command, now: u64, out: &mut Deliveries) -> Outcome {
+        self.now = now;
         if !self.conns.contains_key(&c) {
             return Outcome::Reply(Reply::InternalError);
         }
@@ -285,7 +292,10 @@ impl Engine {
                 self.cmd.reserve_job += 1;
                 self.set_worker(c);
                 match self.jobs.get(&id).map(|j| j.state) {
-                    Some(JobState::Ready) => self.remove_ready(id),
+                    Some(JobState::Ready) => {
+                        self.remove_ready(id);
+                        self.record_queue_wait(id, now);
+                    }
                     Some(JobState::Buried) => self.remove_buried(id),
                     Some(JobState::Delayed) => self.remove_delayed(id),
                     _ => return Outcome::Reply(Reply::NotFound),
@@ -323,6 +333,8 @@ impl Engine {
                 if let Some(j) = self.jobs.get_mut(&id) {
                     j.pri = pri;
                     j.buries += 1;
+                    let t = j.tube;
+                    self.tubes.get_mut(t).counters.buries += 1;
                 }
                 self.make_buried(id);
                 self.log(JournalOp::Update(id));
@@ -500,6 +512,15 @@ impl Engine {
                 if !self.take_reserved(c, id) {
                     return Reply::NotFound;
                 }
+                if let Some(j) = self.jobs.get(&id) {
+                    let since = j.deadline.saturating_sub(u64::from(j.ttr) * SECOND);
+                    let t = j.tube;
+                    self.tubes
+                        .get_mut(t)
+                        .counters
+                        .reserve_to_delete
+                        .record(now.saturating_sub(since));
+                }
             }
             JobState::Ready => self.remove_ready(id),
             JobState::Buried => self.remove_buried(id),
@@ -608,6 +629,7 @@ impl Engine {
     /// Runs everything due at `now`: delayed jobs become ready, pauses end, reservations
     /// time out, waiting reserves time out or see DEADLINE_SOON.
     pub fn tick(&mut self, now: u64, out: &mut Deliveries) {
+        self.now = now;
         while let Some(&(at, id)) = self.delayed.first() {
             if at > now {
                 break;
@@ -636,6 +658,8 @@ impl Engine {
             }
             if let Some(j) = self.jobs.get_mut(&id) {
                 j.timeouts += 1;
+                let t = j.tube;
+                self.tubes.get_mut(t).counters.timeouts += 1;
             }
             self.job_timeouts += 1;
             self.make_ready(id);
@@ -706,7 +730,7 @@ impl Engine {
         })
     }
 
-    fn tube_stats(&self, t: TubeId, now: u64) -> TubeStats {
+    pub(crate) fn tube_stats(&self, t: TubeId, now: u64) -> TubeStats {
         let tube = self.tubes.get(t);
         let pause_time_left = match tube.unpause_at {
             Some(at) if tube.pause > 0 => ((at as i128 - now as i128) / SECOND as i128) as i64,
@@ -800,8 +824,11 @@ impl Engine {
         let Some(slot) = self.jobs.slot(id) else {
             return;
         };
+        let now = self.now;
         let j = self.jobs.at_mut(slot);
         j.state = JobState::Ready;
+        // While ready, `deadline` holds when the job became ready (for queue-wait metrics).
+        j.deadline = now;
         let (pri, t) = (j.pri, j.tube);
         let tube = self.tubes.get_mut(t);
         heap::push(&mut tube.ready, &mut self.jobs, slot);
@@ -885,6 +912,17 @@ impl Engine {
     }
 
     /// Takes a job out of `c`'s reservations; false if `c` does not hold it.
+    fn record_queue_wait(&mut self, id: JobId, now: u64) {
+        if let Some(j) = self.jobs.get(&id) {
+            let (since, t) = (j.deadline, j.tube);
+            self.tubes
+                .get_mut(t)
+                .counters
+                .queue_wait
+                .record(now.saturating_sub(since));
+        }
+    }
+
     /// Does `c` hold the reservation of job `id`?
     fn holds(&self, c: ConnId, id: JobId) -> bool {
         match (self.jobs.get(&id), self.conns.get(&c)) {
@@ -999,6 +1037,7 @@ impl Engine {
             };
             self.stop_wait(c);
             self.remove_ready(id);
+            self.record_queue_wait(id, now);
             let reply = self.reserve_job(c, id, now);
             out.push((c, reply));
         }

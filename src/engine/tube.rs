@@ -39,6 +39,7 @@ pub struct Tube {
     pub total_jobs: u64,
     pub cmd_delete: u64,
     pub cmd_pause: u64,
+    pub counters: super::metrics::TubeCounters,
 }
 
 impl Tube {
@@ -60,6 +61,7 @@ impl Tube {
             total_jobs: 0,
             cmd_delete: 0,
             cmd_pause: 0,
+            counters: Default::default(),
         }
     }
 

@@ -30,6 +30,10 @@ pub struct Config {
     pub verbosity: u8,
     /// `--binlog-salvage`: load what is readable from a damaged binlog.
     pub binlog_salvage: bool,
+    /// `--metrics ADDR`: serve /metrics and /healthz over HTTP.
+    pub metrics: Option<String>,
+    /// `--metrics-tube-cap N`: tubes with their own series (the rest are summed).
+    pub metrics_tube_cap: usize,
     /// Warnings produced while parsing, to log once logging is up.
     pub warnings: Vec<String>,
 }
@@ -47,6 +51,8 @@ impl Default for Config {
             user: None,
             verbosity: 0,
             binlog_salvage: false,
+            metrics: None,
+            metrics_tube_cap: 100,
             warnings: vec![],
         }
     }
@@ -77,7 +83,9 @@ pub fn usage(prog: &str) -> String {
          -u USER  become user and group\n \
          -z BYTES set the maximum job size in bytes (default is {DEFAULT_MAX_JOB_SIZE})\n \
          -s BYTES set the size of each write-ahead log file (default is {DEFAULT_BINLOG_SIZE})\n \
-         --binlog-salvage  start even if the binlog is damaged, loading what is readable\n \
+                  --binlog-salvage  start even if the binlog is damaged, loading what is readable\n \
+         --metrics ADDR    serve Prometheus /metrics and /healthz on ADDR (e.g. 127.0.0.1:9100)\n \
+         --metrics-tube-cap N  tubes with their own metric series (default 100)\n \
          -c, -n   accepted for compatibility, no effect\n \
          -v       show version information\n \
          -V       increase verbosity\n \
@@ -104,6 +112,21 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
         }
         if arg == "--binlog-salvage" {
             cfg.binlog_salvage = true;
+            continue;
+        }
+        if let Some((name, inline)) = long_opt(&arg, &["--metrics", "--metrics-tube-cap"]) {
+            let val = match inline.or_else(|| args.next()) {
+                Some(v) => v,
+                None => return Parsed::Error(format!("flag requires an argument: {name}"), 5),
+            };
+            if name == "--metrics" {
+                cfg.metrics = Some(val);
+            } else {
+                match val.parse() {
+                    Ok(n) => cfg.metrics_tube_cap = n,
+                    Err(_) => return Parsed::Error(format!("invalid number: {val}"), 5),
+                }
+            }
             continue;
         }
         let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty()) else {
@@ -137,6 +160,19 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
         }
     }
     Parsed::Run(cfg)
+}
+
+/// `--name VALUE` or `--name=VALUE` for one of `names`: (name, inline value).
+fn long_opt(arg: &str, names: &[&'static str]) -> Option<(&'static str, Option<String>)> {
+    names.iter().find_map(|&n| {
+        if arg == n {
+            Some((n, None))
+        } else {
+            arg.strip_prefix(n)
+                .and_then(|r| r.strip_prefix('='))
+                .map(|v| (n, Some(v.to_string())))
+        }
+    })
 }
 
 fn apply(cfg: &mut Config, f: char, val: String) -> Result<(), String> {

@@ -93,7 +93,7 @@ struct Conn {
 
 pub async fn serve(sock: Sock, shared: Arc<Shared>) {
     let id = shared.lock().engine.connect();
-    tracing::info!("accept {id}");
+    tracing::debug!("accept {id}");
     let mut c = Conn {
         id,
         decoder: Decoder::new(shared.config.max_job_size),
@@ -118,7 +118,7 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>) {
     let shared = c.shared.clone();
     let _ = shared.with_engine(|e, now, out| e.disconnect(id, now, out));
     shared.lock().waiters.remove(&id);
-    tracing::info!("close {id}");
+    tracing::debug!("close {id}");
 }
 
 impl Conn {
@@ -292,7 +292,7 @@ impl Conn {
             return;
         }
         if self.verbose {
-            tracing::debug!(">{} reply {}", self.id, r.head());
+            tracing::trace!(">{} reply {}", self.id, r.head());
         }
         if matches!(r, Reply::Stats(_)) {
             let p = self.shared.process_stats();
@@ -308,7 +308,7 @@ impl Conn {
             Event::Command(Command::Quit) => return Next::Quit,
             Event::Command(cmd) => {
                 if self.verbose {
-                    tracing::debug!("<{id} command {}", cmd.name());
+                    tracing::trace!("<{id} command {}", cmd.name());
                 }
                 let mutates = matches!(
                     cmd,
@@ -366,15 +366,18 @@ impl Conn {
                 self.put = None;
                 self.reply(Reply::ExpectedCrlf);
             }
-            Event::Error(e) => match e {
-                LineError::PutTooBig(_) => self.shared.lock().engine.count_put(),
-                LineError::PutBadFormat => {
-                    self.shared.lock().engine.count_put();
-                    self.reply(Reply::BadFormat);
+            Event::Error(e) => {
+                tracing::debug!("conn {id}: protocol error: {e:?}");
+                match e {
+                    LineError::PutTooBig(_) => self.shared.lock().engine.count_put(),
+                    LineError::PutBadFormat => {
+                        self.shared.lock().engine.count_put();
+                        self.reply(Reply::BadFormat);
+                    }
+                    LineError::BadFormat => self.reply(Reply::BadFormat),
+                    LineError::UnknownCommand => self.reply(Reply::UnknownCommand),
                 }
-                LineError::BadFormat => self.reply(Reply::BadFormat),
-                LineError::UnknownCommand => self.reply(Reply::UnknownCommand),
-            },
+            }
             Event::JobTooBig => self.reply(Reply::JobTooBig),
         }
         Next::Continue

@@ -8,6 +8,7 @@
 pub mod config;
 mod conn;
 pub mod listen;
+pub mod metrics;
 pub mod persist;
 pub mod sys;
 
@@ -284,11 +285,11 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
                 }
             },
             _ = usr1.recv() => {
-                tracing::info!("SIGUSR1: entering drain mode");
+                tracing::warn!("SIGUSR1: entering drain mode; puts now answer DRAINING");
                 shared.lock().engine.set_draining();
             }
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = term.recv() => { tracing::warn!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::warn!("SIGINT: shutting down"); break; }
         }
     }
     drop(listener);
