@@ -315,12 +315,15 @@ pub fn start_maintenance(shared: Arc<Shared>) {
     };
     let spawned = std::thread::Builder::new()
         .name("binlog-maint".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(50));
-            b.maintain(&|f: &mut dyn FnMut(&mut Engine)| {
+                .spawn(move || loop {
+            let worked = b.maintain(&|f: &mut dyn FnMut(&mut Engine)| {
                 let mut st = shared.lock();
                 f(&mut st.engine);
             });
+            if !worked {
+                // Compaction is only ever due after a rotation; failures retry each second.
+                b.wait_for_rotation(Duration::from_secs(1));
+            }
         });
     if let Err(e) = spawned {
         tracing::error!("cannot start binlog maintenance: {e}");

@@ -108,8 +108,19 @@ struct Pending {
     shutdown: bool,
     /// After the chunk creating this segment is synced, delete every older segment and
     /// any beanstalkd files.
-    rebase: Option<u32>,
+        rebase: Option<u32>,
     scratch: Vec<u8>,
+    /// The tail segment's file, lent by the writer while it is idle: with `-f MS` or `-F`,
+    /// `append` writes records straight to it (no thread hand-off per command).
+    direct: Option<(u32, Arc<File>)>,
+    /// Bytes in the tail segment's file.
+    used: u64,
+    /// End of what `append` wrote directly.
+    direct_lsn: u64,
+    /// The writer has taken chunks and is writing them.
+    writer_busy: bool,
+    /// Direct writes since the writer last synced (it has been told).
+    dirty: bool,
 }
 
 struct Inner {
@@ -302,8 +313,13 @@ impl Binlog {
                 failed: None,
                 sync_requested: false,
                 shutdown: false,
-                rebase: None,
+                                rebase: None,
                 scratch: Vec::new(),
+                direct: None,
+                used: 0,
+                direct_lsn: 0,
+                writer_busy: false,
+                dirty: false,
             }),
             cv: Condvar::new(),
             acked,
@@ -341,9 +357,10 @@ impl Binlog {
         if ops.is_empty() {
             return None;
         }
-        let seg_size = self.inner.seg_size;
+                let seg_size = self.inner.seg_size;
         let next_id = e.next_job_id();
         let mut p = self.pend();
+        let start = p.lsn;
         if p.failed.is_some() {
             // Nothing reaches the disk now; the recovery checkpoint will capture the state.
             return Some(Ticket {
@@ -387,14 +404,73 @@ impl Binlog {
                 }
             }
         }
-        p.scratch = scratch;
+                p.scratch = scratch;
         let t = Ticket {
             epoch: p.epoch,
             lsn: p.lsn,
         };
+        if let Some(done) = self.write_direct(&mut p, start) {
+            return Some(done);
+        }
         drop(p);
         self.inner.cv.notify_one();
         Some(t)
+    }
+
+    /// With `-f MS` or `-F`, while the writer is idle, writes the pending records straight
+    /// to the tail segment. Returns a ticket that is already satisfied (or already failed);
+    /// None to leave the records to the writer.
+    fn write_direct(&self, p: &mut Pending, start: u64) -> Option<Ticket> {
+        if self.inner.policy == SyncPolicy::Always || p.writer_busy || p.failed.is_some() {
+            return None;
+        }
+        let (seq, f) = p.direct.clone()?;
+        if p.chunks.len() != 1 || p.chunks[0].seq != seq || p.chunks[0].create {
+            return None;
+        }
+        let ch = p.chunks.pop_front()?;
+        let ch_start = ch.end_lsn - ch.bytes.len() as u64;
+        match (&*f).write_all(&ch.bytes) {
+            Ok(()) => {
+                p.used += ch.bytes.len() as u64;
+                p.direct_lsn = ch.end_lsn;
+                if ch_start < start {
+                    // Records of earlier calls rode along: tell whoever waits for them.
+                    self.inner.acked.send_modify(|a| {
+                        if a.epoch == p.epoch {
+                            a.written = a.written.max(ch.end_lsn);
+                        }
+                    });
+                }
+                if !p.dirty && self.inner.policy != SyncPolicy::Never {
+                    p.dirty = true;
+                    self.inner.cv.notify_one();
+                }
+                Some(Ticket {
+                    epoch: p.epoch,
+                    lsn: 0,
+                })
+            }
+            Err(e) => {
+                let msg = format!(
+                    "write {}: {e}",
+                    recover::segment_path(&self.inner.dir, seq).display()
+                );
+                tracing::error!("binlog: {msg}; changes are refused until writes succeed again");
+                p.failed = Some(msg);
+                p.direct = None;
+                let epoch = p.epoch;
+                self.inner.acked.send_modify(|a| {
+                    if a.epoch == epoch {
+                        a.failed_from = a.failed_from.min(ch_start);
+                    }
+                });
+                Some(Ticket {
+                    epoch,
+                    lsn: u64::MAX,
+                })
+            }
+        }
     }
 
     pub fn stats(&self) -> BinlogStats {
@@ -416,8 +492,9 @@ impl Binlog {
     pub fn checkpoint(&self, e: &mut Engine) -> Ticket {
         let seg_size = self.inner.seg_size;
         let next_id = e.next_job_id();
-        let mut p = self.pend();
+                let mut p = self.pend();
         p.chunks.clear();
+        p.direct = None;
         p.epoch += 1;
         p.failed = None;
         p.tail_seq += 1;
@@ -518,23 +595,25 @@ impl Binlog {
 
     /// One round of background maintenance: compacts the oldest segment if due, or, after
     /// write errors, tries to rewrite the log. `engine` runs a closure on the locked engine.
-    pub fn maintain(&self, engine: WithEngine<'_>) {
+        /// Returns true if it did work (call again at once: more may be due).
+    pub fn maintain(&self, engine: WithEngine<'_>) -> bool {
         if self.failed() {
             let mut t = None;
             engine(&mut |e| t = Some(self.checkpoint(e)));
             if t.is_some_and(|t| self.wait_synced(t)) {
                 tracing::warn!("binlog: writes work again; log rewritten");
+                return true;
             }
-            return;
+            return false;
         }
         let Some((head, path)) = self.compaction_target() else {
-            return;
+            return false;
         };
         let data = match std::fs::read(&path) {
             Ok(d) => d,
-            Err(e) => {
+                        Err(e) => {
                 tracing::warn!("binlog: compaction cannot read {}: {e}", path.display());
-                return;
+                return false;
             }
         };
         // Ids whose full record is in the head segment.
@@ -571,22 +650,31 @@ impl Binlog {
             });
             self.inner.cv.notify_one();
         }
-        let t = self.position();
+                let t = self.position();
         if !self.wait_synced(t) {
-            return;
+            return false;
         }
         if std::fs::remove_file(&path).is_ok() {
             sync_dir(&self.inner.dir);
         }
         self.pend().segs.remove(&head);
+        true
+    }
+
+    /// Sleeps until a segment fills up or `timeout` passes.
+    pub fn wait_for_rotation(&self, timeout: Duration) {
+        let seq = self.pend().tail_seq;
+        let (lock, cv) = (&self.inner.compact_lock, &self.inner.compact_cv);
+        let g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = cv.wait_timeout_while(g, timeout, |_| self.pend().tail_seq == seq);
     }
 }
 
 /// The writer thread: writes chunks in order, syncs per policy, publishes progress.
 fn writer(inner: Arc<Inner>) {
-    let mut cur: Option<(u32, File)> = None;
-    let mut used = 0u64;
-    let mut to_sync: Vec<File> = Vec::new();
+        let mut cur: Option<(u32, Arc<File>)> = None;
+    let mut used: u64;
+    let mut to_sync: Vec<Arc<File>> = Vec::new();
     let mut written = 0u64;
     let mut synced = 0u64;
     let mut failed_from = u64::MAX;
@@ -595,7 +683,8 @@ fn writer(inner: Arc<Inner>) {
     loop {
         let (chunks, sync_now, shutdown, rebase) = {
             let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
+                        loop {
+                written = written.max(p.direct_lsn);
                 let unsynced = written > synced;
                 let due = match inner.policy {
                     SyncPolicy::Every(ms) => {
@@ -630,7 +719,13 @@ fn writer(inner: Arc<Inner>) {
                 );
                 synced = synced.min(written);
             }
-            let chunks: Vec<Chunk> = p.chunks.drain(..).collect();
+                        let chunks: Vec<Chunk> = p.chunks.drain(..).collect();
+            if !chunks.is_empty() {
+                p.writer_busy = true;
+                p.direct = None;
+            }
+            used = p.used;
+            p.dirty = false;
             let sync_now = std::mem::take(&mut p.sync_requested);
             (chunks, sync_now, p.shutdown, p.rebase)
         };
@@ -671,22 +766,38 @@ fn writer(inner: Arc<Inner>) {
         } else if error.is_none() && sync_now {
             synced = written;
         }
-        if let Some(e) = &error {
-            tracing::error!("binlog: {e}; changes are refused until writes succeed again");
+                {
             let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
-            if p.epoch == epoch {
-                p.failed = Some(e.clone());
+            p.writer_busy = false;
+            p.used = used;
+            if let Some(e) = &error {
+                tracing::error!("binlog: {e}; changes are refused until writes succeed again");
+                if p.epoch == epoch {
+                    p.failed = Some(e.clone());
+                }
+                p.direct = None;
+            } else if p.epoch == epoch && p.chunks.is_empty() {
+                p.direct = cur.clone();
             }
-        } else if let Some(seq) = rebase {
+        }
+                if let (None, Some(seq)) = (&error, rebase) {
             if synced >= written && cur.as_ref().is_some_and(|(s, _)| *s >= seq) {
                 finish_rebase(&inner, seq);
             }
         }
-        inner.acked.send_replace(Acked {
-            epoch,
-            written,
-            synced,
-            failed_from,
+                inner.acked.send_modify(|a| {
+            // A direct-write failure may have been published meanwhile: keep it.
+            let failed = if a.epoch == epoch {
+                a.failed_from.min(failed_from)
+            } else {
+                failed_from
+            };
+            *a = Acked {
+                epoch,
+                written,
+                synced,
+                failed_from: failed,
+            };
         });
         inner.compact_cv.notify_all();
         if shutdown {
@@ -723,11 +834,26 @@ fn finish_rebase(inner: &Inner, seq: u32) {
     sync_dir(&inner.dir);
 }
 
+/// Fills a new segment with zeros up to `size`, syncs it, and rewinds.
+fn preallocate(f: &mut File, size: u64) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let zeros = vec![0u8; 64 * 1024];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(())
+}
+
 fn write_chunk(
     inner: &Inner,
-    cur: &mut Option<(u32, File)>,
+    cur: &mut Option<(u32, Arc<File>)>,
     used: &mut u64,
-    to_sync: &mut Vec<File>,
+    to_sync: &mut Vec<Arc<File>>,
     ch: &Chunk,
 ) -> Result<(), String> {
     if ch.create || cur.as_ref().is_none_or(|(s, _)| *s != ch.seq) {
@@ -742,16 +868,13 @@ fn write_chunk(
             .truncate(true)
             .open(&path)
             .map_err(|e| format!("create {}: {e}", path.display()))?;
-        // Reserve the space now so that running out of disk shows here, not mid-record.
-        // SAFETY: fallocate on an fd we own.
-        let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, inner.seg_size as libc::off_t) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
-                drop(f);
-                let _ = std::fs::remove_file(&path);
-                return Err(format!("allocate {}: {e}", path.display()));
-            }
+                // Reserve the space now, by writing zeros, so that running out of disk shows here
+        // and not mid-record, and so that later syncs flush data only (space reserved with
+        // fallocate would need its extents converted, a metadata write, on every sync).
+        if let Err(e) = preallocate(&mut f, inner.seg_size) {
+            drop(f);
+            let _ = std::fs::remove_file(&path);
+            return Err(format!("allocate {}: {e}", path.display()));
         }
         f.write_all(&record::header(ch.seq, ch.next_id))
             .map_err(|e| format!("write {}: {e}", path.display()))?;
@@ -759,12 +882,12 @@ fn write_chunk(
         if let Some((_, old)) = cur.take() {
             to_sync.push(old);
         }
-        *cur = Some((ch.seq, f));
+                *cur = Some((ch.seq, Arc::new(f)));
         *used = record::HEADER_LEN as u64;
     }
-    if let Some((seq, f)) = cur.as_mut() {
+        if let Some((seq, f)) = cur.as_ref() {
         *used += ch.bytes.len() as u64;
-        f.write_all(&ch.bytes).map_err(|e| {
+        (&**f).write_all(&ch.bytes).map_err(|e| {
             format!(
                 "write {}: {e}",
                 recover::segment_path(&inner.dir, *seq).display()
