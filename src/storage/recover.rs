@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
-use super::record::{self, DecodeError, Next, Record, Snapshot};
+use super::record::{self, Next, Record, Snapshot};
 use crate::engine::journal::Restored;
 use crate::engine::JobState;
 
@@ -114,8 +114,12 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
                         0
                     };
                     let end = (off + record::FRAME_LEN + claimed).min(data.len());
+                                        // A write cut short by a crash leaves only zeros after the damaged record
+                    // (the file was preallocated). A valid record further on means the damage
+                    // is something else, whatever the damaged bytes look like.
                     let torn = Some(seq) == last
-                        && (e == DecodeError::Truncated || data[end..].iter().all(|&b| b == 0));
+                        && data[end..].iter().all(|&b| b == 0)
+                        && !valid_record_after(&data, off + 1);
                     let what = format!("{p}: damaged record at offset {off} ({e:?})");
                     if torn {
                         out.notes
@@ -161,6 +165,12 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
         .collect();
     out.jobs.sort_by_key(|r| r.id);
     Ok(out)
+}
+
+/// Is there a complete, checksummed record starting anywhere at or after `from`?
+fn valid_record_after(data: &[u8], from: usize) -> bool {
+    (from..data.len().saturating_sub(record::FRAME_LEN))
+        .any(|o| matches!(record::decode(&data[o..]), Next::Record(..)))
 }
 
 fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32, next_id: &mut u64) {
