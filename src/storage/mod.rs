@@ -8,6 +8,7 @@
 //! a change until its LSN is written (`-f MS`, `-F`) or synced (`-f 0`).
 
 pub mod beanstalkd;
+pub mod inspect;
 pub mod record;
 pub mod recover;
 
@@ -108,7 +109,7 @@ struct Pending {
     shutdown: bool,
     /// After the chunk creating this segment is synced, delete every older segment and
     /// any beanstalkd files.
-        rebase: Option<u32>,
+    rebase: Option<u32>,
     scratch: Vec<u8>,
     /// The tail segment's file, lent by the writer while it is idle: with `-f MS` or `-F`,
     /// `append` writes records straight to it (no thread hand-off per command).
@@ -313,7 +314,7 @@ impl Binlog {
                 failed: None,
                 sync_requested: false,
                 shutdown: false,
-                                rebase: None,
+                rebase: None,
                 scratch: Vec::new(),
                 direct: None,
                 used: 0,
@@ -357,7 +358,7 @@ impl Binlog {
         if ops.is_empty() {
             return None;
         }
-                let seg_size = self.inner.seg_size;
+        let seg_size = self.inner.seg_size;
         let next_id = e.next_job_id();
         let mut p = self.pend();
         let start = p.lsn;
@@ -404,7 +405,7 @@ impl Binlog {
                 }
             }
         }
-                p.scratch = scratch;
+        p.scratch = scratch;
         let t = Ticket {
             epoch: p.epoch,
             lsn: p.lsn,
@@ -492,7 +493,7 @@ impl Binlog {
     pub fn checkpoint(&self, e: &mut Engine) -> Ticket {
         let seg_size = self.inner.seg_size;
         let next_id = e.next_job_id();
-                let mut p = self.pend();
+        let mut p = self.pend();
         p.chunks.clear();
         p.direct = None;
         p.epoch += 1;
@@ -595,7 +596,7 @@ impl Binlog {
 
     /// One round of background maintenance: compacts the oldest segment if due, or, after
     /// write errors, tries to rewrite the log. `engine` runs a closure on the locked engine.
-        /// Returns true if it did work (call again at once: more may be due).
+    /// Returns true if it did work (call again at once: more may be due).
     pub fn maintain(&self, engine: WithEngine<'_>) -> bool {
         if self.failed() {
             let mut t = None;
@@ -611,7 +612,7 @@ impl Binlog {
         };
         let data = match std::fs::read(&path) {
             Ok(d) => d,
-                        Err(e) => {
+            Err(e) => {
                 tracing::warn!("binlog: compaction cannot read {}: {e}", path.display());
                 return false;
             }
@@ -650,7 +651,7 @@ impl Binlog {
             });
             self.inner.cv.notify_one();
         }
-                let t = self.position();
+        let t = self.position();
         if !self.wait_synced(t) {
             return false;
         }
@@ -672,7 +673,7 @@ impl Binlog {
 
 /// The writer thread: writes chunks in order, syncs per policy, publishes progress.
 fn writer(inner: Arc<Inner>) {
-        let mut cur: Option<(u32, Arc<File>)> = None;
+    let mut cur: Option<(u32, Arc<File>)> = None;
     let mut used: u64;
     let mut to_sync: Vec<Arc<File>> = Vec::new();
     let mut written = 0u64;
@@ -683,7 +684,7 @@ fn writer(inner: Arc<Inner>) {
     loop {
         let (chunks, sync_now, shutdown, rebase) = {
             let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
-                        loop {
+            loop {
                 written = written.max(p.direct_lsn);
                 let unsynced = written > synced;
                 let due = match inner.policy {
@@ -719,7 +720,7 @@ fn writer(inner: Arc<Inner>) {
                 );
                 synced = synced.min(written);
             }
-                        let chunks: Vec<Chunk> = p.chunks.drain(..).collect();
+            let chunks: Vec<Chunk> = p.chunks.drain(..).collect();
             if !chunks.is_empty() {
                 p.writer_busy = true;
                 p.direct = None;
@@ -766,7 +767,7 @@ fn writer(inner: Arc<Inner>) {
         } else if error.is_none() && sync_now {
             synced = written;
         }
-                {
+        {
             let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
             p.writer_busy = false;
             p.used = used;
@@ -780,12 +781,12 @@ fn writer(inner: Arc<Inner>) {
                 p.direct = cur.clone();
             }
         }
-                if let (None, Some(seq)) = (&error, rebase) {
+        if let (None, Some(seq)) = (&error, rebase) {
             if synced >= written && cur.as_ref().is_some_and(|(s, _)| *s >= seq) {
                 finish_rebase(&inner, seq);
             }
         }
-                inner.acked.send_modify(|a| {
+        inner.acked.send_modify(|a| {
             // A direct-write failure may have been published meanwhile: keep it.
             let failed = if a.epoch == epoch {
                 a.failed_from.min(failed_from)
@@ -868,7 +869,7 @@ fn write_chunk(
             .truncate(true)
             .open(&path)
             .map_err(|e| format!("create {}: {e}", path.display()))?;
-                // Reserve the space now, by writing zeros, so that running out of disk shows here
+        // Reserve the space now, by writing zeros, so that running out of disk shows here
         // and not mid-record, and so that later syncs flush data only (space reserved with
         // fallocate would need its extents converted, a metadata write, on every sync).
         if let Err(e) = preallocate(&mut f, inner.seg_size) {
@@ -882,10 +883,10 @@ fn write_chunk(
         if let Some((_, old)) = cur.take() {
             to_sync.push(old);
         }
-                *cur = Some((ch.seq, Arc::new(f)));
+        *cur = Some((ch.seq, Arc::new(f)));
         *used = record::HEADER_LEN as u64;
     }
-        if let Some((seq, f)) = cur.as_ref() {
+    if let Some((seq, f)) = cur.as_ref() {
         *used += ch.bytes.len() as u64;
         (&**f).write_all(&ch.bytes).map_err(|e| {
             format!(

@@ -114,7 +114,7 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
                         0
                     };
                     let end = (off + record::FRAME_LEN + claimed).min(data.len());
-                                        // A write cut short by a crash leaves only zeros after the damaged record
+                    // A write cut short by a crash leaves only zeros after the damaged record
                     // (the file was preallocated). A valid record further on means the damage
                     // is something else, whatever the damaged bytes look like.
                     let torn = Some(seq) == last
