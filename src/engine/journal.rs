@@ -86,6 +86,27 @@ impl Engine {
         self.next_job = self.next_job.max(id);
     }
 
+    /// Drops a job whose put could not be logged (its producer was told OUT_OF_MEMORY),
+    /// unless a worker already holds it. Records nothing.
+    pub fn forget_unlogged_put(&mut self, id: JobId) -> bool {
+        let Some(state) = self.jobs.get(&id).map(|j| j.state) else {
+            return false;
+        };
+        match state {
+            JobState::Ready => self.remove_ready(id),
+            JobState::Delayed => self.remove_delayed(id),
+            JobState::Buried => self.remove_buried(id),
+            JobState::Reserved => return false,
+        }
+        if let Some(j) = self.jobs.remove(&id) {
+            self.total_jobs = self.total_jobs.saturating_sub(1);
+            let tube = self.tubes.get_mut(j.tube);
+            tube.total_jobs = tube.total_jobs.saturating_sub(1);
+            self.gc_tube(j.tube);
+        }
+        true
+    }
+
     /// Puts a job read from the log back in its state: reserved jobs become ready, delayed
     /// jobs whose time has passed become ready, buried jobs keep their order.
     pub fn restore(&mut self, r: Restored, now: u64) {
@@ -114,7 +135,7 @@ impl Engine {
                 file: r.file,
                 heap_pos: 0,
                 state: JobState::Ready,
-                body: Body::new(&r.body),
+                body: Body::from_bytes(r.body),
             },
         );
         self.next_job = self.next_job.max(id + 1);

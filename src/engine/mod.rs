@@ -255,7 +255,7 @@ impl Engine {
             file: 0,
             heap_pos: 0,
             state: JobState::Ready,
-            body: Body::new(&body),
+            body: Body::from_bytes(body),
         };
         self.jobs.insert(id, job);
         self.log(JournalOp::Full(id));
@@ -560,7 +560,7 @@ impl Engine {
         match id.and_then(|id| self.jobs.get(&id)) {
             Some(j) => Reply::Found {
                 id: j.id,
-                body: Bytes::copy_from_slice(j.body.as_slice()),
+                body: j.body.to_bytes(),
             },
             None => Reply::NotFound,
         }
@@ -903,7 +903,7 @@ impl Engine {
         j.deadline = now.saturating_add(u64::from(j.ttr) * SECOND);
         j.reserves += 1;
         let (deadline, t) = (j.deadline, j.tube);
-        let body = Bytes::copy_from_slice(j.body.as_slice());
+        let body = j.body.to_bytes();
         self.tubes.get_mut(t).reserved += 1;
         self.reserved.insert((deadline, id, c));
         self.conn_mut(c).reserved.insert((deadline, id));

@@ -257,7 +257,9 @@ impl Conn {
                 };
                 if ok {
                     self.reply(r);
-                } else if matches!(r, Reply::Inserted(_)) {
+                } else if let Reply::Inserted(job) = r {
+                    // Not in the log: the job must not run either (unless a worker has it).
+                    self.shared.lock().engine.forget_unlogged_put(job);
                     self.reply(Reply::OutOfMemory);
                 } else {
                     self.reply(Reply::InternalError);

@@ -315,7 +315,7 @@ pub fn start_maintenance(shared: Arc<Shared>) {
     };
     let spawned = std::thread::Builder::new()
         .name("binlog-maint".into())
-                .spawn(move || loop {
+        .spawn(move || loop {
             let worked = b.maintain(&|f: &mut dyn FnMut(&mut Engine)| {
                 let mut st = shared.lock();
                 f(&mut st.engine);

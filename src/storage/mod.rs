@@ -70,7 +70,11 @@ pub struct Ticket {
 impl Ticket {
     /// Some(true) when durable enough, Some(false) when it never will be, None to wait.
     pub fn check(&self, a: &Acked, policy: SyncPolicy) -> Option<bool> {
-        if a.epoch != self.epoch || a.failed_from < self.lsn {
+        if a.epoch < self.epoch {
+            // The writer has not reached the checkpoint this ticket follows yet.
+            return None;
+        }
+        if a.epoch > self.epoch || a.failed_from < self.lsn {
             return Some(false);
         }
         let done = if policy == SyncPolicy::Always {
@@ -215,7 +219,7 @@ fn full_record(e: &Engine, id: JobId) -> Option<Record> {
         ttr: j.ttr,
         created: j.created,
         tube: e.tube_name(j).to_string(),
-        body: bytes::Bytes::copy_from_slice(j.body.as_slice()),
+        body: j.body.to_bytes(),
     })
 }
 
@@ -549,11 +553,13 @@ impl Binlog {
         let mut rx = self.subscribe();
         loop {
             let a = *rx.borrow_and_update();
-            if a.epoch != t.epoch || a.failed_from < t.lsn {
-                return false;
-            }
-            if a.synced >= t.lsn {
-                return true;
+            match t.check(&a, SyncPolicy::Always) {
+                Some(ok) => return ok,
+                None => {
+                    // Not there yet; make sure the writer syncs when it gets there.
+                    self.pend().sync_requested = true;
+                    self.inner.cv.notify_one();
+                }
             }
             // The writer publishes after every batch; wait for the next one.
             let (lock, cv) = (&self.inner.compact_lock, &self.inner.compact_cv);
@@ -769,8 +775,14 @@ fn writer(inner: Arc<Inner>) {
         }
         {
             let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
+            if p.writer_busy {
+                // Direct writes were off while we wrote: our count is the file's.
+                p.used = used;
+            } else {
+                // Direct writes may have happened meanwhile: theirs is.
+                used = p.used;
+            }
             p.writer_busy = false;
-            p.used = used;
             if let Some(e) = &error {
                 tracing::error!("binlog: {e}; changes are refused until writes succeed again");
                 if p.epoch == epoch {
