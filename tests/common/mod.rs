@@ -321,6 +321,11 @@ impl Conn {
         self.rd.get_mut().write_all(b).expect("send to sproutd");
     }
 
+    /// `send` that reports failure instead of panicking (for servers that may be killed).
+    pub fn try_send(&mut self, b: &[u8]) -> io::Result<()> {
+        self.rd.get_mut().write_all(b)
+    }
+
     /// One reply line without its CRLF.
     pub fn try_line(&mut self) -> io::Result<String> {
         let mut v = Vec::new();
@@ -343,9 +348,14 @@ impl Conn {
     }
 
     pub fn exact(&mut self, n: usize) -> Vec<u8> {
+        self.try_exact(n).expect("read reply data")
+    }
+
+    /// `exact` that reports failure instead of panicking.
+    pub fn try_exact(&mut self, n: usize) -> io::Result<Vec<u8>> {
         let mut v = vec![0; n];
-        self.rd.read_exact(&mut v).expect("read reply data");
-        v
+        self.rd.read_exact(&mut v)?;
+        Ok(v)
     }
 
     /// Sends `c` + CRLF and returns the reply line.
