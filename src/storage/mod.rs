@@ -58,6 +58,10 @@ pub struct Acked {
     pub written: u64,
     pub synced: u64,
     pub failed_from: u64,
+    /// What the previous epoch got written and synced before it ended (its tickets up to
+    /// these positions succeeded even if they are checked late).
+    pub prev_written: u64,
+    pub prev_synced: u64,
 }
 
 /// A position in the log that a reply waits for.
@@ -74,14 +78,19 @@ impl Ticket {
             // The writer has not reached the checkpoint this ticket follows yet.
             return None;
         }
-        if a.epoch > self.epoch || a.failed_from < self.lsn {
+        let always = policy == SyncPolicy::Always;
+        if a.epoch > self.epoch {
+            let prev = if always {
+                a.prev_synced
+            } else {
+                a.prev_written
+            };
+            return Some(a.epoch == self.epoch + 1 && self.lsn <= prev);
+        }
+        if a.failed_from < self.lsn {
             return Some(false);
         }
-        let done = if policy == SyncPolicy::Always {
-            a.synced
-        } else {
-            a.written
-        };
+        let done = if always { a.synced } else { a.written };
         (done >= self.lsn).then_some(true)
     }
 }
@@ -126,6 +135,8 @@ struct Pending {
     writer_busy: bool,
     /// Direct writes since the writer last synced (it has been told).
     dirty: bool,
+    /// While writes fail: jobs whose latest change may be missing from the log.
+    lost: rustc_hash::FxHashSet<JobId>,
 }
 
 struct Inner {
@@ -300,6 +311,8 @@ impl Binlog {
             written: 0,
             synced: 0,
             failed_from: u64::MAX,
+            prev_written: 0,
+            prev_synced: 0,
         });
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
@@ -325,6 +338,7 @@ impl Binlog {
                 direct_lsn: 0,
                 writer_busy: false,
                 dirty: false,
+                lost: Default::default(),
             }),
             cv: Condvar::new(),
             acked,
@@ -367,7 +381,14 @@ impl Binlog {
         let mut p = self.pend();
         let start = p.lsn;
         if p.failed.is_some() {
-            // Nothing reaches the disk now; the recovery checkpoint will capture the state.
+            // Nothing reaches the disk now: remember what to write once it works again.
+            for op in ops {
+                let id = match *op {
+                    JournalOp::Full(id) | JournalOp::Update(id) => id,
+                    JournalOp::Delete { id, .. } => id,
+                };
+                p.lost.insert(id);
+            }
             return Some(Ticket {
                 epoch: p.epoch,
                 lsn: u64::MAX,
@@ -464,6 +485,9 @@ impl Binlog {
                 tracing::error!("binlog: {msg}; changes are refused until writes succeed again");
                 p.failed = Some(msg);
                 p.direct = None;
+                p.lost.extend(record_ids(&ch.bytes));
+                // Leave no partial record behind.
+                let _ = f.set_len(p.used);
                 let epoch = p.epoch;
                 self.inner.acked.send_modify(|a| {
                     if a.epoch == epoch {
@@ -543,6 +567,61 @@ impl Binlog {
         t
     }
 
+    /// After write errors: starts a new segment holding the current state of every job
+    /// whose change failed (a full record, or a delete if it is gone). Needs room for those
+    /// jobs only, not the whole live set.
+    fn resume(&self, e: &mut Engine) -> Ticket {
+        let seg_size = self.inner.seg_size;
+        let next_id = e.next_job_id();
+        let mut p = self.pend();
+        let mut lost: Vec<JobId> = std::mem::take(&mut p.lost).into_iter().collect();
+        lost.sort_unstable();
+        p.chunks.clear();
+        p.direct = None;
+        p.epoch += 1;
+        p.failed = None;
+        p.tail_seq += 1;
+        p.tail_used = record::HEADER_LEN as u64;
+        let seq = p.tail_seq;
+        p.segs.insert(seq, seg_size);
+        let lsn = p.lsn;
+        p.chunks.push_back(Chunk {
+            seq,
+            create: true,
+            next_id,
+            bytes: Vec::new(),
+            end_lsn: lsn,
+            records: 0,
+        });
+        let mut scratch = std::mem::take(&mut p.scratch);
+        for id in lost {
+            scratch.clear();
+            let (r, new) = match full_record(e, id) {
+                Some(r) => (r, e.job(id).is_some_and(|j| j.file == 0)),
+                None => (Record::Delete { id }, false),
+            };
+            record::encode(&mut scratch, &r);
+            p.scratch = std::mem::take(&mut scratch);
+            let (s, _) = p.push(seg_size, next_id);
+            if new {
+                p.live += p.scratch.len() as u64;
+            }
+            scratch = std::mem::take(&mut p.scratch);
+            if matches!(r, Record::Full { .. }) {
+                e.set_job_file(id, s);
+            }
+        }
+        p.scratch = scratch;
+        p.sync_requested = true;
+        let t = Ticket {
+            epoch: p.epoch,
+            lsn: p.lsn,
+        };
+        drop(p);
+        self.inner.cv.notify_one();
+        t
+    }
+
     /// Blocks until `t` is synced (or has failed). For startup and shutdown.
     pub fn wait_synced(&self, t: Ticket) -> bool {
         {
@@ -606,9 +685,9 @@ impl Binlog {
     pub fn maintain(&self, engine: WithEngine<'_>) -> bool {
         if self.failed() {
             let mut t = None;
-            engine(&mut |e| t = Some(self.checkpoint(e)));
+            engine(&mut |e| t = Some(self.resume(e)));
             if t.is_some_and(|t| self.wait_synced(t)) {
-                tracing::warn!("binlog: writes work again; log rewritten");
+                tracing::warn!("binlog: writes work again; the changes that failed are logged");
                 return true;
             }
             return false;
@@ -685,6 +764,7 @@ fn writer(inner: Arc<Inner>) {
     let mut written = 0u64;
     let mut synced = 0u64;
     let mut failed_from = u64::MAX;
+    let (mut prev_written, mut prev_synced) = (0u64, 0u64);
     let mut last_sync = Instant::now();
     let mut epoch = 0;
     loop {
@@ -717,6 +797,8 @@ fn writer(inner: Arc<Inner>) {
             if p.epoch != epoch {
                 // A checkpoint replaced whatever was pending: start clean.
                 epoch = p.epoch;
+                prev_written = written.min(failed_from);
+                prev_synced = synced.min(failed_from);
                 failed_from = u64::MAX;
                 written = written.max(
                     p.chunks
@@ -737,14 +819,25 @@ fn writer(inner: Arc<Inner>) {
             (chunks, sync_now, p.shutdown, p.rebase)
         };
         let mut error: Option<String> = None;
+        let mut lost: Vec<JobId> = Vec::new();
         for ch in &chunks {
             if failed_from != u64::MAX {
-                break;
+                lost.extend(record_ids(&ch.bytes));
+                continue;
             }
+            let before = used;
             if let Err(e) = write_chunk(&inner, &mut cur, &mut used, &mut to_sync, ch) {
                 failed_from = ch.end_lsn - ch.bytes.len() as u64;
                 error = Some(e);
-                break;
+                lost.extend(record_ids(&ch.bytes));
+                // Leave no partial record behind: the file ends where the good data does.
+                if let Some((seq, f)) = cur.as_ref() {
+                    if *seq == ch.seq && !ch.create {
+                        used = before;
+                        let _ = f.set_len(before);
+                    }
+                }
+                continue;
             }
             written = ch.end_lsn;
         }
@@ -783,18 +876,33 @@ fn writer(inner: Arc<Inner>) {
                 used = p.used;
             }
             p.writer_busy = false;
+            p.lost.extend(lost.iter().copied());
             if let Some(e) = &error {
                 tracing::error!("binlog: {e}; changes are refused until writes succeed again");
                 if p.epoch == epoch {
                     p.failed = Some(e.clone());
                 }
                 p.direct = None;
+                // A segment that could not be created holds nothing.
+                let missing: Vec<u32> = p
+                    .segs
+                    .keys()
+                    .copied()
+                    .filter(|&s| !recover::segment_path(&inner.dir, s).exists())
+                    .collect();
+                for s in missing {
+                    p.segs.remove(&s);
+                }
             } else if p.epoch == epoch && p.chunks.is_empty() {
                 p.direct = cur.clone();
             }
         }
         if let (None, Some(seq)) = (&error, rebase) {
-            if synced >= written && cur.as_ref().is_some_and(|(s, _)| *s >= seq) {
+            // Only a complete checkpoint replaces the old segments.
+            if failed_from == u64::MAX
+                && synced >= written
+                && cur.as_ref().is_some_and(|(s, _)| *s >= seq)
+            {
                 finish_rebase(&inner, seq);
             }
         }
@@ -810,6 +918,8 @@ fn writer(inner: Arc<Inner>) {
                 written,
                 synced,
                 failed_from: failed,
+                prev_written,
+                prev_synced,
             };
         });
         inner.compact_cv.notify_all();
@@ -822,6 +932,17 @@ fn writer(inner: Arc<Inner>) {
             return;
         }
     }
+}
+
+/// The job ids of the records in `bytes`.
+fn record_ids(bytes: &[u8]) -> Vec<JobId> {
+    let mut ids = Vec::new();
+    let mut off = 0;
+    while let record::Next::Record(r, n) = record::decode(&bytes[off..]) {
+        ids.push(r.id());
+        off += n;
+    }
+    ids
 }
 
 /// A checkpoint segment is durable: drop everything older.
