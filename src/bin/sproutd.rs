@@ -106,6 +106,8 @@ fn main() {
             None => None,
         };
         let tube_cap = cfg.metrics_tube_cap;
+        let mut engine = engine;
+        engine.set_limits(cfg.max_jobs, cfg.max_memory);
         let shared = Arc::new(Shared::with_engine_and_log(cfg, engine, binlog, clock));
         start_maintenance(shared.clone());
         if let Some(l) = metrics {

@@ -75,6 +75,13 @@ impl Engine {
                 return Err(format!("{what}: {n} jobs, counter says {have}"));
             }
         }
+        let bytes: u64 = self.jobs.iter().map(|(_, j)| j.body.len() as u64).sum();
+        if bytes != self.body_bytes {
+            return Err(format!(
+                "body bytes {bytes}, counter says {}",
+                self.body_bytes
+            ));
+        }
         let held: usize = self.conns.values().map(|c| c.reserved.len()).sum();
         if held != self.reserved.len() {
             return Err(format!(

@@ -99,6 +99,7 @@ impl Engine {
             JobState::Reserved => return false,
         }
         if let Some(j) = self.jobs.remove(&id) {
+            self.body_bytes -= j.body.len() as u64;
             self.total_jobs = self.total_jobs.saturating_sub(1);
             let tube = self.tubes.get_mut(j.tube);
             tube.total_jobs = tube.total_jobs.saturating_sub(1);
@@ -116,6 +117,7 @@ impl Engine {
         }
         let tube = self.tubes.find_or_make(&r.tube);
         let id = r.id;
+        self.body_bytes += r.body.len() as u64;
         self.jobs.insert(
             id,
             Job {

@@ -79,6 +79,11 @@ pub struct Engine {
     journal: Option<Vec<JournalOp>>,
     /// The time of the call being run.
     now: u64,
+    /// Bytes of job bodies held.
+    body_bytes: u64,
+    /// `--max-jobs` / `--max-memory`: beyond these, put answers OUT_OF_MEMORY.
+    max_jobs: Option<u64>,
+    max_body_bytes: Option<u64>,
 }
 
 impl Default for Engine {
@@ -114,6 +119,9 @@ impl Engine {
             draining: false,
             journal: None,
             now: 0,
+            body_bytes: 0,
+            max_jobs: None,
+            max_body_bytes: None,
         }
     }
 
@@ -236,6 +244,14 @@ impl Engine {
         let Some(conn) = self.conns.get(&c) else {
             return Reply::InternalError;
         };
+        let full = self.max_jobs.is_some_and(|m| self.jobs.len() as u64 >= m)
+            || self
+                .max_body_bytes
+                .is_some_and(|m| self.body_bytes + body.len() as u64 > m);
+        if full {
+            return Reply::OutOfMemory;
+        }
+        self.body_bytes += body.len() as u64;
         let tube = conn.use_tube;
         let delay = u64::from(h.delay) * SECOND;
         let job = Job {
@@ -527,6 +543,7 @@ impl Engine {
             JobState::Delayed => self.remove_delayed(id),
         }
         if let Some(j) = self.jobs.remove(&id) {
+            self.body_bytes -= j.body.len() as u64;
             let tube = self.tubes.get_mut(j.tube);
             tube.cmd_delete += 1;
             let size = (tube.name.len() + j.body.len()) as u64;
@@ -756,6 +773,17 @@ impl Engine {
 
     pub fn job(&self, id: JobId) -> Option<&Job> {
         self.jobs.get(&id)
+    }
+
+    /// Limits after which `put` answers OUT_OF_MEMORY (None: no limit).
+    pub fn set_limits(&mut self, max_jobs: Option<u64>, max_body_bytes: Option<u64>) {
+        self.max_jobs = max_jobs;
+        self.max_body_bytes = max_body_bytes;
+    }
+
+    /// Bytes of job bodies held.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes
     }
 
     /// The connection holding job `id`'s reservation.

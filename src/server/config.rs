@@ -34,6 +34,12 @@ pub struct Config {
     pub metrics: Option<String>,
     /// `--metrics-tube-cap N`: tubes with their own series (the rest are summed).
     pub metrics_tube_cap: usize,
+    /// `--max-connections N`: connections beyond this are closed at once.
+    pub max_connections: Option<usize>,
+    /// `--max-jobs N`: put answers OUT_OF_MEMORY once this many jobs exist.
+    pub max_jobs: Option<u64>,
+    /// `--max-memory BYTES`: put answers OUT_OF_MEMORY beyond this many bytes of job bodies.
+    pub max_memory: Option<u64>,
     /// Warnings produced while parsing, to log once logging is up.
     pub warnings: Vec<String>,
 }
@@ -53,6 +59,9 @@ impl Default for Config {
             binlog_salvage: false,
             metrics: None,
             metrics_tube_cap: 100,
+            max_connections: None,
+            max_jobs: None,
+            max_memory: None,
             warnings: vec![],
         }
     }
@@ -85,7 +94,10 @@ pub fn usage(prog: &str) -> String {
          -s BYTES set the size of each write-ahead log file (default is {DEFAULT_BINLOG_SIZE})\n \
                   --binlog-salvage  start even if the binlog is damaged, loading what is readable\n \
          --metrics ADDR    serve Prometheus /metrics and /healthz on ADDR (e.g. 127.0.0.1:9100)\n \
-         --metrics-tube-cap N  tubes with their own metric series (default 100)\n \
+                  --metrics-tube-cap N  tubes with their own metric series (default 100)\n \
+         --max-connections N   close connections beyond N at once (default: no limit)\n \
+         --max-jobs N          put answers OUT_OF_MEMORY once N jobs exist\n \
+         --max-memory BYTES    put answers OUT_OF_MEMORY beyond BYTES of job bodies\n \
          -c, -n   accepted for compatibility, no effect\n \
          -v       show version information\n \
          -V       increase verbosity\n \
@@ -114,18 +126,30 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
             cfg.binlog_salvage = true;
             continue;
         }
-        if let Some((name, inline)) = long_opt(&arg, &["--metrics", "--metrics-tube-cap"]) {
+        let long = [
+            "--metrics",
+            "--metrics-tube-cap",
+            "--max-connections",
+            "--max-jobs",
+            "--max-memory",
+        ];
+        if let Some((name, inline)) = long_opt(&arg, &long) {
             let val = match inline.or_else(|| args.next()) {
                 Some(v) => v,
                 None => return Parsed::Error(format!("flag requires an argument: {name}"), 5),
             };
             if name == "--metrics" {
                 cfg.metrics = Some(val);
-            } else {
-                match val.parse() {
-                    Ok(n) => cfg.metrics_tube_cap = n,
-                    Err(_) => return Parsed::Error(format!("invalid number: {val}"), 5),
-                }
+                continue;
+            }
+            let Some(n) = parse_size(&val) else {
+                return Parsed::Error(format!("invalid number: {val}"), 5);
+            };
+            match name {
+                "--metrics-tube-cap" => cfg.metrics_tube_cap = n as usize,
+                "--max-connections" => cfg.max_connections = Some(n as usize),
+                "--max-jobs" => cfg.max_jobs = Some(n),
+                _ => cfg.max_memory = Some(n),
             }
             continue;
         }

@@ -84,6 +84,7 @@ pub struct Shared {
     /// Shutdown: connections finish what they owe and close.
     stop: Notify,
     stopping: std::sync::atomic::AtomicBool,
+    open: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -114,7 +115,13 @@ impl Shared {
             binlog,
             stop: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            open: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Connections open now (counted from accept to close).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn stopping(&self) -> bool {
@@ -264,17 +271,30 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
             }
         };
 
+    let mut refused_log = Instant::now() - Duration::from_secs(2);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(sock) => {
-                    let shared = shared.clone();
+                                Ok(sock) => {
+                    if shared.config.max_connections.is_some_and(|m| shared.open_connections() >= m) {
+                        // Refused: closed before a byte is read, logged at most once a second.
+                        if refused_log.elapsed() >= Duration::from_secs(1) {
+                            tracing::warn!("--max-connections reached: closing new connections");
+                            refused_log = Instant::now();
+                        }
+                        drop(sock);
+                        continue;
+                    }
+                                        let shared = shared.clone();
                     let alive = alive_tx.clone();
+                    shared.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tokio::spawn(async move {
+                        let counted = shared.clone();
                         match sock {
                             Accepted::Tcp(s) => conn::serve(conn::Sock::Tcp(s), shared).await,
                             Accepted::Unix(s) => conn::serve(conn::Sock::Unix(s), shared).await,
                         }
+                                                counted.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         drop(alive);
                     });
                 }
