@@ -9,7 +9,7 @@ use sprout::server::{listen, persist, run, start_maintenance, sys, Clock, Shared
 fn main() {
     let prog = std::env::args().next().unwrap_or_else(|| "sproutd".into());
     let cfg = match parse_args(std::env::args()) {
-        Parsed::Run(c) => c,
+        Parsed::Run(c) => *c,
         Parsed::Version => {
             println!("sproutd {VERSION} (beanstalkd 1.13 protocol)");
             return;

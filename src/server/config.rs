@@ -70,7 +70,7 @@ impl Default for Config {
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
-    Run(Config),
+    Run(Box<Config>),
     /// Print this to stdout and exit 0 (`-v`).
     Version,
     /// Print usage to stderr and exit 0 (`-h`).
@@ -183,7 +183,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
             }
         }
     }
-    Parsed::Run(cfg)
+    Parsed::Run(Box::new(cfg))
 }
 
 /// `--name VALUE` or `--name=VALUE` for one of `names`: (name, inline value).
@@ -245,7 +245,7 @@ mod tests {
 
     fn cfg(args: &[&str]) -> Config {
         match run(args) {
-            Parsed::Run(c) => c,
+            Parsed::Run(c) => *c,
             other => panic!("{args:?}: {other:?}"),
         }
     }
