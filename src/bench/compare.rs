@@ -33,14 +33,14 @@ fn free_port() -> io::Result<u16> {
 
 /// Starts `bin -l 127.0.0.1 -p PORT args…`, pinned to `cpu` if given, and waits until it
 /// accepts connections.
-pub fn start(bin: &str, args: &[String], cpu: Option<usize>) -> io::Result<Server> {
+pub fn start(bin: &str, args: &[String], cpus: Option<usize>) -> io::Result<Server> {
     let mut a = args.to_vec();
     a.extend(["-p".to_string(), free_port()?.to_string()]);
-    start_on(bin, &a, cpu)
+    start_on(bin, &a, cpus)
 }
 
 /// As `start`, with the port given in `args` (`-p N`).
-fn start_on(bin: &str, args: &[String], cpu: Option<usize>) -> io::Result<Server> {
+fn start_on(bin: &str, args: &[String], cpus: Option<usize>) -> io::Result<Server> {
     let port = args
         .iter()
         .position(|a| a == "-p")
@@ -53,12 +53,14 @@ fn start_on(bin: &str, args: &[String], cpu: Option<usize>) -> io::Result<Server
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    if let Some(cpu) = cpu {
+    if let Some(n) = cpus {
         // SAFETY: sched_setaffinity is async-signal-safe; nothing else runs in the child.
         unsafe {
             cmd.pre_exec(move || {
                 let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
+                for cpu in 0..n {
+                    libc::CPU_SET(cpu, &mut set);
+                }
                 libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
                 Ok(())
             });
@@ -170,11 +172,11 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 async fn recover(
     bin: &str,
     args: &[String],
-    cpu: Option<usize>,
+    cpus: Option<usize>,
     p: &Params,
     bar: &indicatif::ProgressBar,
 ) -> io::Result<Measurement> {
-    let mut server = start(bin, args, cpu)?;
+    let mut server = start(bin, args, cpus)?;
     super::prefill(&server.addr, p.jobs, p.size, bar).await?;
     let port = server.addr.rsplit(':').next().unwrap_or("0").to_string();
     // SAFETY: kill(2) on our own child's pid.
@@ -186,7 +188,7 @@ async fn recover(
     let t0 = Instant::now();
     let mut args2: Vec<String> = args.to_vec();
     args2.extend(["-p".to_string(), port]);
-    let restarted = start_on(bin, &args2, cpu)?;
+    let restarted = start_on(bin, &args2, cpus)?;
     loop {
         if let Ok(Some(n)) = super::ready_jobs(&restarted.addr).await {
             if n == p.jobs {
@@ -289,17 +291,25 @@ pub struct CompareOpts {
     pub server_args: Vec<String>,
     pub rounds: usize,
     pub cases: Vec<Case>,
+    /// CPUs the servers may use (the first N); the generator gets the others.
+    pub server_cpus: usize,
 }
 
 /// Runs every case `rounds` times against each server, alternating A B A B.
 pub async fn compare(o: &CompareOpts) -> io::Result<Report> {
-    let two = proc::cpus() >= 2;
-    let pinning = if two && proc::pin_to(1) {
-        "servers on CPU 0, load generator on CPU 1".to_string()
+    let total = proc::cpus();
+    let n = o.server_cpus.clamp(1, total);
+    let pinning = if n < total && proc::pin_range(n, total) {
+        format!(
+            "servers on CPU 0..{}, load generator on CPU {}..{}",
+            n - 1,
+            n,
+            total - 1
+        )
     } else {
-        "not pinned (fewer than 2 CPUs or sched_setaffinity refused)".to_string()
+        format!("servers on CPU 0..{}, load generator not pinned", n - 1)
     };
-    let server_cpu = two.then_some(0);
+    let server_cpu = Some(n);
     eprintln!("bench: {pinning}");
     let mut results = Vec::new();
     for case in &o.cases {

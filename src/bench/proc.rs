@@ -34,12 +34,14 @@ pub fn raise_nofile() {
     }
 }
 
-/// Pins the calling thread (and threads it creates later) to one CPU.
-pub fn pin_to(cpu: usize) -> bool {
+/// Pins the calling thread (and threads it creates later) to CPUs from..to.
+pub fn pin_range(from: usize, to: usize) -> bool {
     // SAFETY: the cpu_set_t is ours and zeroed before use.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
+        for cpu in from..to {
+            libc::CPU_SET(cpu, &mut set);
+        }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }

@@ -257,6 +257,9 @@ struct BenchArgs {
     /// (persistence: put+delete with -b -f0 / -b / no -b, recovery time, disk per job), `all`.
     #[arg(long, default_value = "default")]
     suite: String,
+    /// CPUs the servers may use (--compare): the first N; the generator gets the rest.
+    #[arg(long, default_value_t = 1)]
+    server_cpus: usize,
     /// Run only the --compare cases whose name contains this.
     #[arg(long)]
     only: Option<String>,
@@ -320,6 +323,7 @@ fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
                 .unwrap_or_default(),
             rounds: a.rounds.max(1),
             cases,
+            server_cpus: a.server_cpus,
         };
         return match rt.block_on(compare::compare(&opts)) {
             Ok(report) => {
