@@ -4,9 +4,9 @@
 //! bound under pathological workloads, a full disk, taking over a beanstalkd binlog, and
 //! the sync on graceful shutdown.
 //!
-//! Every wait is a bounded poll of a condition (or a blocking read with a timeout); the
-//! only sleeps are the crash test's random "kill after" delays and the disk-full test's
-//! retry interval.
+//! Every wait is a bounded poll of a condition (or a blocking read with a timeout); no
+//! sleep stands in for an event. The other sleeps are workload timing: the crash test's
+//! random "kill after" delays and the disk-full test's put retry interval.
 //!
 //! Measured figures (crash cycles, worst disk ratios) are printed; run
 //! `cargo test --test binlog -- --nocapture` to see them. `SPROUT_CRASH_CYCLES=N` makes the
@@ -1184,29 +1184,58 @@ fn crash_test_sigkill_under_load() {
         .collect();
     let mut scan_from = 1;
     let t0 = Instant::now();
-    for cycle in 0..=cycles {
-        let s = start(dir.path(), &flags);
-        scan_from = crash_verify(&mut s.conn(), &mut ledgers, scan_from, cycle);
-        if cycle == cycles {
-            break;
-        }
-        let handles: Vec<_> = ledgers
-            .drain(..)
-            .map(|l| {
-                let addr = s.addr.clone();
-                let seed = rng.next();
-                std::thread::spawn(move || crash_worker(addr, l, seed))
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(50 + rng.below(251)));
-        stop(s, libc::SIGKILL);
-        for h in handles {
-            match h.join() {
-                Ok(l) => ledgers.push(l),
-                Err(e) => std::panic::resume_unwind(e),
+    // sproutd's stderr, kept (with a copy of the log directory) if the test fails.
+    let log = std::env::temp_dir().join(format!("sproutd-crash-{}.log", std::process::id()));
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for cycle in 0..=cycles {
+            let mut a = vec!["-b", p(dir.path())];
+            a.extend_from_slice(&flags);
+            let s = Server::start_with(&a, |c| {
+                let f = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap();
+                c.stderr(f);
+            });
+            scan_from = crash_verify(&mut s.conn(), &mut ledgers, scan_from, cycle);
+            if cycle == cycles {
+                break;
+            }
+            let handles: Vec<_> = ledgers
+                .drain(..)
+                .map(|l| {
+                    let addr = s.addr.clone();
+                    let seed = rng.next();
+                    std::thread::spawn(move || crash_worker(addr, l, seed))
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(50 + rng.below(251)));
+            stop(s, libc::SIGKILL);
+            for h in handles {
+                match h.join() {
+                    Ok(l) => ledgers.push(l),
+                    Err(e) => std::panic::resume_unwind(e),
+                }
             }
         }
+    }));
+    if let Err(e) = run {
+        let keep = PathBuf::from(format!("{}.wal", log.display()));
+        let _ = fs::create_dir_all(&keep);
+        copy_dir(dir.path(), &keep);
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        println!(
+            "crash test failed (SPROUT_CRASH_SEED={seed}); sproutd stderr in {}, log \
+             directory copied to {}; last lines:\n{}",
+            log.display(),
+            keep.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+        std::panic::resume_unwind(e);
     }
+    let _ = fs::remove_file(&log);
     let acked: u64 = ledgers.iter().map(|l| l.acked).sum();
     let live: usize = ledgers.iter().map(|l| l.jobs.len()).sum();
     let deleted: usize = ledgers.iter().map(|l| l.deleted.len()).sum();
@@ -1785,7 +1814,32 @@ fn disk_full_refused_put_leaves_no_job() {
     drop(c);
     d.restart(Some(libc::SIGKILL));
     let mut c = d.conn();
-    assert_eq!(d.check_jobs(&mut c, "after restart"), 0);
+    // (Whether the refused job also stays out of the log: the next test.)
+    d.check_jobs(&mut c, "after restart");
+}
+
+/// A put answered OUT_OF_MEMORY does not come back after a restart either.
+#[test]
+fn disk_full_refused_put_stays_gone_after_restart() {
+    for round in 0..30 {
+        let Some(mut d) = FullDisk::new(
+            "disk_full_refused_put_stays_gone_after_restart",
+            512 * 1024,
+            320 * 1024,
+            &["-f", "0"],
+        ) else {
+            return;
+        };
+        let mut c = d.conn();
+        d.fill(&mut c);
+        fs::remove_file(&d.filler).unwrap();
+        d.put_until_accepted(&mut c, "after freeing space");
+        drop(c);
+        d.restart(Some(libc::SIGKILL));
+        let mut c = d.conn();
+        let back = d.check_jobs(&mut c, "after restart");
+        assert_eq!(back, 0, "round {round}: {back} refused put(s) came back");
+    }
 }
 
 /// Freeing a few segments' worth of space (less than the live set) is enough to write

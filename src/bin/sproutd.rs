@@ -39,10 +39,19 @@ fn main() {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One event-loop thread per CPU we may run on; with a single CPU, a plain
+    // single-threaded loop (no work-stealing machinery).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let built = if cpus == 1 || std::env::var("SPROUT_RUNTIME").as_deref() == Ok("current") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{prog}: cannot start runtime: {e}");

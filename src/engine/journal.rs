@@ -87,7 +87,8 @@ impl Engine {
     }
 
     /// Drops a job whose put could not be logged (its producer was told OUT_OF_MEMORY),
-    /// unless a worker already holds it. Records nothing.
+    /// unless a worker already holds it. Records a delete, in case its put reaches the log
+    /// after all.
     pub fn forget_unlogged_put(&mut self, id: JobId) -> bool {
         let Some(state) = self.jobs.get(&id).map(|j| j.state) else {
             return false;
@@ -103,6 +104,14 @@ impl Engine {
             self.total_jobs = self.total_jobs.saturating_sub(1);
             let tube = self.tubes.get_mut(j.tube);
             tube.total_jobs = tube.total_jobs.saturating_sub(1);
+            let size = (tube.name.len() + j.body.len()) as u64;
+            // Its full record may reach the log later (a retry after write errors): make
+            // sure a delete follows it.
+            self.log(JournalOp::Delete {
+                id,
+                file: j.file,
+                size,
+            });
             self.gc_tube(j.tube);
         }
         true

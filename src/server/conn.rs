@@ -259,7 +259,9 @@ impl Conn {
                     self.reply(r);
                 } else if let Reply::Inserted(job) = r {
                     // Not in the log: the job must not run either (unless a worker has it).
-                    self.shared.lock().engine.forget_unlogged_put(job);
+                    let _ = self
+                        .shared
+                        .with_engine(|e, _, _| e.forget_unlogged_put(job));
                     self.reply(Reply::OutOfMemory);
                 } else {
                     self.reply(Reply::InternalError);

@@ -420,13 +420,15 @@ impl Binlog {
                     p.push(seg_size, next_id);
                     scratch = std::mem::take(&mut p.scratch);
                 }
-                JournalOp::Delete { id, size, .. } => {
+                JournalOp::Delete { id, size, file } => {
                     record::encode(&mut scratch, &Record::Delete { id });
                     p.scratch = std::mem::take(&mut scratch);
                     p.push(seg_size, next_id);
                     scratch = std::mem::take(&mut p.scratch);
-                    let full = record::full_len(0, 0) as u64 + size;
-                    p.live = p.live.saturating_sub(full);
+                    if file != 0 {
+                        let full = record::full_len(0, 0) as u64 + size;
+                        p.live = p.live.saturating_sub(full);
+                    }
                 }
             }
         }

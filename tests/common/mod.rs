@@ -481,3 +481,34 @@ impl Conn {
 pub fn show(b: &[u8]) -> String {
     b.escape_ascii().to_string()
 }
+
+/// Resident set size of process `pid` in bytes (VmRSS in /proc/<pid>/status).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+    kb * 1024
+}
+
+/// CPU time (user + system) process `pid` has used so far (/proc/<pid>/stat).
+pub fn cpu_time(pid: u32) -> Duration {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
+    // Fields after "(comm)": state is field 3, utime 14, stime 15.
+    let rest = &s[s.rfind(')').expect("comm in /proc/pid/stat") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no side effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Bytes as mebibytes, for messages.
+pub fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
