@@ -227,6 +227,11 @@ impl Engine {
         self.cmd.put += 1;
     }
 
+    /// A `pause-tube` rejected for its tube name after it parsed (beanstalkd counts it).
+    pub fn count_pause_tube(&mut self) {
+        self.cmd.pause_tube += 1;
+    }
+
     /// The body of the put whose header got `id` arrived.
     pub fn put_body(
         &mut self,

@@ -18,6 +18,10 @@ pub enum LineError {
     /// `put` announced a body larger than `-z`: counted in `cmd-put`; `bytes + 2` bytes
     /// are skipped and then `JOB_TOO_BIG` is sent.
     PutTooBig(u32),
+    /// `BAD_FORMAT` for a `pause-tube` whose name and delay parsed but whose name is not a
+    /// valid tube name (leading `-`, over 200 bytes); beanstalkd counts it in
+    /// `cmd-pause-tube`.
+    PauseTubeBadName,
 }
 
 type Parsed = Result<Command, LineError>;
@@ -158,7 +162,7 @@ fn parse_pause(rest: &[u8]) -> Parsed {
     }
     let (name, rest) = rest.split_at(len);
     let delay = last_u32(rest)?;
-    let tube = tube_name(name)?;
+    let tube = tube_name(name).map_err(|_| LineError::PauseTubeBadName)?;
     Ok(Command::PauseTube { tube, delay })
 }
 
@@ -442,7 +446,7 @@ mod tests {
         assert_eq!(p("pause-tubedefault 0"), ok("default", 0));
         assert_eq!(p("pause-tube default 0 "), Err(BadFormat));
         assert_eq!(p("pause-tube default"), Err(BadFormat));
-        assert_eq!(p("pause-tube -x 1"), Err(BadFormat));
+        assert_eq!(p("pause-tube -x 1"), Err(PauseTubeBadName));
         assert_eq!(p("pause-tube foo! 1"), Err(BadFormat));
         assert_eq!(p("pause-tube foo\t1"), Err(BadFormat));
         let n200 = "a".repeat(200);
@@ -450,6 +454,6 @@ mod tests {
             p(&format!("pause-tube {n200} 4294967295")),
             ok(&n200, u32::MAX)
         );
-        assert_eq!(p(&format!("pause-tube a{n200} 1")), Err(BadFormat));
+        assert_eq!(p(&format!("pause-tube a{n200} 1")), Err(PauseTubeBadName));
     }
 }

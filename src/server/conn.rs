@@ -91,8 +91,8 @@ struct Conn {
     acked: Option<watch::Receiver<Acked>>,
 }
 
-pub async fn serve(sock: Sock, shared: Arc<Shared>) {
-    let id = shared.lock().engine.connect();
+/// Serves one connection, registered in the engine as `id` when it was accepted.
+pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
     tracing::debug!("accept {id}");
     let mut c = Conn {
         id,
@@ -379,6 +379,10 @@ impl Conn {
                         self.reply(Reply::BadFormat);
                     }
                     LineError::BadFormat => self.reply(Reply::BadFormat),
+                    LineError::PauseTubeBadName => {
+                        self.shared.lock().engine.count_pause_tube();
+                        self.reply(Reply::BadFormat);
+                    }
                     LineError::UnknownCommand => self.reply(Reply::UnknownCommand),
                 }
             }

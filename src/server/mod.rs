@@ -285,14 +285,16 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
                         drop(sock);
                         continue;
                     }
-                                        let shared = shared.clone();
+                                                            let shared = shared.clone();
                     let alive = alive_tx.clone();
                     shared.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // Registered now, in accept order, so `stats` counts it at once.
+                    let id = shared.lock().engine.connect();
                     tokio::spawn(async move {
                         let counted = shared.clone();
                         match sock {
-                            Accepted::Tcp(s) => conn::serve(conn::Sock::Tcp(s), shared).await,
-                            Accepted::Unix(s) => conn::serve(conn::Sock::Unix(s), shared).await,
+                                                        Accepted::Tcp(s) => conn::serve(conn::Sock::Tcp(s), shared, id).await,
+                            Accepted::Unix(s) => conn::serve(conn::Sock::Unix(s), shared, id).await,
                         }
                                                 counted.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         drop(alive);

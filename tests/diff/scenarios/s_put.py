@@ -1,6 +1,6 @@
 """put: bodies, sizes, JOB_TOO_BIG, EXPECTED_CRLF, pipelining, split packets, -z."""
 
-from harness import (S, cmd, contains, drip, put, recv, send, silent, close, wait)
+from harness import S, close, cmd, contains, drip, nbytes, put, recv, send, silent
 
 R1 = "RESERVED 1 1\r\nx\r\n"
 
@@ -197,6 +197,15 @@ SCENARIOS = [
       *[send(b"%05d" % i * 100) for i in range(60)],
       send(b"\r\n"),
       recv(exp="INSERTED 1\r\n"),
+      cmd("reserve")),
+
+    S("put_large_reply_read_in_parts",
+      put(b"0123456789" * 6000, exp="INSERTED 1\r\n"),
+      send("peek 1"),
+      nbytes(13, exp="FOUND 1 60000"),
+      nbytes(2, exp="\r\n"),
+      nbytes(30000, exp=b"0123456789" * 3000),
+      recv(),
       cmd("reserve")),
 
     # ---- -z ----
