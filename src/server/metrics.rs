@@ -17,6 +17,9 @@ use crate::engine::SECOND;
 use crate::protocol::reply::{ProcessStats, ServerStats, TubeStats};
 use crate::storage::BinlogStats;
 
+/// The label of the series that sums the tubes beyond the cap; no tube can be named so.
+pub const OTHER: &str = "*other*";
+
 /// A consistent copy of everything exported.
 pub struct Snapshot {
     pub server: ServerStats,
@@ -59,7 +62,7 @@ fn escape(v: &str) -> String {
 }
 
 /// The tubes that get their own series: the `cap` with the most jobs (ties by name); the
-/// rest are summed under `tube="_other"`.
+/// rest are summed under `tube="*other*"` (`*` cannot occur in a tube name).
 fn capped(mut tubes: Vec<TubeMetrics>, cap: usize) -> Vec<(String, TubeMetrics)> {
     let jobs = |t: &TubeStats| t.ready + t.reserved + t.delayed + t.buried;
     tubes.sort_by(|a, b| {
@@ -100,7 +103,7 @@ fn capped(mut tubes: Vec<TubeMetrics>, cap: usize) -> Vec<(String, TubeMetrics)>
         }
         agg.stats.pause = 0;
         agg.stats.pause_time_left = 0;
-        out.push(("_other".to_string(), agg));
+        out.push((OTHER.to_string(), agg));
     }
     out
 }

@@ -139,3 +139,36 @@ def wait_until():
 
     return wait
 
+
+
+def start_with_metrics(*extra):
+    """sproutd on a free port with `--metrics` on another free loopback port; the returned
+    Server has `.metrics`, the (host, port) of its HTTP endpoint."""
+    for _ in range(5):
+        port, mport = free_port(), free_port()
+        if port == mport:
+            continue
+        args = ["-l", "127.0.0.1", "-p", str(port), "--metrics", f"127.0.0.1:{mport}", *extra]
+        srv, code = start(args, ("127.0.0.1", port))
+        if srv:
+            srv.metrics = ("127.0.0.1", mport)
+            return srv
+        if code != 111:  # 111: a port was taken meanwhile; try others
+            pytest.fail(f"sproutd {args} exited with {code}")
+    pytest.fail("sproutd with --metrics could not bind free ports 5 times")
+
+
+@pytest.fixture
+def metrics_server():
+    """Factory: metrics_server(*extra_flags) starts a sproutd with --metrics (see
+    start_with_metrics); every server it started is killed at teardown."""
+    servers = []
+
+    def make(*extra):
+        srv = start_with_metrics(*extra)
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
