@@ -249,11 +249,7 @@ impl Engine {
         let Some(conn) = self.conns.get(&c) else {
             return Reply::InternalError;
         };
-        let full = self.max_jobs.is_some_and(|m| self.jobs.len() as u64 >= m)
-            || self
-                .max_body_bytes
-                .is_some_and(|m| self.body_bytes + body.len() as u64 > m);
-        if full {
+        if self.put_would_exceed(body.len() as u64) {
             return Reply::OutOfMemory;
         }
         self.body_bytes += body.len() as u64;
@@ -784,6 +780,14 @@ impl Engine {
     pub fn set_limits(&mut self, max_jobs: Option<u64>, max_body_bytes: Option<u64>) {
         self.max_jobs = max_jobs;
         self.max_body_bytes = max_body_bytes;
+    }
+
+    /// Would a put of a body this big be refused for `--max-jobs`/`--max-memory`?
+    pub fn put_would_exceed(&self, bytes: u64) -> bool {
+        self.max_jobs.is_some_and(|m| self.jobs.len() as u64 >= m)
+            || self
+                .max_body_bytes
+                .is_some_and(|m| self.body_bytes + bytes > m)
     }
 
     /// Bytes of job bodies held.

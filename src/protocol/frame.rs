@@ -29,6 +29,8 @@ pub enum Event {
     Error(LineError),
     /// A too-big body has been skipped; reply `JOB_TOO_BIG`.
     JobTooBig,
+    /// A body the caller chose to skip (see [`Decoder::skip_body`]) has been skipped.
+    BodySkipped,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,8 @@ enum State {
     Body(usize),
     /// Skipping this many bytes of a too-big body.
     Skip(u64),
+    /// Skipping this many bytes of a body the caller refused.
+    SkipRefused(u64),
 }
 
 /// The per-connection framing state machine.
@@ -74,7 +78,18 @@ impl Decoder {
 
     /// True while a `put` body is being read or skipped.
     pub fn in_body(&self) -> bool {
-        matches!(self.state, State::Body(_) | State::Skip(_))
+        matches!(
+            self.state,
+            State::Body(_) | State::Skip(_) | State::SkipRefused(_)
+        )
+    }
+
+    /// Right after [`Event::Put`]: the body will be refused, so discard it as it arrives
+    /// instead of buffering it; [`Event::BodySkipped`] follows once it has.
+    pub fn skip_body(&mut self) {
+        if let State::Body(n) = self.state {
+            self.state = State::SkipRefused(n as u64);
+        }
     }
 
     /// Consumes bytes from `input` and returns the next event, or `None` when more input is
@@ -115,15 +130,24 @@ impl Decoder {
                     let body = body.freeze();
                     return Some(Event::Body(body));
                 }
-                State::Skip(left) => {
+                State::Skip(left) | State::SkipRefused(left) => {
+                    let refused = matches!(self.state, State::SkipRefused(_));
                     let n = (input.len() as u64).min(left);
                     input.advance(n as usize);
                     if n < left {
-                        self.state = State::Skip(left - n);
+                        self.state = if refused {
+                            State::SkipRefused(left - n)
+                        } else {
+                            State::Skip(left - n)
+                        };
                         return None;
                     }
                     self.state = State::Line;
-                    return Some(Event::JobTooBig);
+                    return Some(if refused {
+                        Event::BodySkipped
+                    } else {
+                        Event::JobTooBig
+                    });
                 }
             }
         }

@@ -24,6 +24,8 @@ use crate::storage::{Acked, Ticket};
 const OUT_HIGH: usize = 256 * 1024;
 /// Bytes read per read call while reading lines.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes a connection may read before it yields to other connections.
+const YIELD_EVERY: usize = 256 * 1024;
 /// Largest read-ahead while a connection is blocked in reserve.
 const WAIT_READ_LIMIT: usize = 64 * 1024;
 
@@ -86,6 +88,8 @@ struct Conn {
     put: Option<(JobId, PutHeader)>,
     eof: bool,
     verbose: bool,
+    /// Bytes read since this task last yielded.
+    read_since_yield: usize,
     /// Replies waiting for their changes to reach the log, in order.
     held: Vec<(Reply, Option<Ticket>)>,
     acked: Option<watch::Receiver<Acked>>,
@@ -106,6 +110,7 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
         eof: false,
         held: Vec::new(),
         acked: None,
+        read_since_yield: 0,
     };
     c.acked = c.shared.binlog.as_ref().map(|b| b.subscribe());
     let stop = c.shared.clone();
@@ -155,6 +160,12 @@ impl Conn {
                 self.out = BytesMut::new();
             }
             // Read more; the buffer is only allocated once there is something to read.
+            // A client that never stops sending must not keep this thread from others:
+            // after every 256 KiB read, let other tasks run.
+            if self.read_since_yield >= YIELD_EVERY {
+                self.read_since_yield = 0;
+                tokio::task::yield_now().await;
+            }
             tokio::select! {
                 r = self.sock.ready(Interest::READABLE) => {
                     r?;
@@ -163,9 +174,9 @@ impl Conn {
                         .body_remaining(self.input.len())
                         .clamp(READ_CHUNK, 1 << 20);
                     self.input.reserve(want);
-                    match self.sock.try_read_buf(&mut self.input) {
+                                        match self.sock.try_read_buf(&mut self.input) {
                         Ok(0) => self.eof = true,
-                        Ok(_) => {}
+                        Ok(n) => self.read_since_yield += n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(e),
                     }
@@ -199,9 +210,9 @@ impl Conn {
                     if ready.is_read_closed() {
                         return self.hang_up(rx).await;
                     }
-                    match self.sock.try_read_buf(&mut self.input) {
+                                        match self.sock.try_read_buf(&mut self.input) {
                         Ok(0) => self.eof = true,
-                        Ok(_) => {}
+                        Ok(n) => self.read_since_yield += n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => return Err(e),
                     }
@@ -351,9 +362,19 @@ impl Conn {
                 return next;
             }
             Event::Put(h) => {
-                let job = self.shared.lock().engine.put_header(id);
-                self.put = Some((job, h));
+                let (job, refuse) = {
+                    let mut st = self.shared.lock();
+                    let job = st.engine.put_header(id);
+                    (job, st.engine.put_would_exceed(u64::from(h.bytes)))
+                };
+                if refuse {
+                    // Over --max-jobs/--max-memory: don't hold the body only to refuse it.
+                    self.decoder.skip_body();
+                } else {
+                    self.put = Some((job, h));
+                }
             }
+            Event::BodySkipped => self.reply(Reply::OutOfMemory),
             Event::Body(body) => {
                 if let Some((job, h)) = self.put.take() {
                     if self.shared.log_failed() {

@@ -272,6 +272,7 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
         };
 
     let mut refused_log = Instant::now() - Duration::from_secs(2);
+    let mut accept_log = refused_log;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -300,9 +301,13 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
                         drop(alive);
                     });
                 }
-                Err(e) => {
-                    // EMFILE and friends: say so, and back off instead of spinning.
-                    tracing::warn!("accept: {e}");
+                                Err(e) => {
+                    // EMFILE and friends: say so (once a second), and back off instead of
+                    // spinning.
+                    if accept_log.elapsed() >= Duration::from_secs(1) {
+                        tracing::warn!("accept: {e}");
+                        accept_log = Instant::now();
+                    }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },

@@ -59,6 +59,15 @@ pub fn drop_privileges(user: &str) -> Result<(), (String, i32)> {
     }
     // SAFETY: pw is non-null and points to a valid passwd entry.
     let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    // Supplementary groups become the user's own (beanstalkd keeps the starting user's,
+    // which for root includes root's groups).
+    // SAFETY: plain syscalls; `name` is a valid C string.
+    if unsafe { libc::initgroups(name.as_ptr(), gid) } != 0 {
+        return Err((
+            format!("initgroups({user}): {}", std::io::Error::last_os_error()),
+            34,
+        ));
+    }
     // SAFETY: plain syscalls.
     if unsafe { libc::setgid(gid) } != 0 {
         return Err((
