@@ -250,6 +250,9 @@ impl Conn {
     /// Sends what is owed: first waits until held replies' changes are in the log.
     async fn flush(&mut self) -> io::Result<()> {
         if !self.held.is_empty() {
+            if let Some(b) = self.shared.binlog.as_ref() {
+                b.wait_for_room().await;
+            }
             let policy = self.shared.binlog.as_ref().map(|b| b.policy());
             let held = std::mem::take(&mut self.held);
             for (r, t) in held {

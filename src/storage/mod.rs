@@ -149,6 +149,8 @@ struct Inner {
     /// Wakes the compactor.
     compact_cv: Condvar,
     compact_lock: Mutex<bool>,
+    /// Wakes connections throttled while compaction catches up.
+    compacted: tokio::sync::Notify,
 }
 
 /// A handle on the log. Cheap to clone.
@@ -344,6 +346,7 @@ impl Binlog {
             acked,
             compact_cv: Condvar::new(),
             compact_lock: Mutex::new(false),
+            compacted: tokio::sync::Notify::new(),
         });
         let w = inner.clone();
         std::thread::Builder::new()
@@ -746,7 +749,33 @@ impl Binlog {
             sync_dir(&self.inner.dir);
         }
         self.pend().segs.remove(&head);
+        self.inner.compacted.notify_waiters();
         true
+    }
+
+    /// True when the directory has grown two segments past its bound (twice the live
+    /// bytes, at least three segments): writers are outrunning compaction.
+    pub fn over_budget(&self) -> bool {
+        let p = self.pend();
+        let disk: u64 = p.segs.values().sum();
+        let seg = self.inner.seg_size;
+        disk > (2 * p.live).max(3 * seg) + 2 * seg
+    }
+
+    /// Backpressure: while over budget, waits (in 50 ms steps, at most 2 s) for compaction
+    /// to delete segments. Changes keep flowing, only slower, so disk use stays bounded.
+    pub async fn wait_for_room(&self) {
+        let start = Instant::now();
+        while self.over_budget() && start.elapsed() < Duration::from_secs(2) {
+            let n = self.inner.compacted.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if !self.over_budget() {
+                return;
+            }
+            self.inner.compact_cv.notify_all();
+            let _ = tokio::time::timeout(Duration::from_millis(50), n).await;
+        }
     }
 
     /// Sleeps until a segment fills up or `timeout` passes.
