@@ -149,7 +149,7 @@ impl Engine {
                 body: Body::from_bytes(r.body),
             },
         );
-        self.next_job = self.next_job.max(id + 1);
+        self.next_job = self.next_job.max(id.saturating_add(1));
         match r.state {
             JobState::Delayed if r.deadline > now => self.make_delayed(id, r.deadline),
             JobState::Buried => {

@@ -217,8 +217,9 @@ impl Engine {
                 self.producers += 1;
             }
         }
+        // Ids never wrap to 0; at u64::MAX (only from a damaged log) puts are refused.
         let id = self.next_job;
-        self.next_job += 1;
+        self.next_job = self.next_job.saturating_add(1);
         id
     }
 
@@ -249,7 +250,7 @@ impl Engine {
         let Some(conn) = self.conns.get(&c) else {
             return Reply::InternalError;
         };
-        if self.put_would_exceed(body.len() as u64) {
+        if self.put_would_exceed(body.len() as u64) || id == 0 || self.jobs.contains_key(&id) {
             return Reply::OutOfMemory;
         }
         self.body_bytes += body.len() as u64;

@@ -39,7 +39,7 @@ pub fn open(cfg: &Config, now: u64) -> Result<(Engine, Binlog), (String, i32)> {
         live += record::full_len(j.tube.len(), j.body.len()) as u64;
         engine.restore(j, now);
     }
-    engine.set_next_job_id(rec.next_id.max(bmax + 1));
+    engine.set_next_job_id(rec.next_id.max(bmax.saturating_add(1)));
     engine.enable_journal();
     let policy = SyncPolicy::from_flag(cfg.fsync_ms);
     let next_id = engine.next_job_id();

@@ -223,6 +223,35 @@ pub enum Next {
     Error(DecodeError),
 }
 
+/// A cheap test, without the checksum, of whether a record could start at `buf`: its
+/// framing and field lengths agree. For scanning damaged data for the next real record.
+pub fn plausible(buf: &[u8]) -> bool {
+    let u32_at = |o: usize| {
+        buf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let Some(len) = u32_at(0) else { return false };
+    if len == 0 || len > MAX_PAYLOAD || buf.len() < FRAME_LEN + len {
+        return false;
+    }
+    match buf[FRAME_LEN] {
+        1 => {
+            // kind, id, snapshot, ttr, created, then tube_len, tube, body_len, body
+            let tl_at = FRAME_LEN + 1 + 8 + SNAPSHOT_LEN + 4 + 8;
+            let Some(&tl) = buf.get(tl_at) else {
+                return false;
+            };
+            let Some(bl) = u32_at(tl_at + 1 + tl as usize) else {
+                return false;
+            };
+            len == 1 + 8 + SNAPSHOT_LEN + 4 + 8 + 1 + tl as usize + 4 + bl
+        }
+        2 => len == UPDATE_LEN - FRAME_LEN,
+        3 => len == 1 + 8,
+        _ => false,
+    }
+}
+
 /// Reads the record at the start of `buf`.
 pub fn decode(buf: &[u8]) -> Next {
     if buf.len() < 4 {

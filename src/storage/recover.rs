@@ -169,12 +169,13 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
 
 /// Is there a complete, checksummed record starting anywhere at or after `from`?
 fn valid_record_after(data: &[u8], from: usize) -> bool {
-    (from..data.len().saturating_sub(record::FRAME_LEN))
-        .any(|o| matches!(record::decode(&data[o..]), Next::Record(..)))
+    (from..data.len().saturating_sub(record::FRAME_LEN)).any(|o| {
+        record::plausible(&data[o..]) && matches!(record::decode(&data[o..]), Next::Record(..))
+    })
 }
 
 fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32, next_id: &mut u64) {
-    *next_id = (*next_id).max(r.id() + 1);
+    *next_id = (*next_id).max(r.id().saturating_add(1));
     match r {
         Record::Full {
             id,
