@@ -237,6 +237,27 @@ fn full_record(e: &Engine, id: JobId) -> Option<Record> {
 }
 
 impl Pending {
+    /// Drops whatever was pending, clears a failure, and starts a new epoch whose records go
+    /// to a new segment. Returns that segment's number.
+    fn new_epoch(&mut self, seg_size: u64, next_id: u64) -> u32 {
+        self.chunks.clear();
+        self.direct = None;
+        self.epoch += 1;
+        self.failed = None;
+        self.tail_seq += 1;
+        self.tail_used = record::HEADER_LEN as u64;
+        let seq = self.tail_seq;
+        self.segs.insert(seq, seg_size);
+        self.chunks.push_back(Chunk {
+            seq,
+            create: true,
+            next_id,
+            bytes: Vec::new(),
+            end_lsn: self.lsn,
+            records: 0,
+        });
+        seq
+    }
     /// Appends one encoded record (in `scratch`) to the tail segment, rotating first if it
     /// does not fit.
     fn push(&mut self, seg_size: u64, next_id: u64) -> (u32, u64) {
@@ -527,23 +548,7 @@ impl Binlog {
         let seg_size = self.inner.seg_size;
         let next_id = e.next_job_id();
         let mut p = self.pend();
-        p.chunks.clear();
-        p.direct = None;
-        p.epoch += 1;
-        p.failed = None;
-        p.tail_seq += 1;
-        p.tail_used = record::HEADER_LEN as u64;
-        let seq = p.tail_seq;
-        p.segs.insert(seq, seg_size);
-        let lsn = p.lsn;
-        p.chunks.push_back(Chunk {
-            seq,
-            create: true,
-            next_id,
-            bytes: Vec::new(),
-            end_lsn: lsn,
-            records: 0,
-        });
+        let seq = p.new_epoch(seg_size, next_id);
         p.rebase = Some(seq);
         p.live = 0;
         let mut ids = e.job_ids();
@@ -581,23 +586,7 @@ impl Binlog {
         let mut p = self.pend();
         let mut lost: Vec<JobId> = std::mem::take(&mut p.lost).into_iter().collect();
         lost.sort_unstable();
-        p.chunks.clear();
-        p.direct = None;
-        p.epoch += 1;
-        p.failed = None;
-        p.tail_seq += 1;
-        p.tail_used = record::HEADER_LEN as u64;
-        let seq = p.tail_seq;
-        p.segs.insert(seq, seg_size);
-        let lsn = p.lsn;
-        p.chunks.push_back(Chunk {
-            seq,
-            create: true,
-            next_id,
-            bytes: Vec::new(),
-            end_lsn: lsn,
-            records: 0,
-        });
+        p.new_epoch(seg_size, next_id);
         let mut scratch = std::mem::take(&mut p.scratch);
         for id in lost {
             scratch.clear();
