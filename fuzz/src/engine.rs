@@ -26,10 +26,10 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use sprout::engine::journal::Restored;
-use sprout::engine::{ConnId, Deliveries, Engine, Job, JobState, JournalOp, Outcome, SECOND};
+use sprout::engine::{ConnId, Deliveries, Engine, JobState, JournalOp, Outcome, SECOND};
 use sprout::protocol::command::PutHeader;
 use sprout::protocol::{Command, Reply};
-use sprout::storage::record::{self, Record, Snapshot};
+use sprout::storage::record::{self, Record};
 use sprout::storage::recover;
 
 const TUBES: [&str; 4] = ["default", "a", "b", "c-d"];
@@ -206,37 +206,7 @@ struct Harness {
     ops: Vec<JournalOp>,
 }
 
-fn snapshot(j: &Job) -> Snapshot {
-    Snapshot {
-        state: match j.state {
-            JobState::Ready => record::STATE_READY,
-            JobState::Reserved => record::STATE_RESERVED,
-            JobState::Buried => record::STATE_BURIED,
-            JobState::Delayed => record::STATE_DELAYED,
-        },
-        pri: j.pri,
-        delay: j.delay,
-        deadline: j.deadline,
-        bury_seq: j.seq,
-        reserves: j.reserves,
-        timeouts: j.timeouts,
-        releases: j.releases,
-        buries: j.buries,
-        kicks: j.kicks,
-    }
-}
-
-fn full_record(e: &Engine, id: u64) -> Option<Record> {
-    let j = e.job(id)?;
-    Some(Record::Full {
-        id,
-        snap: snapshot(j),
-        ttr: j.ttr,
-        created: j.created,
-        tube: e.tube_name(j).to_string(),
-        body: j.body.to_bytes(),
-    })
-}
+use sprout::storage::{full_record, snapshot};
 
 /// Every job, as recovery should see it: (tube, body, pri, state, deadline if delayed,
 /// bury seq if buried).

@@ -321,22 +321,11 @@ async fn conn_loop(
                     }
                 }
                 c.flush().await?;
-                let Some((is_put, t0)) = sent.pop_front() else {
+                if sent.is_empty() {
                     break;
-                };
-                let r = c.read().await?;
-                if is_put {
-                    to_delete.push_back(r.inserted()?);
-                } else {
-                    r.expect("DELETED")?;
                 }
-                record(h, t0);
-                totals.ops.fetch_add(1, Ordering::Relaxed);
-                // Take every reply already buffered before refilling the window.
-                while c.has_buffered_line() {
-                    let Some((is_put, t0)) = sent.pop_front() else {
-                        break;
-                    };
+                // Read one reply, then every reply already buffered, before refilling.
+                while let Some((is_put, t0)) = sent.pop_front() {
                     let r = c.read().await?;
                     if is_put {
                         to_delete.push_back(r.inserted()?);
@@ -345,6 +334,9 @@ async fn conn_loop(
                     }
                     record(h, t0);
                     totals.ops.fetch_add(1, Ordering::Relaxed);
+                    if !c.has_buffered_line() {
+                        break;
+                    }
                 }
             }
         }

@@ -204,7 +204,8 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-fn snapshot(j: &crate::engine::Job) -> Snapshot {
+/// A job's persistent state as a log snapshot.
+pub fn snapshot(j: &crate::engine::Job) -> Snapshot {
     Snapshot {
         state: match j.state {
             JobState::Ready => record::STATE_READY,
@@ -224,7 +225,8 @@ fn snapshot(j: &crate::engine::Job) -> Snapshot {
     }
 }
 
-fn full_record(e: &Engine, id: JobId) -> Option<Record> {
+/// The full record of a job as it is now.
+pub fn full_record(e: &Engine, id: JobId) -> Option<Record> {
     let j = e.job(id)?;
     Some(Record::Full {
         id,
