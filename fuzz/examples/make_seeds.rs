@@ -542,7 +542,9 @@ fn beanstalkd_binlog() -> Result<Vec<u8>, String> {
 // ----- minimized crash inputs (tests/fuzz_regressions.rs replays them) ---------------
 
 fn crash(target: &str, name: &str, flags: u8, file: &[u8]) {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("crashes").join(target);
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crashes")
+        .join(target);
     std::fs::create_dir_all(&d).unwrap();
     let mut data = vec![flags];
     data.extend_from_slice(file);
