@@ -42,10 +42,30 @@ impl Sock {
         }
     }
 
+    /// Reads what is there. A read that leaves the buffer's spare room unfilled has
+    /// drained the socket, so the socket's readiness is cleared with it: the next wait
+    /// sleeps until new data arrives instead of a second read finding nothing (one
+    /// `recvfrom` per batch of commands instead of two). Edge-triggered polling reports
+    /// any data that arrives later.
     fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        match self {
-            Sock::Tcp(s) => s.try_read_buf(buf),
-            Sock::Unix(s) => s.try_read_buf(buf),
+        let spare = buf.capacity() - buf.len();
+        let mut got = 0;
+        let mut read = |r: io::Result<usize>| {
+            let n = r?;
+            got = n;
+            if n > 0 && n < spare {
+                Err(io::Error::from(io::ErrorKind::WouldBlock))
+            } else {
+                Ok(n)
+            }
+        };
+        let r = match self {
+            Sock::Tcp(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
+            Sock::Unix(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
+        };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+            r => r,
         }
     }
 
