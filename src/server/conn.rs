@@ -91,6 +91,40 @@ impl Sock {
     }
 }
 
+/// Buffers of connections gone idle, kept per thread for the next connection that needs
+/// one: a request/reply round trip would otherwise free and allocate two buffers.
+mod pool {
+    use bytes::BytesMut;
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread, and the largest kept: at most 4 MiB per thread.
+    const KEEP: usize = 64;
+    const MAX_CAPACITY: usize = 64 * 1024;
+
+    thread_local! {
+        static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A cleared buffer (capacity 0 if the pool is empty).
+    pub fn take() -> BytesMut {
+        POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default()
+    }
+
+    /// Returns an empty buffer; kept unless the pool is full or the buffer is large.
+    pub fn give(mut b: BytesMut) {
+        b.clear();
+        if b.capacity() == 0 || b.capacity() > MAX_CAPACITY {
+            return;
+        }
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < KEEP {
+                p.push(b);
+            }
+        });
+    }
+}
+
 /// What the connection does after an event.
 enum Next {
     Continue,
@@ -172,12 +206,12 @@ impl Conn {
             if self.eof || self.shared.stopping() {
                 return Ok(());
             }
-            // An idle connection keeps no buffers.
+            // An idle connection keeps no buffers: they go back to this thread's pool.
             if self.input.is_empty() && self.input.capacity() > 0 {
-                self.input = BytesMut::new();
+                pool::give(std::mem::take(&mut self.input));
             }
-            if self.out.capacity() > 0 {
-                self.out = BytesMut::new();
+            if self.out.is_empty() && self.out.capacity() > 0 {
+                pool::give(std::mem::take(&mut self.out));
             }
             // Read more; the buffer is only allocated once there is something to read.
             // A client that never stops sending must not keep this thread from others:
@@ -193,6 +227,9 @@ impl Conn {
                         .decoder
                         .body_remaining(self.input.len())
                         .clamp(READ_CHUNK, 1 << 20);
+                    if self.input.capacity() == 0 {
+                        self.input = pool::take();
+                    }
                     self.input.reserve(want);
                                         match self.sock.try_read_buf(&mut self.input) {
                         Ok(0) => self.eof = true,
@@ -331,6 +368,9 @@ impl Conn {
         }
         if self.verbose {
             tracing::trace!(">{} reply {}", self.id, r.head());
+        }
+        if self.out.capacity() == 0 {
+            self.out = pool::take();
         }
         if matches!(r, Reply::Stats(_)) {
             let p = self.shared.process_stats();
