@@ -503,6 +503,14 @@ impl Engine {
         if self.deadline_soon(c, now) && !self.any_ready(c) {
             return Outcome::Reply(Reply::DeadlineSoon);
         }
+        // A job is there now: no tube holding a ready job has a waiter (it would have been
+        // served), so the best one among the watched tubes goes to this connection, as it
+        // would after waiting; without registering and unregistering with every tube.
+        if let Some(id) = self.best_ready(c) {
+            self.remove_ready(id);
+            self.record_queue_wait(id, now);
+            return Outcome::Reply(self.reserve_job(c, id, now));
+        }
         let timeout_at = timeout.map(|t| now.saturating_add(u64::from(t) * SECOND));
         self.start_wait(c, timeout_at);
         self.process_queue(now, out);
@@ -848,6 +856,24 @@ impl Engine {
             .get(&c)
             .and_then(|conn| conn.soonest_deadline())
             .is_some_and(|d| now.saturating_add(SAFETY_MARGIN) >= d)
+    }
+
+    /// The best (pri, id) ready job in the connection's unpaused watched tubes.
+    fn best_ready(&self, c: ConnId) -> Option<JobId> {
+        let mut best: Option<(u32, JobId)> = None;
+        for &t in &self.conn(c).watch {
+            let tube = self.tubes.get(t);
+            if tube.unpause_at.is_some() {
+                continue;
+            }
+            if let Some(&slot) = tube.ready.first() {
+                let j = self.jobs.at(slot);
+                if best.is_none_or(|b| (j.pri, j.id) < b) {
+                    best = Some((j.pri, j.id));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
     }
 
     /// Does any watched tube hold a ready job (pause ignored, as in beanstalkd)?
