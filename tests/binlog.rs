@@ -1882,11 +1882,12 @@ fn disk_full_partly_freed_then_restart_keeps_acknowledged_jobs() {
     let tail = last_seg(&d);
     fs::remove_file(&d.filler).unwrap();
     // sproutd retries rewriting the log in the background (about once a second); wait
-    // until a retry has written new segments into the freed space.
+    // until a retry has started a new segment in the freed space. (Whether a second new
+    // segment follows depends on how much the retry has to write, so it is not awaited.)
     let t = Instant::now();
-    while last_seg(&d) < tail + 2 {
+    while last_seg(&d) <= tail {
         assert!(
-            t.elapsed() < Duration::from_secs(5),
+            t.elapsed() < Duration::from_secs(10),
             "no rewrite attempt seen"
         );
         std::thread::sleep(Duration::from_millis(10));
