@@ -260,6 +260,14 @@ impl Pending {
         });
         seq
     }
+    /// Encodes `r` and appends it to the tail segment; returns (segment, end lsn). The
+    /// encoded record stays in `scratch` (its length is what it takes on disk).
+    fn push_record(&mut self, r: &Record, seg_size: u64, next_id: u64) -> (u32, u64) {
+        self.scratch.clear();
+        record::encode(&mut self.scratch, r);
+        self.push(seg_size, next_id)
+    }
+
     /// Appends one encoded record (in `scratch`) to the tail segment, rotating first if it
     /// does not fit.
     fn push(&mut self, seg_size: u64, next_id: u64) -> (u32, u64) {
@@ -420,19 +428,14 @@ impl Binlog {
                 lsn: u64::MAX,
             });
         }
-        let mut scratch = std::mem::take(&mut p.scratch);
         for op in ops {
-            scratch.clear();
             match *op {
                 JournalOp::Full(id) => {
                     let Some(r) = full_record(e, id) else {
                         continue;
                     };
-                    record::encode(&mut scratch, &r);
-                    p.scratch = std::mem::take(&mut scratch);
-                    let (seq, _) = p.push(seg_size, next_id);
+                    let (seq, _) = p.push_record(&r, seg_size, next_id);
                     p.live += p.scratch.len() as u64;
-                    scratch = std::mem::take(&mut p.scratch);
                     e.set_job_file(id, seq);
                 }
                 JournalOp::Update(id) => {
@@ -441,16 +444,10 @@ impl Binlog {
                         id,
                         snap: snapshot(j),
                     };
-                    record::encode(&mut scratch, &r);
-                    p.scratch = std::mem::take(&mut scratch);
-                    p.push(seg_size, next_id);
-                    scratch = std::mem::take(&mut p.scratch);
+                    p.push_record(&r, seg_size, next_id);
                 }
                 JournalOp::Delete { id, size, file } => {
-                    record::encode(&mut scratch, &Record::Delete { id });
-                    p.scratch = std::mem::take(&mut scratch);
-                    p.push(seg_size, next_id);
-                    scratch = std::mem::take(&mut p.scratch);
+                    p.push_record(&Record::Delete { id }, seg_size, next_id);
                     if file != 0 {
                         let full = record::full_len(0, 0) as u64 + size;
                         p.live = p.live.saturating_sub(full);
@@ -458,7 +455,6 @@ impl Binlog {
                 }
             }
         }
-        p.scratch = scratch;
         let t = Ticket {
             epoch: p.epoch,
             lsn: p.lsn,
@@ -555,20 +551,19 @@ impl Binlog {
         p.live = 0;
         let mut ids = e.job_ids();
         ids.sort_unstable();
-        let mut scratch = std::mem::take(&mut p.scratch);
         for id in ids {
             let Some(r) = full_record(e, id) else {
                 continue;
             };
-            scratch.clear();
-            record::encode(&mut scratch, &r);
-            p.scratch = std::mem::take(&mut scratch);
-            let (s, _) = p.push(seg_size, next_id);
+            let (s, _) = p.push_record(&r, seg_size, next_id);
             p.live += p.scratch.len() as u64;
-            scratch = std::mem::take(&mut p.scratch);
             e.set_job_file(id, s);
         }
-        p.scratch = scratch;
+        self.request_sync(p)
+    }
+
+    /// Asks the writer to write and sync everything pending; the ticket is its end.
+    fn request_sync(&self, mut p: MutexGuard<'_, Pending>) -> Ticket {
         p.sync_requested = true;
         let t = Ticket {
             epoch: p.epoch,
@@ -589,33 +584,20 @@ impl Binlog {
         let mut lost: Vec<JobId> = std::mem::take(&mut p.lost).into_iter().collect();
         lost.sort_unstable();
         p.new_epoch(seg_size, next_id);
-        let mut scratch = std::mem::take(&mut p.scratch);
         for id in lost {
-            scratch.clear();
             let (r, new) = match full_record(e, id) {
                 Some(r) => (r, e.job(id).is_some_and(|j| j.file == 0)),
                 None => (Record::Delete { id }, false),
             };
-            record::encode(&mut scratch, &r);
-            p.scratch = std::mem::take(&mut scratch);
-            let (s, _) = p.push(seg_size, next_id);
+            let (s, _) = p.push_record(&r, seg_size, next_id);
             if new {
                 p.live += p.scratch.len() as u64;
             }
-            scratch = std::mem::take(&mut p.scratch);
             if matches!(r, Record::Full { .. }) {
                 e.set_job_file(id, s);
             }
         }
-        p.scratch = scratch;
-        p.sync_requested = true;
-        let t = Ticket {
-            epoch: p.epoch,
-            lsn: p.lsn,
-        };
-        drop(p);
-        self.inner.cv.notify_one();
-        t
+        self.request_sync(p)
     }
 
     /// Blocks until `t` is synced (or has failed). For startup and shutdown.
@@ -712,7 +694,6 @@ impl Binlog {
             engine(&mut |e| {
                 let next_id = e.next_job_id();
                 let mut p = self.pend();
-                let mut scratch = std::mem::take(&mut p.scratch);
                 for &id in batch {
                     if e.job(id).map(|j| j.file) != Some(head) {
                         continue;
@@ -720,15 +701,10 @@ impl Binlog {
                     let Some(r) = full_record(e, id) else {
                         continue;
                     };
-                    scratch.clear();
-                    record::encode(&mut scratch, &r);
-                    p.scratch = std::mem::take(&mut scratch);
-                    let (s, _) = p.push(seg_size, next_id);
-                    scratch = std::mem::take(&mut p.scratch);
+                    let (s, _) = p.push_record(&r, seg_size, next_id);
                     p.records_migrated += 1;
                     e.set_job_file(id, s);
                 }
-                p.scratch = scratch;
             });
             self.inner.cv.notify_one();
         }
