@@ -507,9 +507,7 @@ impl Engine {
         // served), so the best one among the watched tubes goes to this connection, as it
         // would after waiting; without registering and unregistering with every tube.
         if let Some(id) = self.best_ready(c) {
-            self.remove_ready(id);
-            self.record_queue_wait(id, now);
-            return Outcome::Reply(self.reserve_job(c, id, now));
+            return Outcome::Reply(self.hand_out(c, id, now));
         }
         let timeout_at = timeout.map(|t| now.saturating_add(u64::from(t) * SECOND));
         self.start_wait(c, timeout_at);
@@ -862,18 +860,24 @@ impl Engine {
     fn best_ready(&self, c: ConnId) -> Option<JobId> {
         let mut best: Option<(u32, JobId)> = None;
         for &t in &self.conn(c).watch {
-            let tube = self.tubes.get(t);
-            if tube.unpause_at.is_some() {
+            if self.tubes.get(t).unpause_at.is_some() {
                 continue;
             }
-            if let Some(&slot) = tube.ready.first() {
-                let j = self.jobs.at(slot);
-                if best.is_none_or(|b| (j.pri, j.id) < b) {
-                    best = Some((j.pri, j.id));
+            if let Some(head) = self.ready_head(t) {
+                if best.is_none_or(|b| head < b) {
+                    best = Some(head);
                 }
             }
         }
         best.map(|(_, id)| id)
+    }
+
+    /// The tube's best ready job as (pri, id).
+    fn ready_head(&self, t: TubeId) -> Option<(u32, JobId)> {
+        self.tubes.get(t).ready.first().map(|&s| {
+            let j = self.jobs.at(s);
+            (j.pri, j.id)
+        })
     }
 
     /// Does any watched tube hold a ready job (pause ignored, as in beanstalkd)?
@@ -1068,15 +1072,13 @@ impl Engine {
 
     /// Keeps the tube's entry in the candidate set true.
     fn refresh_candidate(&mut self, t: TubeId) {
-        let tube = self.tubes.get_mut(t);
+        let tube = self.tubes.get(t);
         let want = if tube.unpause_at.is_none() && !tube.waiters.is_empty() {
-            tube.ready.first().map(|&s| {
-                let j = self.jobs.at(s);
-                (j.pri, j.id)
-            })
+            self.ready_head(t)
         } else {
             None
         };
+        let tube = self.tubes.get_mut(t);
         if want == tube.candidate {
             return;
         }
@@ -1100,11 +1102,16 @@ impl Engine {
                 continue;
             };
             self.stop_wait(c);
-            self.remove_ready(id);
-            self.record_queue_wait(id, now);
-            let reply = self.reserve_job(c, id, now);
+            let reply = self.hand_out(c, id, now);
             out.push((c, reply));
         }
+    }
+
+    /// Gives the ready job `id` to connection `c` (not waiting any more).
+    fn hand_out(&mut self, c: ConnId, id: JobId, now: u64) -> Reply {
+        self.remove_ready(id);
+        self.record_queue_wait(id, now);
+        self.reserve_job(c, id, now)
     }
 
     fn gc_tube(&mut self, t: TubeId) {
