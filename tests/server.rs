@@ -954,3 +954,45 @@ fn jobs_handed_to_vanishing_waiters_are_not_lost() {
     assert_eq!(st["current-jobs-ready"], N.to_string(), "{st:?}");
     assert_eq!(st["current-jobs-reserved"], "0");
 }
+
+/// The server reads a chunk that drains the socket (a reply proves it was read), then the
+/// rest of a half-sent command arrives: it must still be noticed, for lines and for put
+/// bodies, however the bytes are cut; and a read that fills the buffer is followed by more.
+#[test]
+fn the_rest_of_a_command_sent_after_a_drained_read_is_served() {
+    let dir = TempDir::new("drained");
+    for s in [
+        Server::start(&[]),
+        Server::start_unix(&dir.join("s.sock"), &[]),
+    ] {
+        let mut c = s.conn();
+        let put = b"put 0 0 60 5\r\nhello\r\n";
+        for (i, cut) in [1usize, 3, 12, 13, 14, 15, 19].into_iter().enumerate() {
+            let (first, rest) = put.split_at(cut);
+            let mut chunk = b"list-tube-used\r\n".to_vec();
+            chunk.extend_from_slice(first);
+            c.send(&chunk);
+            assert_eq!(c.line(), "USING default", "put cut at {cut}");
+            c.send(rest);
+            assert_eq!(c.line(), format!("INSERTED {}", i + 1), "put cut at {cut}");
+        }
+        let line = b"list-tubes-watched\r\n";
+        for cut in 1..line.len() {
+            let (first, rest) = line.split_at(cut);
+            let mut chunk = b"list-tube-used\r\n".to_vec();
+            chunk.extend_from_slice(first);
+            c.send(&chunk);
+            assert_eq!(c.line(), "USING default", "line cut at {cut}");
+            c.send(rest);
+            assert_eq!(c.line(), "OK 14", "line cut at {cut}");
+            assert_eq!(c.exact(16), b"---\n- default\n\r\n", "line cut at {cut}");
+        }
+        // More than one read buffer's worth at once: a read that fills the buffer has not
+        // drained the socket, so the server must read on without a new arrival.
+        let n = 4000;
+        c.send(&b"list-tube-used\r\n".repeat(n));
+        for i in 0..n {
+            assert_eq!(c.line(), "USING default", "reply {i} of {n}");
+        }
+    }
+}

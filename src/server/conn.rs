@@ -123,6 +123,32 @@ mod pool {
             }
         });
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn keeps_at_most_keep_buffers_none_large_and_hands_them_back_empty() {
+            for _ in 0..KEEP + 10 {
+                let mut b = BytesMut::with_capacity(16 * 1024);
+                b.extend_from_slice(b"left over");
+                give(b);
+            }
+            give(BytesMut::with_capacity(MAX_CAPACITY + 1));
+            let mut kept = 0;
+            loop {
+                let b = take();
+                if b.capacity() == 0 {
+                    break;
+                }
+                assert!(b.is_empty());
+                assert!(b.capacity() <= MAX_CAPACITY);
+                kept += 1;
+            }
+            assert_eq!(kept, KEEP);
+        }
+    }
 }
 
 /// What the connection does after an event.
@@ -207,10 +233,10 @@ impl Conn {
                 return Ok(());
             }
             // An idle connection keeps no buffers: they go back to this thread's pool.
-            if self.input.is_empty() && self.input.capacity() > 0 {
+            if self.input.is_empty() {
                 pool::give(std::mem::take(&mut self.input));
             }
-            if self.out.is_empty() && self.out.capacity() > 0 {
+            if self.out.is_empty() {
                 pool::give(std::mem::take(&mut self.out));
             }
             // Read more; the buffer is only allocated once there is something to read.
