@@ -412,7 +412,9 @@ impl Conn {
     }
 
     fn ok_body(&mut self, c: &str) -> io::Result<String> {
-        self.send(format!("{c}\r\n").as_bytes());
+        // try_send: during startup the port may briefly belong to another (dying) server,
+        // whose reset must mean "retry", not a panic.
+        self.try_send(format!("{c}\r\n").as_bytes())?;
         let head = self.try_line()?;
         let n: usize = head
             .strip_prefix("OK ")
