@@ -192,7 +192,7 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
         acked: None,
         read_since_yield: 0,
     };
-    c.acked = c.shared.binlog.as_ref().map(|b| b.subscribe());
+    c.acked = c.shared.binlog.as_ref().map(|b| b.acks());
     let stop = c.shared.clone();
     let stopped = stop.stop.notified();
     tokio::pin!(stopped);

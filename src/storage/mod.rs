@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,9 @@ struct Pending {
     writer_busy: bool,
     /// Direct writes since the writer last synced (it has been told).
     dirty: bool,
+    /// The writer is blocked on `cv`: only then do appends notify it (a condvar notify is a
+    /// futex syscall even with nobody waiting).
+    writer_waiting: bool,
     /// While writes fail: jobs whose latest change may be missing from the log.
     lost: rustc_hash::FxHashSet<JobId>,
 }
@@ -146,9 +150,15 @@ struct Inner {
     pend: Mutex<Pending>,
     cv: Condvar,
     acked: watch::Sender<Acked>,
-    /// Wakes the compactor.
+    /// `acked`, relayed inside the runtime (see `acks`).
+    relay: std::sync::OnceLock<watch::Receiver<Acked>>,
+    /// Wakes the maintenance thread (after a rotation) and `wait_synced` callers (after
+    /// each batch while there are any): not after every batch, which would cost two context
+    /// switches per fsync with `-f 0`.
     compact_cv: Condvar,
     compact_lock: Mutex<bool>,
+    /// Threads blocked in `wait_synced`.
+    sync_waiters: AtomicUsize,
     /// Wakes connections throttled while compaction catches up.
     compacted: tokio::sync::Notify,
 }
@@ -371,12 +381,15 @@ impl Binlog {
                 direct_lsn: 0,
                 writer_busy: false,
                 dirty: false,
+                writer_waiting: false,
                 lost: Default::default(),
             }),
             cv: Condvar::new(),
             acked,
+            relay: std::sync::OnceLock::new(),
             compact_cv: Condvar::new(),
             compact_lock: Mutex::new(false),
+            sync_waiters: AtomicUsize::new(0),
             compacted: tokio::sync::Notify::new(),
         });
         let w = inner.clone();
@@ -395,8 +408,30 @@ impl Binlog {
         self.inner.policy
     }
 
+    /// The writer's progress, for threads (not for tasks: see `acks`).
     pub fn subscribe(&self) -> watch::Receiver<Acked> {
         self.inner.acked.subscribe()
+    }
+
+    /// The writer's progress, for tasks of the runtime this is first called on. The writer
+    /// thread wakes one relay task, which wakes the waiting connections from inside the
+    /// runtime: woken from another thread, each connection would cost the runtime a
+    /// wake-up syscall, one per connection per batch.
+    pub fn acks(&self) -> watch::Receiver<Acked> {
+        self.inner
+            .relay
+            .get_or_init(|| {
+                let mut from = self.inner.acked.subscribe();
+                let (to, rx) = watch::channel(*from.borrow_and_update());
+                tokio::spawn(async move {
+                    while from.changed().await.is_ok() {
+                        let a = *from.borrow_and_update();
+                        to.send_replace(a);
+                    }
+                });
+                rx
+            })
+            .clone()
     }
 
     /// True while writes are failing: changes are refused until the log recovers.
@@ -462,8 +497,12 @@ impl Binlog {
         if let Some(done) = self.write_direct(&mut p, start) {
             return Some(done);
         }
+        // One notify per wait: the writer may not run until the event loop waits.
+        let wake = std::mem::take(&mut p.writer_waiting);
         drop(p);
-        self.inner.cv.notify_one();
+        if wake {
+            self.inner.cv.notify_one();
+        }
         Some(t)
     }
 
@@ -494,7 +533,9 @@ impl Binlog {
                 }
                 if !p.dirty && self.inner.policy != SyncPolicy::Never {
                     p.dirty = true;
-                    self.inner.cv.notify_one();
+                    if std::mem::take(&mut p.writer_waiting) {
+                        self.inner.cv.notify_one();
+                    }
                 }
                 Some(Ticket {
                     epoch: p.epoch,
@@ -602,13 +643,24 @@ impl Binlog {
 
     /// Blocks until `t` is synced (or has failed). For startup and shutdown.
     pub fn wait_synced(&self, t: Ticket) -> bool {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.inner.sync_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.inner.sync_waiters);
         {
             let mut p = self.pend();
             p.sync_requested = true;
         }
         self.inner.cv.notify_one();
         let mut rx = self.subscribe();
+        let (lock, cv) = (&self.inner.compact_lock, &self.inner.compact_cv);
         loop {
+            // Checked under the lock the writer notifies under, so no batch is missed.
+            let g = lock.lock().unwrap_or_else(|p| p.into_inner());
             let a = *rx.borrow_and_update();
             match t.check(&a, SyncPolicy::Always) {
                 Some(ok) => return ok,
@@ -618,10 +670,9 @@ impl Binlog {
                     self.inner.cv.notify_one();
                 }
             }
-            // The writer publishes after every batch; wait for the next one.
-            let (lock, cv) = (&self.inner.compact_lock, &self.inner.compact_cv);
-            let g = lock.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = cv.wait_timeout(g, Duration::from_millis(5));
+            // The writer notifies after every batch while we wait; the timeout is a
+            // backstop only.
+            let _ = cv.wait_timeout(g, Duration::from_millis(50));
         }
     }
 
@@ -756,6 +807,10 @@ impl Binlog {
 
 /// The writer thread: writes chunks in order, syncs per policy, publishes progress.
 fn writer(inner: Arc<Inner>) {
+    // Never preempt the event loop on wake-up: run when it waits. On a busy CPU this lets
+    // it finish the commands at hand before a batch is taken, so batches (and group
+    // commits) are whole rather than one record each.
+    batch_priority();
     let mut cur: Option<(u32, Arc<File>)> = None;
     let mut used: u64;
     let mut to_sync: Vec<Arc<File>> = Vec::new();
@@ -765,6 +820,7 @@ fn writer(inner: Arc<Inner>) {
     let (mut prev_written, mut prev_synced) = (0u64, 0u64);
     let mut last_sync = Instant::now();
     let mut epoch = 0;
+    let mut tail_seen = 0;
     loop {
         let (chunks, sync_now, shutdown, rebase) = {
             let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
@@ -780,6 +836,7 @@ fn writer(inner: Arc<Inner>) {
                 if !p.chunks.is_empty() || p.shutdown || p.sync_requested || due {
                     break;
                 }
+                p.writer_waiting = true;
                 p = match inner.policy {
                     SyncPolicy::Every(ms) if unsynced => {
                         let left = Duration::from_millis(ms).saturating_sub(last_sync.elapsed());
@@ -791,6 +848,7 @@ fn writer(inner: Arc<Inner>) {
                     }
                     _ => inner.cv.wait(p).unwrap_or_else(|e| e.into_inner()),
                 };
+                p.writer_waiting = false;
             }
             if p.epoch != epoch {
                 // A checkpoint replaced whatever was pending: start clean.
@@ -864,7 +922,7 @@ fn writer(inner: Arc<Inner>) {
         } else if error.is_none() && sync_now {
             synced = written;
         }
-        {
+        let rotated = {
             let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
             if p.writer_busy {
                 // Direct writes were off while we wrote: our count is the file's.
@@ -894,7 +952,8 @@ fn writer(inner: Arc<Inner>) {
             } else if p.epoch == epoch && p.chunks.is_empty() {
                 p.direct = cur.clone();
             }
-        }
+            std::mem::replace(&mut tail_seen, p.tail_seq) != p.tail_seq
+        };
         if let (None, Some(seq)) = (&error, rebase) {
             // Only a complete checkpoint replaces the old segments.
             if failed_from == u64::MAX
@@ -920,7 +979,11 @@ fn writer(inner: Arc<Inner>) {
                 prev_synced,
             };
         });
-        inner.compact_cv.notify_all();
+        if rotated || shutdown || inner.sync_waiters.load(Ordering::SeqCst) > 0 {
+            // Under the lock, so a waiter between its check and its wait is not missed.
+            let _g = inner.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
+            inner.compact_cv.notify_all();
+        }
         if shutdown {
             if let Some((_, f)) = cur.as_ref() {
                 if error.is_none() && f.set_len(used).is_ok() {
@@ -928,6 +991,19 @@ fn writer(inner: Arc<Inner>) {
                 }
             }
             return;
+        }
+    }
+}
+
+/// SCHED_BATCH for the calling thread (Linux): no wake-up preemption. Best effort.
+fn batch_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain syscall on the calling thread (pid 0) with a valid parameter.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        if rc != 0 {
+            tracing::debug!("binlog writer: SCHED_BATCH not set");
         }
     }
 }
