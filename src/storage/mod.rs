@@ -139,6 +139,10 @@ struct Pending {
     /// The writer is blocked on `cv`: only then do appends notify it (a condvar notify is a
     /// futex syscall even with nobody waiting).
     writer_waiting: bool,
+    /// Records wait for the flush task (see `acks`).
+    flush_wanted: bool,
+    /// The buffer of the last chunk written directly, for the next chunk.
+    spare: Vec<u8>,
     /// While writes fail: jobs whose latest change may be missing from the log.
     lost: rustc_hash::FxHashSet<JobId>,
 }
@@ -152,6 +156,8 @@ struct Inner {
     acked: watch::Sender<Acked>,
     /// `acked`, relayed inside the runtime (see `acks`).
     relay: std::sync::OnceLock<watch::Receiver<Acked>>,
+    /// Wakes the flush task (see `acks`).
+    flush: tokio::sync::Notify,
     /// Wakes the maintenance thread (after a rotation) and `wait_synced` callers (after
     /// each batch while there are any): not after every batch, which would cost two context
     /// switches per fsync with `-f 0`.
@@ -295,7 +301,7 @@ impl Pending {
                 seq: self.tail_seq,
                 create: true,
                 next_id,
-                bytes: Vec::new(),
+                bytes: std::mem::take(&mut self.spare),
                 end_lsn: self.lsn,
                 records: 0,
             });
@@ -305,7 +311,7 @@ impl Pending {
                 seq: self.tail_seq,
                 create: false,
                 next_id,
-                bytes: Vec::new(),
+                bytes: std::mem::take(&mut self.spare),
                 end_lsn: self.lsn,
                 records: 0,
             });
@@ -382,11 +388,14 @@ impl Binlog {
                 writer_busy: false,
                 dirty: false,
                 writer_waiting: false,
+                flush_wanted: false,
+                spare: Vec::new(),
                 lost: Default::default(),
             }),
             cv: Condvar::new(),
             acked,
             relay: std::sync::OnceLock::new(),
+            flush: tokio::sync::Notify::new(),
             compact_cv: Condvar::new(),
             compact_lock: Mutex::new(false),
             sync_waiters: AtomicUsize::new(0),
@@ -417,6 +426,11 @@ impl Binlog {
     /// thread wakes one relay task, which wakes the waiting connections from inside the
     /// runtime: woken from another thread, each connection would cost the runtime a
     /// wake-up syscall, one per connection per batch.
+    ///
+    /// The first call also starts the flush task: from then on, with `-f MS` or `-F`,
+    /// `append` leaves records that it could write itself to that task, which writes all
+    /// that the connections ready to run have appended in one write (tasks run in the order
+    /// they were woken, so it runs after them) and then acknowledges them.
     pub fn acks(&self) -> watch::Receiver<Acked> {
         self.inner
             .relay
@@ -429,9 +443,28 @@ impl Binlog {
                         to.send_replace(a);
                     }
                 });
+                let b = self.clone();
+                tokio::spawn(async move {
+                    loop {
+                        b.inner.flush.notified().await;
+                        b.flush_deferred();
+                    }
+                });
                 rx
             })
             .clone()
+    }
+
+    /// The flush task's step: writes what `append` left to it, or hands it to the writer if
+    /// a direct write is no longer possible (the writer got busy, a segment filled up).
+    fn flush_deferred(&self) {
+        let mut p = self.pend();
+        p.flush_wanted = false;
+        // u64::MAX: every record written here was appended earlier and is waited for.
+        if self.write_direct(&mut p, u64::MAX).is_none() && !p.chunks.is_empty() {
+            drop(p);
+            self.inner.cv.notify_one();
+        }
     }
 
     /// True while writes are failing: changes are refused until the log recovers.
@@ -466,10 +499,18 @@ impl Binlog {
         for op in ops {
             match *op {
                 JournalOp::Full(id) => {
-                    let Some(r) = full_record(e, id) else {
-                        continue;
-                    };
-                    let (seq, _) = p.push_record(&r, seg_size, next_id);
+                    let Some(j) = e.job(id) else { continue };
+                    p.scratch.clear();
+                    record::encode_full(
+                        &mut p.scratch,
+                        id,
+                        &snapshot(j),
+                        j.ttr,
+                        j.created,
+                        e.tube_name(j),
+                        j.body.as_slice(),
+                    );
+                    let (seq, _) = p.push(seg_size, next_id);
                     p.live += p.scratch.len() as u64;
                     e.set_job_file(id, seq);
                 }
@@ -494,6 +535,14 @@ impl Binlog {
             epoch: p.epoch,
             lsn: p.lsn,
         };
+        if self.inner.relay.get().is_some() && self.direct_file(&p).is_some() {
+            // The flush task writes these with whatever else is appended before it runs.
+            if !std::mem::replace(&mut p.flush_wanted, true) {
+                drop(p);
+                self.inner.flush.notify_one();
+            }
+            return Some(t);
+        }
         if let Some(done) = self.write_direct(&mut p, start) {
             return Some(done);
         }
@@ -506,17 +555,23 @@ impl Binlog {
         Some(t)
     }
 
+    /// The tail segment, if `write_direct` may write the pending records to it now.
+    fn direct_file(&self, p: &Pending) -> Option<(u32, Arc<File>)> {
+        if self.inner.policy == SyncPolicy::Always || p.writer_busy || p.failed.is_some() {
+            return None;
+        }
+        let (seq, f) = p.direct.as_ref()?;
+        if p.chunks.len() != 1 || p.chunks[0].seq != *seq || p.chunks[0].create {
+            return None;
+        }
+        Some((*seq, f.clone()))
+    }
+
     /// With `-f MS` or `-F`, while the writer is idle, writes the pending records straight
     /// to the tail segment. Returns a ticket that is already satisfied (or already failed);
     /// None to leave the records to the writer.
     fn write_direct(&self, p: &mut Pending, start: u64) -> Option<Ticket> {
-        if self.inner.policy == SyncPolicy::Always || p.writer_busy || p.failed.is_some() {
-            return None;
-        }
-        let (seq, f) = p.direct.clone()?;
-        if p.chunks.len() != 1 || p.chunks[0].seq != seq || p.chunks[0].create {
-            return None;
-        }
+        let (seq, f) = self.direct_file(p)?;
         let ch = p.chunks.pop_front()?;
         let ch_start = ch.end_lsn - ch.bytes.len() as u64;
         match (&*f).write_all(&ch.bytes) {
@@ -530,6 +585,11 @@ impl Binlog {
                             a.written = a.written.max(ch.end_lsn);
                         }
                     });
+                }
+                if ch.bytes.capacity() <= 1 << 20 {
+                    let mut b = ch.bytes;
+                    b.clear();
+                    p.spare = b;
                 }
                 if !p.dirty && self.inner.policy != SyncPolicy::Never {
                     p.dirty = true;

@@ -130,15 +130,8 @@ pub fn encode(out: &mut Vec<u8>, r: &Record) -> usize {
             tube,
             body,
         } => {
-            out.put_u8(1);
-            out.put_u64_le(*id);
-            put_snapshot(out, snap);
-            out.put_u32_le(*ttr);
-            out.put_u64_le(*created);
-            out.put_u8(tube.len() as u8);
-            out.extend_from_slice(tube.as_bytes());
-            out.put_u32_le(body.len() as u32);
-            out.extend_from_slice(body);
+            out.truncate(start);
+            return encode_full(out, *id, snap, *ttr, *created, tube, body);
         }
         Record::Update { id, snap } => {
             out.put_u8(2);
@@ -150,6 +143,36 @@ pub fn encode(out: &mut Vec<u8>, r: &Record) -> usize {
             out.put_u64_le(*id);
         }
     }
+    finish_frame(out, start)
+}
+
+/// `encode` of a full record from borrowed parts (the hot path: no copy of the body or
+/// the tube name before the one into `out`).
+pub fn encode_full(
+    out: &mut Vec<u8>,
+    id: u64,
+    snap: &Snapshot,
+    ttr: u32,
+    created: u64,
+    tube: &str,
+    body: &[u8],
+) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_LEN]);
+    out.put_u8(1);
+    out.put_u64_le(id);
+    put_snapshot(out, snap);
+    out.put_u32_le(ttr);
+    out.put_u64_le(created);
+    out.put_u8(tube.len() as u8);
+    out.extend_from_slice(tube.as_bytes());
+    out.put_u32_le(body.len() as u32);
+    out.extend_from_slice(body);
+    finish_frame(out, start)
+}
+
+/// Fills in the frame (payload length and CRC) of the record that starts at `start`.
+fn finish_frame(out: &mut [u8], start: usize) -> usize {
     let payload_len = out.len() - start - FRAME_LEN;
     let crc = crc32c::crc32c(&out[start + FRAME_LEN..]);
     out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
