@@ -1159,6 +1159,18 @@ fn env_num(name: &str) -> Option<u64> {
 
 #[test]
 fn crash_test_sigkill_under_load() {
+    crash_test("crash", &["-f", "0", "-s", "16384"]);
+}
+
+/// With the default `-f 50` a reply waits until its records are written (not synced), and
+/// SIGKILL leaves written data in the page cache: acknowledged changes must survive too.
+/// This path writes through the server's flush task rather than the writer thread.
+#[test]
+fn crash_test_sigkill_under_load_default_fsync() {
+    crash_test("crash-f50", &["-s", "16384"]);
+}
+
+fn crash_test(name: &str, flags: &[&str]) {
     let cycles = env_num("SPROUT_CRASH_CYCLES").unwrap_or(20) as usize;
     let seed = env_num("SPROUT_CRASH_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -1167,8 +1179,7 @@ fn crash_test_sigkill_under_load() {
             .as_nanos() as u64
     });
     println!("crash test: {cycles} cycles, SPROUT_CRASH_SEED={seed}");
-    let dir = TempDir::new("crash");
-    let flags = ["-f", "0", "-s", "16384"];
+    let dir = TempDir::new(name);
     let mut rng = Rng::new(seed);
     let mut ledgers: Vec<Ledger> = (0..8)
         .map(|i| Ledger {
@@ -1189,7 +1200,7 @@ fn crash_test_sigkill_under_load() {
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for cycle in 0..=cycles {
             let mut a = vec!["-b", p(dir.path())];
-            a.extend_from_slice(&flags);
+            a.extend_from_slice(flags);
             let s = Server::start_with(&a, |c| {
                 let f = fs::OpenOptions::new()
                     .create(true)
