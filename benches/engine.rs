@@ -124,5 +124,13 @@ fn reservations(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, hot, reservations);
+/// What a /metrics scrape asks of the engine with 1M ready jobs (one call per scrape).
+fn scrape(c: &mut Criterion) {
+    let (e, _, _) = engine(1_000_000, 0, false);
+    c.bench_function("engine/tube_metrics/1M ready", |b| {
+        b.iter(|| black_box(e.tube_metrics(black_box(1))))
+    });
+}
+
+criterion_group!(benches, hot, reservations, scrape);
 criterion_main!(benches);

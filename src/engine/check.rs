@@ -119,6 +119,27 @@ impl Engine {
                     }
                 }
             }
+            t.ages
+                .check()
+                .map_err(|e| format!("tube {}: {e}", t.name))?;
+            if t.ages.count() != t.ready.len() as u64 {
+                return Err(format!(
+                    "tube {}: ready ages count {} jobs, the heap {}",
+                    t.name,
+                    t.ages.count(),
+                    t.ready.len()
+                ));
+            }
+            if let Some(o) = t.ages.oldest() {
+                // Exact or at most one bucket too old.
+                let min = t.ready.iter().map(|&s| self.jobs.at(s).deadline).min();
+                if min.is_none_or(|m| o > m || m - o >= super::ages::WIDTH) {
+                    return Err(format!(
+                        "tube {}: oldest ready {o}, jobs say {min:?}",
+                        t.name
+                    ));
+                }
+            }
             if urgent != t.urgent {
                 return Err(format!("tube {} urgent {} != {urgent}", t.name, t.urgent));
             }

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use super::job::JobState;
 use super::{Engine, SECOND};
 use crate::protocol::reply::TubeStats;
 
@@ -53,21 +52,14 @@ pub struct TubeMetrics {
 }
 
 impl Engine {
-    /// Every tube's metrics. Costs O(ready jobs) for the oldest-ready ages; meant for
-    /// scrapes every few seconds.
+    /// Every tube's metrics: O(tubes).
     pub fn tube_metrics(&self, now: u64) -> Vec<TubeMetrics> {
         self.tubes
             .ids()
             .iter()
             .map(|&t| {
                 let tube = self.tubes.get(t);
-                let oldest = tube
-                    .ready
-                    .iter()
-                    .map(|&s| self.jobs.at(s))
-                    .filter(|j| j.state == JobState::Ready)
-                    .map(|j| j.deadline)
-                    .min();
+                let oldest = tube.ages.oldest();
                 TubeMetrics {
                     stats: self.tube_stats(t, now),
                     counters: tube.counters.clone(),

@@ -5,6 +5,7 @@
 //! Every operation costs O(log n) in jobs, tubes and waiting connections, except those
 //! that are inherently per watched tube of the calling connection (reserve, disconnect).
 
+pub mod ages;
 pub mod body;
 pub mod check;
 pub mod conn;
@@ -900,6 +901,7 @@ impl Engine {
         let (pri, t) = (j.pri, j.tube);
         let tube = self.tubes.get_mut(t);
         heap::push(&mut tube.ready, &mut self.jobs, slot);
+        tube.ages.add(now);
         if pri < URGENT_THRESHOLD {
             tube.urgent += 1;
             self.urgent += 1;
@@ -913,10 +915,11 @@ impl Engine {
             return;
         };
         let j = self.jobs.at(slot);
-        let (pri, t, pos) = (j.pri, j.tube, j.heap_pos as usize);
+        let (pri, t, pos, since) = (j.pri, j.tube, j.heap_pos as usize, j.deadline);
         let tube = self.tubes.get_mut(t);
         if j.state == JobState::Ready && tube.ready.get(pos) == Some(&slot) {
             heap::remove(&mut tube.ready, &mut self.jobs, pos);
+            tube.ages.remove(since);
             if pri < URGENT_THRESHOLD {
                 tube.urgent -= 1;
                 self.urgent -= 1;

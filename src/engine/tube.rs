@@ -21,6 +21,8 @@ pub struct Tube {
     pub list_pos: usize,
     /// Ready jobs: a heap of job slots by (priority, id); see `heap`.
     pub ready: Vec<u32>,
+    /// The ready jobs' ready times, bucketed (for the oldest-ready-age metric).
+    pub ages: super::ages::ReadyAges,
     /// Delayed jobs by (ready time, id).
     pub delayed: BTreeSet<(u64, JobId)>,
     /// Buried jobs in bury order.
@@ -48,6 +50,7 @@ impl Tube {
             name,
             list_pos,
             ready: Vec::new(),
+            ages: Default::default(),
             delayed: BTreeSet::new(),
             buried: BTreeSet::new(),
             urgent: 0,
