@@ -917,6 +917,44 @@ fn bench_runs_briefly() {
     assert_eq!(j["errors"], json!(0));
 }
 
+/// The pipeline workload both ways of waiting for replies: every reply validated, every
+/// command the server saw counted, and only the last window's puts left undeleted.
+#[test]
+fn bench_pipeline_spinning_and_sleeping() {
+    for spin in ["on", "off"] {
+        let s = Server::start(&[]);
+        let j = sprout(
+            &s,
+            &[
+                "bench",
+                "--workload",
+                "pipeline",
+                "--secs",
+                "0.3",
+                "--spin",
+                spin,
+                "--json",
+            ],
+        )
+        .json();
+        assert!(j["ops"].as_u64().is_some_and(|n| n > 0), "{spin}: {j}");
+        assert_eq!(j["errors"], json!(0), "{spin}");
+        let st = s.conn().yaml("stats");
+        let n = |k: &str| st[k].parse::<u64>().unwrap();
+        assert_eq!(
+            n("cmd-put") + n("cmd-delete"),
+            j["ops"].as_u64().unwrap(),
+            "{spin}"
+        );
+        assert_eq!(
+            n("current-jobs-ready"),
+            n("cmd-put") - n("cmd-delete"),
+            "{spin}"
+        );
+        assert!(n("current-jobs-ready") <= 16, "{spin}: {st:?}");
+    }
+}
+
 #[test]
 fn binlog_inspect_and_verify() {
     let dir = TempDir::new("inspect");

@@ -93,6 +93,24 @@ impl Client {
         self.rd.buffer().windows(2).any(|w| w == b"\r\n")
     }
 
+    /// Busy-waits (yielding to the runtime, which then polls for I/O without sleeping)
+    /// until a reply is buffered, for at most `limit`.
+    pub async fn spin_for_reply(&mut self, limit: std::time::Duration) {
+        use tokio::io::AsyncBufRead;
+        let t0 = std::time::Instant::now();
+        while self.rd.buffer().is_empty() && t0.elapsed() < limit {
+            let rd = &mut self.rd;
+            let got = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::pin::Pin::new(&mut *rd).poll_fill_buf(cx).is_ready())
+            })
+            .await;
+            if got {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     pub async fn read(&mut self) -> io::Result<Reply> {
         self.line.clear();
         let n = self.rd.read_line(&mut self.line).await?;

@@ -293,13 +293,17 @@ pub struct CompareOpts {
     pub cases: Vec<Case>,
     /// CPUs the servers may use (the first N); the generator gets the others.
     pub server_cpus: usize,
+    /// The pipeline workload busy-polls for replies, if the generator has CPUs of its own.
+    pub spin: bool,
 }
 
 /// Runs every case `rounds` times against each server, alternating A B A B.
 pub async fn compare(o: &CompareOpts) -> io::Result<Report> {
     let total = proc::cpus();
     let n = o.server_cpus.clamp(1, total);
-    let pinning = if n < total && proc::pin_range(n, total) {
+    let pinned = n < total && proc::pin_range(n, total);
+    let spin = o.spin && pinned;
+    let mut pinning = if pinned {
         format!(
             "servers on CPU 0..{}, load generator on CPU {}..{}",
             n - 1,
@@ -309,6 +313,9 @@ pub async fn compare(o: &CompareOpts) -> io::Result<Report> {
     } else {
         format!("servers on CPU 0..{}, load generator not pinned", n - 1)
     };
+    if spin && o.cases.iter().any(|c| c.workload == Workload::Pipeline) {
+        pinning.push_str("; pipeline generator busy-polls for replies");
+    }
     let server_cpu = Some(n);
     eprintln!("bench: {pinning}");
     let mut results = Vec::new();
@@ -336,14 +343,11 @@ pub async fn compare(o: &CompareOpts) -> io::Result<Report> {
                     recover(bin, &args, server_cpu, &case.params, &bar).await?
                 } else {
                     let server = start(bin, &args, server_cpu)?;
-                    run(
-                        &server.addr,
-                        Some(server.pid),
-                        case.workload,
-                        &case.params,
-                        &bar,
-                    )
-                    .await?
+                    let params = Params {
+                        spin: spin && case.workload == Workload::Pipeline,
+                        ..case.params.clone()
+                    };
+                    run(&server.addr, Some(server.pid), case.workload, &params, &bar).await?
                 };
                 if let Some(d) = &dir {
                     if m.ops > 0 && case.workload == Workload::Recover {

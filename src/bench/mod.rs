@@ -50,6 +50,8 @@ pub struct Params {
     pub extra_tubes: usize,
     pub secs: f64,
     pub jobs: u64,
+    /// pipeline: busy-poll for replies instead of sleeping until they arrive.
+    pub spin: bool,
 }
 
 impl Default for Params {
@@ -62,6 +64,7 @@ impl Default for Params {
             extra_tubes: 0,
             secs: 5.0,
             jobs: 100_000,
+            spin: false,
         }
     }
 }
@@ -326,6 +329,10 @@ async fn conn_loop(
                 }
                 // Read one reply, then every reply already buffered, before refilling.
                 while let Some((is_put, t0)) = sent.pop_front() {
+                    if p.spin {
+                        // Up to 1 ms, then sleep as usual (a server that stalls).
+                        c.spin_for_reply(Duration::from_millis(1)).await;
+                    }
                     let r = c.read().await?;
                     if is_put {
                         to_delete.push_back(r.inserted()?);

@@ -212,6 +212,13 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Spin {
+    Auto,
+    On,
+    Off,
+}
+
 #[derive(clap::Args)]
 struct BenchArgs {
     /// Workload to run (without --compare).
@@ -260,6 +267,11 @@ struct BenchArgs {
     /// CPUs the servers may use (--compare): the first N; the generator gets the rest.
     #[arg(long, default_value_t = 1)]
     server_cpus: usize,
+    /// pipeline: wait for replies by busy-polling (`on`) or by sleeping (`off`). `auto`: on
+    /// in --compare when the generator has CPUs of its own, off otherwise. Sleeping, the
+    /// generator's wake-ups, not the server, limit what the pipeline workload measures.
+    #[arg(long, value_enum, default_value = "auto")]
+    spin: Spin,
     /// Run only the --compare cases whose name contains this.
     #[arg(long)]
     only: Option<String>,
@@ -292,6 +304,7 @@ fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
         extra_tubes: a.extra_tubes,
         secs: a.secs,
         jobs: a.jobs,
+        spin: a.spin == Spin::On,
     };
     if a.compare {
         let sproutd = a.sproutd.clone().unwrap_or_else(|| {
@@ -324,6 +337,7 @@ fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
             rounds: a.rounds.max(1),
             cases,
             server_cpus: a.server_cpus,
+            spin: a.spin != Spin::Off,
         };
         return match rt.block_on(compare::compare(&opts)) {
             Ok(report) => {
