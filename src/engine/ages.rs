@@ -47,7 +47,12 @@ impl ReadyAges {
     /// A job that became ready at `since` is no longer ready.
     pub fn remove(&mut self, since: u64) {
         let b = since / WIDTH;
-        if let Ok(i) = self.q.binary_search_by_key(&b, |e| e.0 / WIDTH) {
+        let found = self.q.binary_search_by_key(&b, |e| e.0 / WIDTH);
+        debug_assert!(
+            found.is_ok_and(|i| self.q[i].1 > 0),
+            "ready ages: no job counted at {since}"
+        );
+        if let Ok(i) = found {
             let e = &mut self.q[i];
             if e.1 > 0 {
                 e.1 -= 1;

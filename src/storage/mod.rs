@@ -1009,6 +1009,9 @@ fn writer(inner: Arc<Inner>) {
                 for s in missing {
                     p.segs.remove(&s);
                 }
+            } else if shutdown {
+                // The file is about to be cut to `used`: nothing may be written past it.
+                p.direct = None;
             } else if p.epoch == epoch && p.chunks.is_empty() {
                 p.direct = cur.clone();
             }
@@ -1023,22 +1026,29 @@ fn writer(inner: Arc<Inner>) {
                 finish_rebase(&inner, seq);
             }
         }
-        inner.acked.send_modify(|a| {
-            // A direct-write failure may have been published meanwhile: keep it.
-            let failed = if a.epoch == epoch {
-                a.failed_from.min(failed_from)
-            } else {
-                failed_from
-            };
-            *a = Acked {
-                epoch,
-                written,
-                synced,
-                failed_from: failed,
-                prev_written,
-                prev_synced,
-            };
-        });
+        {
+            // Under `pend`, so no direct write happens between reading how far they got and
+            // publishing: `written` never goes back, and a direct write made after this
+            // batch restored them (whose own publish found the old epoch) is included.
+            let p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
+            let direct = if p.epoch == epoch { p.direct_lsn } else { 0 };
+            inner.acked.send_modify(|a| {
+                // A direct-write failure may have been published meanwhile: keep it.
+                let (failed, published) = if a.epoch == epoch {
+                    (a.failed_from.min(failed_from), a.written)
+                } else {
+                    (failed_from, 0)
+                };
+                *a = Acked {
+                    epoch,
+                    written: written.max(published).max(direct),
+                    synced,
+                    failed_from: failed,
+                    prev_written,
+                    prev_synced,
+                };
+            });
+        }
         if rotated || shutdown || inner.sync_waiters.load(Ordering::SeqCst) > 0 {
             // Under the lock, so a waiter between its check and its wait is not missed.
             let _g = inner.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -1163,4 +1173,92 @@ fn write_chunk(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Deliveries, Engine};
+    use crate::protocol::command::PutHeader;
+    use crate::protocol::Reply;
+    use std::sync::atomic::AtomicBool;
+
+    /// With `-f MS`, replies wait for the flush task's direct writes while the writer
+    /// thread syncs (and publishes) on its own: what is published as written must never go
+    /// back within an epoch, or a reply already covered waits for the next publish.
+    #[test]
+    fn published_written_never_goes_back() {
+        let dir = std::env::temp_dir().join(format!("sprout-acks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dips = rt.block_on(async {
+            let b = Binlog::start(&dir, 1 << 20, SyncPolicy::Every(1), &[], 0, 1);
+            let engine = Arc::new(Mutex::new(Engine::new()));
+            engine.lock().unwrap().enable_journal();
+            let acks = b.acks();
+            // Watches every value the writer and the flush task publish.
+            let stop = Arc::new(AtomicBool::new(false));
+            let dips = Arc::new(AtomicUsize::new(0));
+            let watcher = {
+                let (mut raw, stop, dips) = (b.subscribe(), stop.clone(), dips.clone());
+                std::thread::spawn(move || {
+                    let mut last = *raw.borrow_and_update();
+                    while !stop.load(Ordering::Relaxed) {
+                        let a = *raw.borrow_and_update();
+                        if a.epoch == last.epoch && a.written < last.written {
+                            dips.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last = a;
+                    }
+                })
+            };
+            let mut tasks = Vec::new();
+            for _ in 0..8 {
+                let (b, engine, mut acks) = (b.clone(), engine.clone(), acks.clone());
+                tasks.push(tokio::spawn(async move {
+                    let header = PutHeader {
+                        pri: 0,
+                        delay: 0,
+                        ttr: 60,
+                        bytes: 10,
+                    };
+                    let body = bytes::Bytes::from_static(b"0123456789");
+                    let mut out = Deliveries::new();
+                    for _ in 0..2_000 {
+                        let t = {
+                            let mut e = engine.lock().unwrap();
+                            let c = e.connect();
+                            let id = e.put_header(c);
+                            let r = e.put_body(c, id, header, body.clone(), 0, &mut out);
+                            assert!(matches!(r, Reply::Inserted(_)), "{r:?}");
+                            e.disconnect(c, 0, &mut out);
+                            let mut ops = Vec::new();
+                            e.take_journal(&mut ops);
+                            b.append(&mut e, &ops).unwrap()
+                        };
+                        let policy = b.policy();
+                        let waited = tokio::time::timeout(
+                            Duration::from_secs(10),
+                            acks.wait_for(|a| t.check(a, policy).is_some()),
+                        )
+                        .await;
+                        assert!(waited.is_ok(), "a reply waited 10 s for {t:?}");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            watcher.join().unwrap();
+            b.shutdown();
+            dips.load(Ordering::Relaxed)
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(dips, 0, "published `written` went back {dips} times");
+    }
 }
