@@ -276,6 +276,24 @@ impl Pending {
         });
         seq
     }
+    /// Encodes job `id`'s full record straight from the engine (no copy of its body before
+    /// the one into the log) and appends it; returns the segment, None if there is no such
+    /// job. The record stays in `scratch`.
+    fn push_full(&mut self, e: &Engine, id: JobId, seg_size: u64, next_id: u64) -> Option<u32> {
+        let j = e.job(id)?;
+        self.scratch.clear();
+        record::encode_full(
+            &mut self.scratch,
+            id,
+            &snapshot(j),
+            j.ttr,
+            j.created,
+            e.tube_name(j),
+            j.body.as_slice(),
+        );
+        Some(self.push(seg_size, next_id).0)
+    }
+
     /// Encodes `r` and appends it to the tail segment; returns (segment, end lsn). The
     /// encoded record stays in `scratch` (its length is what it takes on disk).
     fn push_record(&mut self, r: &Record, seg_size: u64, next_id: u64) -> (u32, u64) {
@@ -499,18 +517,9 @@ impl Binlog {
         for op in ops {
             match *op {
                 JournalOp::Full(id) => {
-                    let Some(j) = e.job(id) else { continue };
-                    p.scratch.clear();
-                    record::encode_full(
-                        &mut p.scratch,
-                        id,
-                        &snapshot(j),
-                        j.ttr,
-                        j.created,
-                        e.tube_name(j),
-                        j.body.as_slice(),
-                    );
-                    let (seq, _) = p.push(seg_size, next_id);
+                    let Some(seq) = p.push_full(e, id, seg_size, next_id) else {
+                        continue;
+                    };
                     p.live += p.scratch.len() as u64;
                     e.set_job_file(id, seq);
                 }
@@ -653,10 +662,9 @@ impl Binlog {
         let mut ids = e.job_ids();
         ids.sort_unstable();
         for id in ids {
-            let Some(r) = full_record(e, id) else {
+            let Some(s) = p.push_full(e, id, seg_size, next_id) else {
                 continue;
             };
-            let (s, _) = p.push_record(&r, seg_size, next_id);
             p.live += p.scratch.len() as u64;
             e.set_job_file(id, s);
         }
@@ -686,16 +694,17 @@ impl Binlog {
         lost.sort_unstable();
         p.new_epoch(seg_size, next_id);
         for id in lost {
-            let (r, new) = match full_record(e, id) {
-                Some(r) => (r, e.job(id).is_some_and(|j| j.file == 0)),
-                None => (Record::Delete { id }, false),
-            };
-            let (s, _) = p.push_record(&r, seg_size, next_id);
-            if new {
-                p.live += p.scratch.len() as u64;
-            }
-            if matches!(r, Record::Full { .. }) {
-                e.set_job_file(id, s);
+            let new = e.job(id).is_some_and(|j| j.file == 0);
+            match p.push_full(e, id, seg_size, next_id) {
+                Some(s) => {
+                    if new {
+                        p.live += p.scratch.len() as u64;
+                    }
+                    e.set_job_file(id, s);
+                }
+                None => {
+                    p.push_record(&Record::Delete { id }, seg_size, next_id);
+                }
             }
         }
         self.request_sync(p)
@@ -809,10 +818,9 @@ impl Binlog {
                     if e.job(id).map(|j| j.file) != Some(head) {
                         continue;
                     }
-                    let Some(r) = full_record(e, id) else {
+                    let Some(s) = p.push_full(e, id, seg_size, next_id) else {
                         continue;
                     };
-                    let (s, _) = p.push_record(&r, seg_size, next_id);
                     p.records_migrated += 1;
                     e.set_job_file(id, s);
                 }

@@ -119,8 +119,6 @@ fn put_snapshot(out: &mut Vec<u8>, s: &Snapshot) {
 
 /// Appends one framed record to `out`; returns its length.
 pub fn encode(out: &mut Vec<u8>, r: &Record) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&[0; FRAME_LEN]);
     match r {
         Record::Full {
             id,
@@ -129,21 +127,17 @@ pub fn encode(out: &mut Vec<u8>, r: &Record) -> usize {
             created,
             tube,
             body,
-        } => {
-            out.truncate(start);
-            return encode_full(out, *id, snap, *ttr, *created, tube, body);
-        }
-        Record::Update { id, snap } => {
+        } => encode_full(out, *id, snap, *ttr, *created, tube, body),
+        Record::Update { id, snap } => framed(out, |out| {
             out.put_u8(2);
             out.put_u64_le(*id);
             put_snapshot(out, snap);
-        }
-        Record::Delete { id } => {
+        }),
+        Record::Delete { id } => framed(out, |out| {
             out.put_u8(3);
             out.put_u64_le(*id);
-        }
+        }),
     }
-    finish_frame(out, start)
 }
 
 /// `encode` of a full record from borrowed parts (the hot path: no copy of the body or
@@ -157,22 +151,24 @@ pub fn encode_full(
     tube: &str,
     body: &[u8],
 ) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&[0; FRAME_LEN]);
-    out.put_u8(1);
-    out.put_u64_le(id);
-    put_snapshot(out, snap);
-    out.put_u32_le(ttr);
-    out.put_u64_le(created);
-    out.put_u8(tube.len() as u8);
-    out.extend_from_slice(tube.as_bytes());
-    out.put_u32_le(body.len() as u32);
-    out.extend_from_slice(body);
-    finish_frame(out, start)
+    framed(out, |out| {
+        out.put_u8(1);
+        out.put_u64_le(id);
+        put_snapshot(out, snap);
+        out.put_u32_le(ttr);
+        out.put_u64_le(created);
+        out.put_u8(tube.len() as u8);
+        out.extend_from_slice(tube.as_bytes());
+        out.put_u32_le(body.len() as u32);
+        out.extend_from_slice(body);
+    })
 }
 
-/// Fills in the frame (payload length and CRC) of the record that starts at `start`.
-fn finish_frame(out: &mut [u8], start: usize) -> usize {
+/// Appends the payload `put` writes, framed (payload length and CRC); returns the length.
+fn framed(out: &mut Vec<u8>, put: impl FnOnce(&mut Vec<u8>)) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_LEN]);
+    put(out);
     let payload_len = out.len() - start - FRAME_LEN;
     let crc = crc32c::crc32c(&out[start + FRAME_LEN..]);
     out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
