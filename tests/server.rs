@@ -966,23 +966,25 @@ fn the_rest_of_a_command_sent_after_a_drained_read_is_served() {
         Server::start_unix(&dir.join("s.sock"), &[]),
     ] {
         let mut c = s.conn();
-        let put = b"put 0 0 60 5\r\nhello\r\n";
-        for (i, cut) in [1usize, 3, 12, 13, 14, 15, 19].into_iter().enumerate() {
-            let (first, rest) = put.split_at(cut);
+        // Sends a whole command, then `first`, and waits for the whole command's reply: by
+        // then `first` has been read too, before the caller sends the rest.
+        let send_first_part = |c: &mut Conn, first: &[u8], what: &str| {
             let mut chunk = b"list-tube-used\r\n".to_vec();
             chunk.extend_from_slice(first);
             c.send(&chunk);
-            assert_eq!(c.line(), "USING default", "put cut at {cut}");
+            assert_eq!(c.line(), "USING default", "{what}");
+        };
+        let put = b"put 0 0 60 5\r\nhello\r\n";
+        for (i, cut) in [1usize, 3, 12, 13, 14, 15, 19].into_iter().enumerate() {
+            let (first, rest) = put.split_at(cut);
+            send_first_part(&mut c, first, &format!("put cut at {cut}"));
             c.send(rest);
             assert_eq!(c.line(), format!("INSERTED {}", i + 1), "put cut at {cut}");
         }
         let line = b"list-tubes-watched\r\n";
         for cut in 1..line.len() {
             let (first, rest) = line.split_at(cut);
-            let mut chunk = b"list-tube-used\r\n".to_vec();
-            chunk.extend_from_slice(first);
-            c.send(&chunk);
-            assert_eq!(c.line(), "USING default", "line cut at {cut}");
+            send_first_part(&mut c, first, &format!("line cut at {cut}"));
             c.send(rest);
             assert_eq!(c.line(), "OK 14", "line cut at {cut}");
             assert_eq!(c.exact(16), b"---\n- default\n\r\n", "line cut at {cut}");
