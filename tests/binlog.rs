@@ -501,6 +501,51 @@ fn recovery(sig: i32, flags: &[&str]) {
     assert_eq!(c.put(0, 0, 60, b"next"), last + 1);
 }
 
+/// The binlog writer runs at SCHED_BATCH, so that waking it never preempts the event loop
+/// (which keeps group-commit batches whole on a busy CPU); the other threads do not.
+#[test]
+fn binlog_writer_thread_runs_at_sched_batch() {
+    const SCHED_BATCH: &str = "3";
+    let dir = TempDir::new("sched");
+    let s = start(dir.path(), &[]);
+    // The writer sets its policy as it starts; give it until a deadline, not a sleep.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let policies = thread_policies(s.pid());
+        let batch: Vec<_> = policies
+            .iter()
+            .filter(|(_, p)| p == SCHED_BATCH)
+            .map(|(c, _)| c.as_str())
+            .collect();
+        if batch == ["binlog-writer"] || Instant::now() > deadline {
+            assert_eq!(
+                batch,
+                ["binlog-writer"],
+                "threads and policies: {policies:?}"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// (thread name, scheduling policy number) of each thread of `pid`.
+fn thread_policies(pid: u32) -> Vec<(String, String)> {
+    let mut policies = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let comm = fs::read_to_string(t.join("comm")).unwrap_or_default();
+        let stat = fs::read_to_string(t.join("stat")).unwrap_or_default();
+        // Field 41 of /proc/PID/task/TID/stat; fields after the ")" of comm start at 3.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let policy = rest.split(' ').nth(41 - 3).unwrap_or("").to_string();
+        policies.push((comm.trim().to_string(), policy));
+    }
+    policies
+}
+
 #[test]
 fn recovery_after_sigterm() {
     recovery(libc::SIGTERM, &[]);
