@@ -990,7 +990,16 @@ fn writer(inner: Arc<Inner>) {
         } else if error.is_none() && sync_now {
             synced = written;
         }
-        let rotated = {
+        if let (None, Some(seq)) = (&error, rebase) {
+            // Only a complete checkpoint replaces the old segments.
+            if failed_from == u64::MAX
+                && synced >= written
+                && cur.as_ref().is_some_and(|(s, _)| *s >= seq)
+            {
+                finish_rebase(&inner, seq);
+            }
+        }
+        let (rotated, direct) = {
             let mut p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
             if p.writer_busy {
                 // Direct writes were off while we wrote: our count is the file's.
@@ -1023,38 +1032,47 @@ fn writer(inner: Arc<Inner>) {
             } else if p.epoch == epoch && p.chunks.is_empty() {
                 p.direct = cur.clone();
             }
-            std::mem::replace(&mut tail_seen, p.tail_seq) != p.tail_seq
-        };
-        if let (None, Some(seq)) = (&error, rebase) {
-            // Only a complete checkpoint replaces the old segments.
-            if failed_from == u64::MAX
-                && synced >= written
-                && cur.as_ref().is_some_and(|(s, _)| *s >= seq)
-            {
-                finish_rebase(&inner, seq);
-            }
-        }
-        {
-            // Under `pend`, so no direct write happens between reading how far they got and
-            // publishing: `written` never goes back, and a direct write made after this
-            // batch restored them (whose own publish found the old epoch) is included.
-            let p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
             let direct = if p.epoch == epoch { p.direct_lsn } else { 0 };
-            inner.acked.send_modify(|a| {
-                // A direct-write failure may have been published meanwhile: keep it.
-                let (failed, published) = if a.epoch == epoch {
-                    (a.failed_from.min(failed_from), a.written)
+            (
+                std::mem::replace(&mut tail_seen, p.tail_seq) != p.tail_seq,
+                direct,
+            )
+        };
+        // Published outside `pend` (waking the runtime while holding it would have the event
+        // loop block on it at once). Never behind what direct writes published meanwhile.
+        let mut was = epoch;
+        inner.acked.send_modify(|a| {
+            was = a.epoch;
+            // A direct-write failure may have been published meanwhile: keep it.
+            let (failed, published) = if a.epoch == epoch {
+                (a.failed_from.min(failed_from), a.written)
+            } else {
+                (failed_from, 0)
+            };
+            *a = Acked {
+                epoch,
+                written: written.max(published).max(direct),
+                synced,
+                failed_from: failed,
+                prev_written,
+                prev_synced,
+            };
+        });
+        if was != epoch {
+            // This publish starts the epoch: a direct write made since `direct` was read
+            // found the old one and could not publish itself.
+            let direct = {
+                let p = inner.pend.lock().unwrap_or_else(|p| p.into_inner());
+                if p.epoch == epoch {
+                    p.direct_lsn
                 } else {
-                    (failed_from, 0)
-                };
-                *a = Acked {
-                    epoch,
-                    written: written.max(published).max(direct),
-                    synced,
-                    failed_from: failed,
-                    prev_written,
-                    prev_synced,
-                };
+                    0
+                }
+            };
+            inner.acked.send_modify(|a| {
+                if a.epoch == epoch {
+                    a.written = a.written.max(direct);
+                }
             });
         }
         if rotated || shutdown || inner.sync_waiters.load(Ordering::SeqCst) > 0 {
