@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
-use sprout::storage::record::{self, Record, Snapshot};
+use sprout_storage::record::{self, Record, Snapshot};
 use sprout_fuzz::engine::{Cmd, Encode, Op, PutArgs, RestoreArgs, Script};
 
 fn corpus(target: &str) -> PathBuf {

@@ -22,11 +22,11 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sprout::engine::{Deliveries, Engine, SECOND};
-use sprout::protocol::command::PutHeader;
-use sprout::protocol::Reply;
-use sprout::storage::record::{self, Next};
-use sprout::storage::{beanstalkd, recover};
+use sprout_engine::{Deliveries, Engine, SECOND};
+use sprout_protocol::command::PutHeader;
+use sprout_protocol::Reply;
+use sprout_storage::record::{self, Next};
+use sprout_storage::{beanstalkd, recover};
 
 /// Inputs that hit the known bug (job ids near u64::MAX overflow `id + 1`, see
 /// tests/fuzz_regressions.rs) are not run further, so the fuzzer can look for others.

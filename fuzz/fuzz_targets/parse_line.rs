@@ -15,8 +15,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use sprout::protocol::parse::tube_name;
-use sprout::protocol::{parse_line, Command, Decoder, Event, LineError};
+use sprout_protocol::parse::tube_name;
+use sprout_protocol::{parse_line, Command, Decoder, Event, LineError};
 
 const SIZES: [u32; 8] = [
     0,
@@ -26,7 +26,7 @@ const SIZES: [u32; 8] = [
     100,
     65535,
     1 << 20,
-    sprout::protocol::MAX_JOB_SIZE_LIMIT,
+    sprout_protocol::MAX_JOB_SIZE_LIMIT,
 ];
 
 fn check_parsed(line: &[u8], max: u32) {

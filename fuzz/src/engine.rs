@@ -25,12 +25,12 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use sprout::engine::journal::Restored;
-use sprout::engine::{ConnId, Deliveries, Engine, JobState, JournalOp, Outcome, SECOND};
-use sprout::protocol::command::PutHeader;
-use sprout::protocol::{Command, Reply};
-use sprout::storage::record::{self, Record};
-use sprout::storage::recover;
+use sprout_engine::journal::Restored;
+use sprout_engine::{ConnId, Deliveries, Engine, JobState, JournalOp, Outcome, SECOND};
+use sprout_protocol::command::PutHeader;
+use sprout_protocol::{Command, Reply};
+use sprout_storage::record::{self, Record};
+use sprout_storage::recover;
 
 const TUBES: [&str; 4] = ["default", "a", "b", "c-d"];
 const MAX_CONNS: usize = 6;
@@ -85,7 +85,7 @@ fn advance(a: u16) -> u64 {
 }
 
 fn body_len(b: u8) -> usize {
-    let large = sprout::engine::body::LARGE;
+    let large = sprout_engine::body::LARGE;
     match b {
         250 => large - 1,
         251 => large,
@@ -206,7 +206,7 @@ struct Harness {
     ops: Vec<JournalOp>,
 }
 
-use sprout::storage::{full_record, snapshot};
+use sprout_storage::{full_record, snapshot};
 
 /// Every job, as recovery should see it: (tube, body, pri, state, deadline if delayed,
 /// bury seq if buried).

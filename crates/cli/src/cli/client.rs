@@ -1,0 +1,317 @@
+//! A small blocking beanstalkd-protocol client for the admin CLI: one connection, one
+//! command at a time (or a small batch), timeouts on every read and write.
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use super::yaml::Stats;
+
+/// How long a connection attempt may take (per resolved address).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the server may take to answer one command.
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The port used when an address has none.
+pub(crate) const DEFAULT_PORT: u16 = 11300;
+
+/// Everything that can go wrong in a CLI command, with its exit code.
+#[derive(Debug)]
+pub enum Error {
+    /// The server could not be reached (exit 2).
+    Connect { addr: String, err: io::Error },
+    /// The connection failed after it was made: reset, closed, timed out, or the server
+    /// sent something that is not the protocol (exit 2).
+    Io { addr: String, err: io::Error },
+    /// The server answered `cmd` with an error or unexpected reply (exit 1).
+    Server { cmd: String, reply: String },
+    /// A local problem: bad argument, unreadable file, no terminal (exit 1).
+    Local(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Connect { .. } | Error::Io { .. } => 2,
+            Error::Server { .. } | Error::Local(_) => 1,
+        }
+    }
+
+    /// A server error for `cmd`, given its reply line.
+    pub(crate) fn server(cmd: &str, reply: &str) -> Error {
+        Error::Server {
+            cmd: cmd.to_string(),
+            reply: reply.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Connect { addr, err } => write!(f, "cannot connect to {addr}: {err}"),
+            Error::Io { addr, err } => write!(f, "connection to {addr} failed: {err}"),
+            Error::Server { cmd, reply } => write!(f, "{cmd}: server replied {reply}"),
+            Error::Local(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(b),
+            Stream::Unix(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(b),
+            Stream::Unix(s) => s.write(b),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One reply: its first line (without CRLF) and, for `OK`, `FOUND` and `RESERVED`, its
+/// data block (without the trailing CRLF).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) head: String,
+    pub(crate) body: Option<Vec<u8>>,
+}
+
+impl Reply {
+    /// The head's words.
+    pub(crate) fn words(&self) -> Vec<&str> {
+        self.head.split(' ').collect()
+    }
+
+    /// `WORD <n>` → n, when the head starts with `word`.
+    pub(crate) fn number_after(&self, word: &str) -> Option<u64> {
+        let w = self.words();
+        if w.len() >= 2 && w[0] == word {
+            w[1].parse().ok()
+        } else {
+            None
+        }
+    }
+}
+
+/// Connects to `addr` (`HOST:PORT`, `HOST` alone for port 11300, or `unix:/path`).
+fn open(addr: &str) -> io::Result<Stream> {
+    if let Some(path) = addr.strip_prefix("unix:") {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        s.set_write_timeout(Some(IO_TIMEOUT))?;
+        return Ok(Stream::Unix(s));
+    }
+    let addrs: Vec<_> = if addr.contains(':') {
+        addr.to_socket_addrs()?.collect()
+    } else {
+        (addr, DEFAULT_PORT).to_socket_addrs()?.collect()
+    };
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(IO_TIMEOUT))?;
+                s.set_write_timeout(Some(IO_TIMEOUT))?;
+                return Ok(Stream::Tcp(s));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+pub(crate) struct Client {
+    rd: BufReader<Stream>,
+    addr: String,
+}
+
+impl Client {
+    pub(crate) fn connect(addr: &str) -> Result<Client> {
+        let s = open(addr).map_err(|err| Error::Connect {
+            addr: addr.to_string(),
+            err,
+        })?;
+        Ok(Client {
+            rd: BufReader::with_capacity(64 * 1024, s),
+            addr: addr.to_string(),
+        })
+    }
+
+    fn io(&self, err: io::Error) -> Error {
+        Error::Io {
+            addr: self.addr.clone(),
+            err,
+        }
+    }
+
+    /// Writes raw bytes (one or more complete commands).
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.rd.get_mut().write_all(bytes).map_err(|e| self.io(e))
+    }
+
+    /// Reads one complete reply.
+    pub(crate) fn read_reply(&mut self) -> Result<Reply> {
+        self.try_read_reply().map_err(|e| self.io(e))
+    }
+
+    fn try_read_reply(&mut self) -> io::Result<Reply> {
+        let mut line = Vec::new();
+        // Reply lines are short; a server that sends an endless line is not one we talk to.
+        (&mut self.rd).take(4096).read_until(b'\n', &mut line)?;
+        if line.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed by the server",
+            ));
+        }
+        if !line.ends_with(b"\r\n") {
+            return Err(invalid(format!(
+                "reply line not terminated by CRLF: {:?}",
+                String::from_utf8_lossy(&line)
+            )));
+        }
+        line.truncate(line.len() - 2);
+        let head = String::from_utf8(line).map_err(|_| invalid("reply is not text".into()))?;
+        let len = {
+            let w: Vec<&str> = head.split(' ').collect();
+            match (w.first().copied(), w.len()) {
+                (Some("OK"), 2) => Some(w[1]),
+                (Some("FOUND" | "RESERVED"), 3) => Some(w[2]),
+                _ => None,
+            }
+        };
+        let body = match len {
+            None => None,
+            Some(n) => {
+                let n: u64 = n
+                    .parse()
+                    .map_err(|_| invalid(format!("bad data length in reply {head:?}")))?;
+                let mut data = Vec::new();
+                // `take` + `read_to_end` grows the buffer as data arrives, so a bogus
+                // length cannot make us allocate it all up front.
+                (&mut self.rd)
+                    .take(n.saturating_add(2))
+                    .read_to_end(&mut data)?;
+                if data.len() as u64 != n.saturating_add(2) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed in the middle of a reply",
+                    ));
+                }
+                if !data.ends_with(b"\r\n") {
+                    return Err(invalid(format!("data of {head:?} not followed by CRLF")));
+                }
+                data.truncate(data.len() - 2);
+                Some(data)
+            }
+        };
+        Ok(Reply { head, body })
+    }
+
+    /// Sends one command line (CRLF added) and reads its reply.
+    pub(crate) fn call(&mut self, line: &str) -> Result<Reply> {
+        self.send(format!("{line}\r\n").as_bytes())?;
+        self.read_reply()
+    }
+
+    /// Sends `line`; the reply must be exactly `want`, else it is a server error.
+    pub(crate) fn expect(&mut self, line: &str, want: &str) -> Result<()> {
+        let r = self.call(line)?;
+        if r.head == want {
+            Ok(())
+        } else {
+            Err(Error::server(line, &r.head))
+        }
+    }
+
+    /// Sends a command answered with `OK <n>` + data, and returns the data.
+    pub(crate) fn ok_data(&mut self, line: &str) -> Result<Vec<u8>> {
+        let r = self.call(line)?;
+        match r.body {
+            Some(b) if r.head.starts_with("OK ") => Ok(b),
+            _ => Err(Error::server(line, &r.head)),
+        }
+    }
+
+    /// `stats`, `stats-tube T` or `stats-job ID`, parsed.
+    pub fn stats(&mut self, line: &str) -> Result<Stats> {
+        let data = self.ok_data(line)?;
+        Ok(Stats::parse(&data))
+    }
+
+    /// `list-tubes` and friends, parsed.
+    pub(crate) fn list(&mut self, line: &str) -> Result<Vec<String>> {
+        let data = self.ok_data(line)?;
+        Ok(super::yaml::parse_list(&data))
+    }
+
+    /// `use TUBE`.
+    pub(crate) fn use_tube(&mut self, tube: &str) -> Result<()> {
+        self.expect(&format!("use {tube}"), &format!("USING {tube}"))
+    }
+
+    /// `put`; returns the reply (INSERTED, BURIED, JOB_TOO_BIG, ...).
+    pub fn put(&mut self, pri: u32, delay: u32, ttr: u32, body: &[u8]) -> Result<Reply> {
+        let mut m = format!("put {pri} {delay} {ttr} {}\r\n", body.len()).into_bytes();
+        m.extend_from_slice(body);
+        m.extend_from_slice(b"\r\n");
+        self.send(&m)?;
+        self.read_reply()
+    }
+
+    /// Sends every line in `lines` at once (in batches, so neither side's socket buffer
+    /// fills up) and returns the replies in order.
+    pub(crate) fn batch(&mut self, lines: &[String]) -> Result<Vec<Reply>> {
+        let mut out = Vec::with_capacity(lines.len());
+        for chunk in lines.chunks(64) {
+            let mut m = Vec::new();
+            for l in chunk {
+                m.extend_from_slice(l.as_bytes());
+                m.extend_from_slice(b"\r\n");
+            }
+            self.send(&m)?;
+            for _ in chunk {
+                out.push(self.read_reply()?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Checks a tube name the way the server does (1..=200 name bytes, not starting with
+/// '-'), so a name can never smuggle a second command onto the line.
+pub fn check_tube_name(s: &str) -> std::result::Result<String, String> {
+    sprout_protocol::parse::tube_name(s.as_bytes()).map_err(|_| {
+        format!(
+            "invalid tube name {s:?}: 1 to {} of A-Z a-z 0-9 - + / ; . $ _ ( ), not starting \
+             with '-'",
+            sprout_protocol::MAX_TUBE_NAME
+        )
+    })
+}

@@ -1,0 +1,16 @@
+//! The `sprout` admin CLI: subcommands that talk the beanstalkd protocol to any server
+//! (sproutd or beanstalkd) over TCP or a unix socket.
+//!
+//! - [`client`]: a blocking protocol client, and the CLI's error type with exit codes
+//!   (2: the server cannot be reached or the connection failed; 1: the server answered
+//!   with an error, or a local problem).
+//! - [`yaml`]: the `stats`/`list-tubes` YAML, and its conversion to typed JSON.
+//! - [`text`]: terminal-safe body rendering, tables, number formatting.
+//! - [`cmds`], [`tubes`], [`top`]: the subcommands.
+
+pub mod client;
+pub mod cmds;
+pub mod text;
+pub mod top;
+pub mod tubes;
+pub(crate) mod yaml;

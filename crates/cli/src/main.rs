@@ -1,0 +1,475 @@
+//! sprout: the admin CLI. Talks the beanstalkd protocol to any server (sproutd or
+//! beanstalkd). The subcommands live in `sprout::cli`; `bench` in `sprout::bench`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sprout::bench::{self, compare, Params, Workload};
+use sprout::cli::client::check_tube_name;
+use sprout::cli::cmds::{self, Body, FlushState, KickWhat, PeekAt, PutArgs, State, StatsOf};
+use sprout::cli::tubes::SortKey;
+use sprout::cli::{top, tubes};
+
+const AFTER_HELP: &str = "\
+Environment:
+  SPROUT_ADDR  server address when -a/--addr is not given (default 127.0.0.1:11300)
+
+Exit status: 0 success; 1 the server answered with an error (its reply is printed) or a
+local problem; 2 the server cannot be reached or the connection failed.";
+
+#[derive(Parser)]
+#[command(
+    name = "sprout",
+    version,
+    about = "Admin CLI for sproutd and beanstalkd",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Server address: HOST:PORT, HOST (port 11300) or unix:/path [env: SPROUT_ADDR].
+    #[arg(
+        short = 'a',
+        long,
+        env = "SPROUT_ADDR",
+        default_value = "127.0.0.1:11300",
+        global = true,
+        hide_env = true
+    )]
+    addr: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Server statistics, or a tube's (--tube), or a job's (--job).
+    Stats {
+        /// Statistics of this tube (stats-tube).
+        #[arg(long, value_parser = check_tube_name, conflicts_with = "job")]
+        tube: Option<String>,
+        /// Statistics of this job (stats-job).
+        #[arg(long)]
+        job: Option<u64>,
+        /// JSON object, numbers as numbers and booleans as booleans.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every tube with its ready/reserved/delayed/buried/urgent/waiting/watching counts.
+    Tubes {
+        /// Column to sort by: name A-Z, counts largest first.
+        #[arg(long, value_enum, default_value_t = SortKey::Name)]
+        sort: SortKey,
+        /// Reverse the order.
+        #[arg(long)]
+        reverse: bool,
+        /// JSON array of tubes.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live view of the server and its tubes with rates; q, Esc or Ctrl-C quits.
+    Top {
+        /// Seconds between refreshes (0.1 to 3600).
+        #[arg(short = 'i', long, default_value = "1", value_parser = parse_interval)]
+        interval: Duration,
+    },
+    /// Show a job: its id, stats and body (non-printable bytes escaped as \xHH).
+    Peek {
+        /// Tube to peek into (default: default).
+        #[arg(long, value_parser = check_tube_name, conflicts_with = "id")]
+        tube: Option<String>,
+        /// Which job of the tube: the next ready, the next delayed, or the oldest buried.
+        #[arg(long, value_enum, conflicts_with = "id")]
+        state: Option<State>,
+        /// The job with this id.
+        #[arg(long)]
+        id: Option<u64>,
+        /// Write the body bytes as-is to stdout (id and stats go to stderr).
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Put a job (body from BODY, --file, or stdin) and print its id.
+    Put {
+        /// The job body.
+        #[arg(conflicts_with = "file")]
+        body: Option<String>,
+        /// Read the body from this file.
+        #[arg(short = 'f', long)]
+        file: Option<String>,
+        #[arg(short = 't', long, default_value = "default", value_parser = check_tube_name)]
+        tube: String,
+        /// Priority (0 is most urgent).
+        #[arg(short = 'p', long, default_value_t = 1024)]
+        pri: u32,
+        /// Seconds before the job becomes ready.
+        #[arg(short = 'd', long, default_value_t = 0)]
+        delay: u32,
+        /// Seconds a worker may hold the job.
+        #[arg(long, default_value_t = 60)]
+        ttr: u32,
+    },
+    /// Kick up to N buried (or else delayed) jobs in a tube, or one job by --id.
+    Kick {
+        /// How many jobs to kick.
+        #[arg(required_unless_present = "id", conflicts_with = "id")]
+        n: Option<u64>,
+        #[arg(short = 't', long, default_value = "default", value_parser = check_tube_name)]
+        tube: String,
+        /// Kick this job (kick-job).
+        #[arg(long)]
+        id: Option<u64>,
+    },
+    /// Delete jobs by id.
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Pause a tube: no job is reserved from it for SECONDS.
+    Pause {
+        #[arg(value_parser = check_tube_name)]
+        tube: String,
+        seconds: u32,
+    },
+    /// Delete every job of a tube in the given states, safely alongside running workers.
+    Flush {
+        #[arg(short = 't', long, value_parser = check_tube_name)]
+        tube: String,
+        #[arg(long, value_enum, default_value = "all")]
+        state: FlushState,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load-generate against a server, or compare sproutd with beanstalkd.
+    Bench(BenchArgs),
+    /// Read a binlog directory (no server needed).
+    #[command(subcommand)]
+    Binlog(BinlogCmd),
+}
+
+#[derive(Subcommand)]
+enum BinlogCmd {
+    /// Files, records, and live/dead bytes per file.
+    Inspect {
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks every record's checksum and framing; exit 1 if anything is damaged.
+    Verify { dir: std::path::PathBuf },
+}
+
+fn run_binlog(cmd: BinlogCmd) -> ExitCode {
+    let dir = match &cmd {
+        BinlogCmd::Inspect { dir, .. } | BinlogCmd::Verify { dir } => dir.clone(),
+    };
+    let report = match sprout_storage::inspect::inspect(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sprout: {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        BinlogCmd::Inspect { json: true, .. } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        }
+        BinlogCmd::Inspect { .. } => print!("{}", sprout_storage::inspect::table(&report)),
+        BinlogCmd::Verify { .. } => {
+            let damaged: Vec<_> = report.files.iter().filter(|f| f.damage.is_some()).collect();
+            let records: u64 = report.files.iter().map(|f| f.records).sum();
+            if damaged.is_empty() {
+                println!(
+                    "ok: {} files, {records} records, {} live jobs",
+                    report.files.len(),
+                    report.live_jobs
+                );
+            } else {
+                for f in damaged {
+                    println!(
+                        "{}: damaged at {}",
+                        f.name,
+                        f.damage.as_deref().unwrap_or("?")
+                    );
+                }
+                return ExitCode::from(1);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    if (0.1..=3600.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err("the interval must be between 0.1 and 3600 seconds".into())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Spin {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Workload to run (without --compare).
+    #[arg(long, value_enum, default_value = "cycle")]
+    workload: Workload,
+    /// Connections (pubsub: half producers, half consumers; idle: how many to open).
+    #[arg(short = 'c', long, default_value_t = 1)]
+    conns: usize,
+    /// Commands in flight per connection (pipeline).
+    #[arg(long, default_value_t = 16)]
+    depth: usize,
+    /// Job body size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Tubes the connections spread over.
+    #[arg(long, default_value_t = 1)]
+    tubes: usize,
+    /// Extra tubes, each holding one job, created before the run.
+    #[arg(long, default_value_t = 0)]
+    extra_tubes: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Jobs (drain backlog, fill).
+    #[arg(long, default_value_t = 100_000)]
+    jobs: u64,
+    /// The server's pid, to report its CPU time and RSS (without --compare).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Start beanstalkd and sproutd and run the standard suite against both.
+    #[arg(long)]
+    compare: bool,
+    /// Rounds per server (--compare).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Smaller fill/idle/tube counts (--compare), for smoke runs.
+    #[arg(long)]
+    quick: bool,
+    /// Which --compare suite: `default` (throughput, latency, memory), `binlog`
+    /// (persistence: put+delete with -b -f0 / -b / no -b, recovery time, disk per job), `all`.
+    #[arg(long, default_value = "default")]
+    suite: String,
+    /// CPUs the servers may use (--compare): the first N; the generator gets the rest.
+    #[arg(long, default_value_t = 1)]
+    server_cpus: usize,
+    /// pipeline: wait for replies by busy-polling (`on`) or by sleeping (`off`). `auto`: on
+    /// in --compare when the generator has CPUs of its own, off otherwise. Sleeping, the
+    /// generator's wake-ups, not the server, limit what the pipeline workload measures.
+    #[arg(long, value_enum, default_value = "auto")]
+    spin: Spin,
+    /// Run only the --compare cases whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+    #[arg(long, default_value = "/usr/bin/beanstalkd")]
+    beanstalkd: String,
+    /// sproutd binary (default: next to this sprout binary).
+    #[arg(long)]
+    sproutd: Option<String>,
+    /// Extra flags for both servers, e.g. "-z 1048576".
+    #[arg(long, allow_hyphen_values = true)]
+    server_args: Option<String>,
+}
+
+fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sprout: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let params = Params {
+        conns: a.conns,
+        depth: a.depth,
+        size: a.size,
+        tubes: a.tubes,
+        extra_tubes: a.extra_tubes,
+        secs: a.secs,
+        jobs: a.jobs,
+        spin: a.spin == Spin::On,
+    };
+    if a.compare {
+        let sproutd = a.sproutd.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("sproutd")))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "sproutd".into())
+        });
+        let mut cases = match a.suite.as_str() {
+            "binlog" => compare::binlog_suite(a.quick, a.secs),
+            "all" => {
+                let mut v = compare::suite(a.quick, a.secs);
+                v.extend(compare::binlog_suite(a.quick, a.secs));
+                v
+            }
+            _ => compare::suite(a.quick, a.secs),
+        };
+        if let Some(only) = &a.only {
+            cases.retain(|c| c.name.contains(only.as_str()));
+        }
+        let opts = compare::CompareOpts {
+            beanstalkd: a.beanstalkd.clone(),
+            sproutd,
+            server_args: a
+                .server_args
+                .as_deref()
+                .map(|s| s.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
+            rounds: a.rounds.max(1),
+            cases,
+            server_cpus: a.server_cpus,
+            spin: a.spin != Spin::Off,
+        };
+        return match rt.block_on(compare::compare(&opts)) {
+            Ok(report) => {
+                if a.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
+                } else {
+                    println!("pinning: {}; rounds: {}", report.pinning, report.rounds);
+                    print!("{}", compare::table(&report));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sprout bench: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let bar = compare::progress(a.secs);
+    bar.set_prefix(format!("{:?} against {addr}", a.workload));
+    match rt.block_on(bench::run(addr, a.pid, a.workload, &params, &bar)) {
+        Ok(m) => {
+            bar.finish_and_clear();
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
+            } else {
+                println!(
+                    "ops {} in {:.2}s: {:.0} ops/s, errors {}, latency us p50 {:.1} p99 {:.1} \
+                     p999 {:.1} max {:.1}",
+                    m.ops, m.secs, m.ops_per_sec, m.errors, m.p50_us, m.p99_us, m.p999_us, m.max_us
+                );
+                if let Some(c) = m.server_cpu_us_per_op {
+                    println!("server cpu {c:.2} us/op");
+                }
+                if let Some(r) = m.server_rss_kb {
+                    println!("server rss {r} KiB");
+                }
+                if let Some(r) = m.rss_bytes_per_item {
+                    println!("rss per item {r:.1} B");
+                }
+            }
+            if m.errors > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            bar.finish_and_clear();
+            eprintln!("sprout bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let addr = cli.addr.as_str();
+    let res = match cli.cmd {
+        Cmd::Bench(a) => return run_bench(addr, &a),
+        Cmd::Binlog(b) => return run_binlog(b),
+        Cmd::Stats { tube, job, json } => {
+            let of = match (tube, job) {
+                (Some(t), _) => StatsOf::Tube(t),
+                (None, Some(j)) => StatsOf::Job(j),
+                (None, None) => StatsOf::Server,
+            };
+            cmds::stats(addr, of, json)
+        }
+        Cmd::Tubes {
+            sort,
+            reverse,
+            json,
+        } => tubes::run(addr, sort, reverse, json),
+        Cmd::Top { interval } => top::run(addr, interval),
+        Cmd::Peek {
+            tube,
+            state,
+            id,
+            raw,
+        } => {
+            let at = match id {
+                Some(id) => PeekAt::Id(id),
+                None => PeekAt::Tube(
+                    tube.unwrap_or_else(|| "default".into()),
+                    state.unwrap_or(State::Ready),
+                ),
+            };
+            cmds::peek(addr, at, raw)
+        }
+        Cmd::Put {
+            body,
+            file,
+            tube,
+            pri,
+            delay,
+            ttr,
+        } => {
+            let body = match (body, file) {
+                (Some(b), _) => Body::Arg(b),
+                (None, Some(f)) => Body::File(f),
+                (None, None) => Body::Stdin,
+            };
+            cmds::put(
+                addr,
+                body,
+                &PutArgs {
+                    tube,
+                    pri,
+                    delay,
+                    ttr,
+                },
+            )
+        }
+        Cmd::Kick { n, tube, id } => {
+            let what = match (id, n) {
+                (Some(id), _) => KickWhat::Id(id),
+                (None, n) => KickWhat::Jobs(n.unwrap_or(1), tube),
+            };
+            cmds::kick(addr, what)
+        }
+        Cmd::Delete { ids } => cmds::delete(addr, &ids),
+        Cmd::Pause { tube, seconds } => cmds::pause(addr, &tube, seconds),
+        Cmd::Flush { tube, state, json } => cmds::flush(addr, &tube, state, json),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sprout: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! All jobs: a slab of job records and an index from id to slot. The index stores only
+//! 4-byte slot numbers and finds entries by hashing the id stored in the slot, so the
+//! per-job cost of the index is about 10 bytes.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
+
+use super::job::{Job, JobId};
+
+#[derive(Default)]
+pub(crate) struct JobTable {
+    slots: Vec<Option<Job>>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    hasher: FxBuildHasher,
+}
+
+impl std::fmt::Debug for JobTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JobTable({} jobs)", self.index.len())
+    }
+}
+
+impl JobTable {
+    fn hash(&self, id: JobId) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    fn slot_of(&self, id: JobId) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hash(id), |&s| {
+                slots[s as usize].as_ref().is_some_and(|j| j.id == id)
+            })
+            .copied()
+    }
+
+    pub(crate) fn get(&self, id: &JobId) -> Option<&Job> {
+        let s = self.slot_of(*id)?;
+        self.slots[s as usize].as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
+        let s = self.slot_of(*id)?;
+        self.slots[s as usize].as_mut()
+    }
+
+    /// The job in a slot (for the ready heaps, which hold slots).
+    pub(crate) fn at(&self, slot: u32) -> &Job {
+        match self.slots.get(slot as usize) {
+            Some(Some(j)) => j,
+            _ => panic!("engine invariant: job slot {slot} is empty"),
+        }
+    }
+
+    pub(crate) fn at_mut(&mut self, slot: u32) -> &mut Job {
+        match self.slots.get_mut(slot as usize) {
+            Some(Some(j)) => j,
+            _ => panic!("engine invariant: job slot {slot} is empty"),
+        }
+    }
+
+    pub(crate) fn slot(&self, id: JobId) -> Option<u32> {
+        self.slot_of(id)
+    }
+
+    pub(crate) fn contains_key(&self, id: &JobId) -> bool {
+        self.slot_of(*id).is_some()
+    }
+
+    /// Inserts a job whose id is not present.
+    pub(crate) fn insert(&mut self, id: JobId, job: Job) {
+        debug_assert_eq!(id, job.id);
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(job);
+                s
+            }
+            None => {
+                self.slots.push(Some(job));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let h = self.hash(id);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.insert_unique(h, slot, |&s| {
+            hasher.hash_one(slots[s as usize].as_ref().map_or(0, |j| j.id))
+        });
+    }
+
+    pub(crate) fn remove(&mut self, id: &JobId) -> Option<Job> {
+        let h = self.hash(*id);
+        let slots = &self.slots;
+        let entry = self
+            .index
+            .find_entry(h, |&s| {
+                slots[s as usize].as_ref().is_some_and(|j| j.id == *id)
+            })
+            .ok()?;
+        let (slot, _) = entry.remove();
+        self.free.push(slot);
+        self.slots[slot as usize].take()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&JobId, &Job)> {
+        self.slots.iter().flatten().map(|j| (&j.id, j))
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &JobId> {
+        self.iter().map(|(id, _)| id)
+    }
+}

@@ -1,0 +1,358 @@
+//! The server: tokio I/O around the engine. One task per connection, one timer task that
+//! sleeps until the engine's next deadline, and the signal handlers.
+//!
+//! The engine sits behind one mutex, held only for the duration of one engine call
+//! (microseconds, never across I/O). Replies for connections blocked in `reserve` travel
+//! through one-shot channels registered in the same critical section that blocked them.
+
+pub mod config;
+mod conn;
+pub mod listen;
+pub mod metrics;
+pub mod persist;
+pub mod sys;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashMap;
+use tokio::sync::{oneshot, Notify};
+
+use config::Config;
+use listen::{Accepted, Listener};
+use sprout_engine::{ConnId, Deliveries, Engine, JournalOp};
+use sprout_protocol::reply::ProcessStats;
+use sprout_protocol::Reply;
+use sprout_storage::{Binlog, Ticket};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Engine time: wall-clock nanoseconds at start, advanced by the monotonic clock (so
+/// delays and TTRs do not jump with the system clock).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base: Instant,
+    base_ns: u64,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let base_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Clock {
+            base: Instant::now(),
+            base_ns,
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.base_ns + self.base.elapsed().as_nanos() as u64
+    }
+
+    pub(crate) fn instant(&self, ns: u64) -> Instant {
+        self.base + Duration::from_nanos(ns.saturating_sub(self.base_ns))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the engine lock protects.
+pub(crate) struct State {
+    pub(crate) engine: Engine,
+    waiters: FxHashMap<ConnId, oneshot::Sender<Reply>>,
+    /// When the timer task will next wake; u64::MAX if never.
+    timer_at: u64,
+    scratch: Deliveries,
+    ops: Vec<JournalOp>,
+}
+
+pub struct Shared {
+    state: Mutex<State>,
+    timer: Notify,
+    pub(crate) clock: Clock,
+    pub config: Config,
+    started: u64,
+    id: String,
+    uname: (String, String, String),
+    pub(crate) binlog: Option<Binlog>,
+    /// Shutdown: connections finish what they owe and close.
+    stop: Notify,
+    stopping: std::sync::atomic::AtomicBool,
+    open: std::sync::atomic::AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Self {
+        Self::with_engine_and_log(config, Engine::new(), None, Clock::new())
+    }
+
+    pub fn with_engine_and_log(
+        config: Config,
+        engine: Engine,
+        binlog: Option<Binlog>,
+        clock: Clock,
+    ) -> Self {
+        Shared {
+            state: Mutex::new(State {
+                engine,
+                waiters: FxHashMap::default(),
+                timer_at: u64::MAX,
+                scratch: Vec::new(),
+                ops: Vec::new(),
+            }),
+            timer: Notify::new(),
+            started: clock.now(),
+            clock,
+            config,
+            id: sys::random_id(),
+            uname: sys::uname(),
+            binlog,
+            stop: Notify::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            open: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Connections open now (counted from accept to close).
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Writes the engine's recorded changes to the log; the ticket is what a reply that
+    /// acknowledges them must wait for.
+    pub(crate) fn persist(&self, st: &mut State) -> Option<Ticket> {
+        let b = self.binlog.as_ref()?;
+        let mut ops = std::mem::take(&mut st.ops);
+        st.engine.take_journal(&mut ops);
+        let t = b.append(&mut st.engine, &ops);
+        st.ops = ops;
+        t
+    }
+
+    /// True when changes must be refused because the log cannot be written.
+    pub(crate) fn log_failed(&self) -> bool {
+        self.binlog.as_ref().is_some_and(|b| b.failed())
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would leave the engine half-updated; there is no
+        // safe way on, so a poisoned lock is used as is (panics are bugs, not input).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the engine with a deliveries buffer, then delivers what it produced and
+    /// reschedules the timer if the engine's next deadline moved earlier.
+    pub(crate) fn with_engine<R>(
+        &self,
+        f: impl FnOnce(&mut Engine, u64, &mut Deliveries) -> R,
+    ) -> (R, Option<Ticket>) {
+        let mut st = self.lock();
+        let now = self.clock.now();
+        let mut out = std::mem::take(&mut st.scratch);
+        let r = f(&mut st.engine, now, &mut out);
+        let t = self.persist(&mut st);
+        self.finish(&mut st, now, &mut out);
+        st.scratch = out;
+        (r, t)
+    }
+
+    fn finish(&self, st: &mut State, now: u64, out: &mut Deliveries) {
+        let _ = self.persist(st);
+        let mut i = 0;
+        while i < out.len() {
+            let (to, reply) = std::mem::replace(&mut out[i], (0, Reply::NotFound));
+            i += 1;
+            match st.waiters.remove(&to) {
+                Some(tx) => {
+                    if let Err(reply) = tx.send(reply) {
+                        // The connection's task is gone: undo as a disconnect would.
+                        tracing::warn!("conn {to}: reply undeliverable ({})", reply.head());
+                        st.engine.disconnect(to, now, out);
+                    }
+                }
+                None => tracing::error!("conn {to}: reply with no waiter ({})", reply.head()),
+            }
+        }
+        out.clear();
+        if let Some(at) = st.engine.next_wakeup() {
+            if at < st.timer_at {
+                st.timer_at = at;
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    pub(crate) fn process_stats(&self) -> ProcessStats {
+        let (utime, stime) = sys::rusage();
+        let b = self.binlog.as_ref().map(|b| b.stats()).unwrap_or_default();
+        ProcessStats {
+            max_job_size: self.config.max_job_size,
+            pid: std::process::id(),
+            version: VERSION.to_string(),
+            utime,
+            stime,
+            uptime: self.clock.now().saturating_sub(self.started) / 1_000_000_000,
+            binlog_max_size: self.config.binlog_size,
+            binlog_oldest_index: b.oldest,
+            binlog_current_index: b.current,
+            binlog_records_written: b.written,
+            binlog_records_migrated: b.migrated,
+            id: self.id.clone(),
+            hostname: self.uname.0.clone(),
+            os: self.uname.1.clone(),
+            platform: self.uname.2.clone(),
+        }
+    }
+}
+
+/// Fires the engine's timers: sleeps until the next deadline or until woken because an
+/// earlier one appeared. Never polls.
+async fn timer_task(shared: Arc<Shared>) {
+    loop {
+        let next = {
+            let mut st = shared.lock();
+            let now = shared.clock.now();
+            let mut out = std::mem::take(&mut st.scratch);
+            st.engine.tick(now, &mut out);
+            // The timer schedules itself below; keep `finish` from waking it again.
+            st.timer_at = 0;
+            shared.finish(&mut st, now, &mut out);
+            st.scratch = out;
+            st.timer_at = st.engine.next_wakeup().unwrap_or(u64::MAX);
+            st.timer_at
+        };
+        if next == u64::MAX {
+            shared.timer.notified().await;
+        } else {
+            let at = tokio::time::Instant::from_std(shared.clock.instant(next));
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = shared.timer.notified() => {}
+            }
+        }
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT. Returns the process exit code.
+pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
+    tokio::spawn(timer_task(shared.clone()));
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("sigaction: {e}");
+            return 111;
+        }
+    };
+    let mut int = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("sigaction: {e}");
+            return 111;
+        }
+    };
+    let mut usr1 =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("sigaction: {e}");
+                return 111;
+            }
+        };
+
+    let mut refused_log = Instant::now() - Duration::from_secs(2);
+    let mut accept_log = refused_log;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                                Ok(sock) => {
+                    if shared.config.max_connections.is_some_and(|m| shared.open_connections() >= m) {
+                        // Refused: closed before a byte is read, logged at most once a second.
+                        if refused_log.elapsed() >= Duration::from_secs(1) {
+                            tracing::warn!("--max-connections reached: closing new connections");
+                            refused_log = Instant::now();
+                        }
+                        drop(sock);
+                        continue;
+                    }
+                                                            let shared = shared.clone();
+                    let alive = alive_tx.clone();
+                    shared.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // Registered now, in accept order, so `stats` counts it at once.
+                    let id = shared.lock().engine.connect();
+                    tokio::spawn(async move {
+                        let counted = shared.clone();
+                        match sock {
+                                                        Accepted::Tcp(s) => conn::serve(conn::Sock::Tcp(s), shared, id).await,
+                            Accepted::Unix(s) => conn::serve(conn::Sock::Unix(s), shared, id).await,
+                        }
+                                                counted.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        drop(alive);
+                    });
+                }
+                                Err(e) => {
+                    // EMFILE and friends: say so (once a second), and back off instead of
+                    // spinning.
+                    if accept_log.elapsed() >= Duration::from_secs(1) {
+                        tracing::warn!("accept: {e}");
+                        accept_log = Instant::now();
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = usr1.recv() => {
+                tracing::warn!("SIGUSR1: entering drain mode; puts now answer DRAINING");
+                shared.lock().engine.set_draining();
+            }
+            _ = term.recv() => { tracing::warn!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { tracing::warn!("SIGINT: shutting down"); break; }
+        }
+    }
+    drop(listener);
+    shared
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Release);
+    shared.stop.notify_waiters();
+    drop(alive_tx);
+    // Connections finish the replies they owe, then close; don't wait forever on clients
+    // that never read.
+    let _ = tokio::time::timeout(Duration::from_secs(5), alive_rx.recv()).await;
+    if let Some(b) = shared.binlog.clone() {
+        let _ = tokio::task::spawn_blocking(move || b.shutdown()).await;
+    }
+    0
+}
+
+/// Background log maintenance (compaction, recovery after write errors), on its own
+/// thread so that reading old segments never blocks the event loop.
+pub fn start_maintenance(shared: Arc<Shared>) {
+    let Some(b) = shared.binlog.clone() else {
+        return;
+    };
+    let spawned = std::thread::Builder::new()
+        .name("binlog-maint".into())
+        .spawn(move || loop {
+            let worked = b.maintain(&|f: &mut dyn FnMut(&mut Engine)| {
+                let mut st = shared.lock();
+                f(&mut st.engine);
+            });
+            if !worked {
+                // Compaction is only ever due after a rotation; failures retry each second.
+                b.wait_for_rotation(Duration::from_secs(1));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start binlog maintenance: {e}");
+    }
+}

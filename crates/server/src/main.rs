@@ -1,0 +1,133 @@
+//! sproutd: the sprout server. Takes beanstalkd's flags.
+
+use std::sync::Arc;
+
+use sprout_engine::Engine;
+use sproutd::config::{parse_args, usage, Parsed};
+use sproutd::{listen, persist, run, start_maintenance, sys, Clock, Shared, VERSION};
+
+fn main() {
+    let prog = std::env::args().next().unwrap_or_else(|| "sproutd".into());
+    let cfg = match parse_args(std::env::args()) {
+        Parsed::Run(c) => *c,
+        Parsed::Version => {
+            println!("sproutd {VERSION} (beanstalkd 1.13 protocol)");
+            return;
+        }
+        Parsed::Help => {
+            eprint!("{}", usage(&prog));
+            return;
+        }
+        Parsed::Error(msg, code) => {
+            eprintln!("{prog}: {msg}");
+            eprint!("{}", usage(&prog));
+            std::process::exit(code);
+        }
+    };
+    let level = match cfg.verbosity {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "sprout={level},sproutd={level}"
+        )))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    // One event-loop thread per CPU we may run on; with a single CPU, a plain
+    // single-threaded loop (no work-stealing machinery).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let built = if cpus == 1 || std::env::var("SPROUT_RUNTIME").as_deref() == Ok("current") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{prog}: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async move {
+        let listener = match listen::open(&cfg) {
+            Ok(l) => l,
+            Err((msg, code)) => {
+                eprintln!("{prog}: {msg}");
+                return code;
+            }
+        };
+        tracing::info!(
+            "sproutd {VERSION} pid {} listening on {}; max job size {}; binlog {}; metrics {}",
+            std::process::id(),
+            listener.describe(),
+            cfg.max_job_size,
+            match &cfg.binlog_dir {
+                Some(d) => format!(
+                    "{} (fsync {}, segment {} bytes)",
+                    d.display(),
+                    match cfg.fsync_ms {
+                        Some(0) => "before every acknowledgement".to_string(),
+                        Some(ms) => format!("every {ms} ms"),
+                        None => "never".to_string(),
+                    },
+                    cfg.binlog_size
+                ),
+                None => "off (jobs live in memory only)".to_string(),
+            },
+            cfg.metrics.as_deref().unwrap_or("off"),
+        );
+        if let Some(user) = &cfg.user {
+            if let Err((msg, code)) = sys::drop_privileges(user) {
+                eprintln!("{prog}: {msg}");
+                return code;
+            }
+        }
+        let clock = Clock::new();
+        let (engine, binlog) = if cfg.binlog_dir.is_some() {
+            match persist::open(&cfg, clock.now()) {
+                Ok((e, b)) => (e, Some(b)),
+                Err((msg, code)) => {
+                    eprintln!("{prog}: {msg}");
+                    return code;
+                }
+            }
+        } else {
+            (Engine::new(), None)
+        };
+        let metrics = match &cfg.metrics {
+            Some(addr) => match tokio::net::TcpListener::bind(addr.as_str()).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("{prog}: --metrics {addr}: {e}");
+                    return 111;
+                }
+            },
+            None => None,
+        };
+        let tube_cap = cfg.metrics_tube_cap;
+        let mut engine = engine;
+        engine.set_limits(cfg.max_jobs, cfg.max_memory);
+        let shared = Arc::new(Shared::with_engine_and_log(cfg, engine, binlog, clock));
+        start_maintenance(shared.clone());
+        if let Some(l) = metrics {
+            tracing::info!(
+                "metrics on http://{}/metrics",
+                l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            );
+            tokio::spawn(sproutd::metrics::serve(l, shared.clone(), tube_cap));
+        }
+        run(listener, shared).await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}

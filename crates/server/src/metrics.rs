@@ -1,0 +1,489 @@
+//! `--metrics ADDR`: an HTTP endpoint with `/metrics` (Prometheus text format) and
+//! `/healthz`. Every `stats` and `stats-tube` field is exported under the `sprout_` prefix
+//! (counters as `_total` counters, the rest as gauges), plus per-tube histograms of queue
+//! wait and reserve-to-delete time, the oldest ready job's age, timeouts and buries, and the
+//! binlog's live and dead bytes. The engine lock is held only to copy the numbers.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::Shared;
+use sprout_engine::metrics::{Hist, TubeMetrics, BUCKETS};
+use sprout_engine::SECOND;
+use sprout_protocol::reply::{ProcessStats, ServerStats, TubeStats};
+use sprout_storage::BinlogStats;
+
+/// The label of the series that sums the tubes beyond the cap; no tube can be named so.
+pub(crate) const OTHER: &str = "*other*";
+
+/// A consistent copy of everything exported.
+pub(crate) struct Snapshot {
+    pub(crate) server: ServerStats,
+    pub(crate) process: ProcessStats,
+    pub(crate) tubes: Vec<TubeMetrics>,
+    pub(crate) binlog: Option<BinlogStats>,
+}
+
+pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
+    let process = shared.process_stats();
+    let binlog = shared.binlog.as_ref().map(|b| b.stats());
+    let st = shared.lock();
+    let now = shared.clock.now();
+    Snapshot {
+        server: st.engine.stats(),
+        process,
+        tubes: st.engine.tube_metrics(now),
+        binlog,
+    }
+}
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, v: f64) {
+        self.head(name, kind, help);
+        let _ = writeln!(self.0, "{name} {v}");
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The tubes that get their own series: the `cap` with the most jobs (ties by name); the
+/// rest are summed under `tube="*other*"` (`*` cannot occur in a tube name).
+fn capped(mut tubes: Vec<TubeMetrics>, cap: usize) -> Vec<(String, TubeMetrics)> {
+    let jobs = |t: &TubeStats| t.ready + t.reserved + t.delayed + t.buried;
+    tubes.sort_by(|a, b| {
+        jobs(&b.stats)
+            .cmp(&jobs(&a.stats))
+            .then_with(|| a.stats.name.cmp(&b.stats.name))
+    });
+    let rest = if tubes.len() > cap {
+        tubes.split_off(cap)
+    } else {
+        Vec::new()
+    };
+    let mut out: Vec<(String, TubeMetrics)> = tubes
+        .into_iter()
+        .map(|t| (t.stats.name.to_string(), t))
+        .collect();
+    if let Some(first) = rest.first() {
+        let mut agg = first.clone();
+        for t in &rest[1..] {
+            let (a, s) = (&mut agg.stats, &t.stats);
+            a.urgent += s.urgent;
+            a.ready += s.ready;
+            a.reserved += s.reserved;
+            a.delayed += s.delayed;
+            a.buried += s.buried;
+            a.total_jobs += s.total_jobs;
+            a.using += s.using;
+            a.watching += s.watching;
+            a.waiting += s.waiting;
+            a.cmd_delete += s.cmd_delete;
+            a.cmd_pause_tube += s.cmd_pause_tube;
+            let (a, c) = (&mut agg.counters, &t.counters);
+            add_hist(&mut a.queue_wait, &c.queue_wait);
+            add_hist(&mut a.reserve_to_delete, &c.reserve_to_delete);
+            a.timeouts += c.timeouts;
+            a.buries += c.buries;
+            agg.oldest_ready_age = agg.oldest_ready_age.max(t.oldest_ready_age);
+        }
+        agg.stats.pause = 0;
+        agg.stats.pause_time_left = 0;
+        out.push((OTHER.to_string(), agg));
+    }
+    out
+}
+
+fn add_hist(a: &mut Hist, b: &Hist) {
+    for (x, y) in a.buckets.iter_mut().zip(b.buckets.iter()) {
+        *x += y;
+    }
+    a.count += b.count;
+    a.sum_ns = a.sum_ns.saturating_add(b.sum_ns);
+}
+
+/// Renders a snapshot in the Prometheus text exposition format (version 0.0.4).
+pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
+    let mut o = Out(String::with_capacity(16 * 1024));
+    let v = &s.server;
+    let p = &s.process;
+    let gauges: [(&str, u64, &str); 11] = [
+        (
+            "current_jobs_urgent",
+            v.urgent,
+            "Ready jobs with priority < 1024.",
+        ),
+        ("current_jobs_ready", v.ready, "Jobs in the ready queues."),
+        (
+            "current_jobs_reserved",
+            v.reserved,
+            "Jobs reserved by a worker.",
+        ),
+        ("current_jobs_delayed", v.delayed, "Delayed jobs."),
+        ("current_jobs_buried", v.buried, "Buried jobs."),
+        ("current_tubes", v.tubes, "Tubes that exist."),
+        ("current_connections", v.connections, "Open connections."),
+        (
+            "current_producers",
+            v.producers,
+            "Open connections that have put a job.",
+        ),
+        (
+            "current_workers",
+            v.workers,
+            "Open connections that have reserved.",
+        ),
+        (
+            "current_waiting",
+            v.waiting,
+            "Connections blocked in reserve.",
+        ),
+        (
+            "max_job_size",
+            u64::from(p.max_job_size),
+            "Largest job body accepted (-z), bytes.",
+        ),
+    ];
+    for (n, val, help) in gauges {
+        o.one(&format!("sprout_{n}"), "gauge", help, val as f64);
+    }
+    let c = &v.cmd;
+    let cmds: [(&str, u64); 22] = [
+        ("put", c.put),
+        ("peek", c.peek),
+        ("peek_ready", c.peek_ready),
+        ("peek_delayed", c.peek_delayed),
+        ("peek_buried", c.peek_buried),
+        ("reserve", c.reserve),
+        ("reserve_with_timeout", c.reserve_with_timeout),
+        ("delete", c.delete),
+        ("release", c.release),
+        ("use", c.use_),
+        ("watch", c.watch),
+        ("ignore", c.ignore),
+        ("bury", c.bury),
+        ("kick", c.kick),
+        ("touch", c.touch),
+        ("stats", c.stats),
+        ("stats_job", c.stats_job),
+        ("stats_tube", c.stats_tube),
+        ("list_tubes", c.list_tubes),
+        ("list_tube_used", c.list_tube_used),
+        ("list_tubes_watched", c.list_tubes_watched),
+        ("pause_tube", c.pause_tube),
+    ];
+    for (n, val) in cmds {
+        let name = format!("sprout_cmd_{n}_total");
+        let help = format!("{} commands run.", n.replace('_', "-"));
+        o.one(&name, "counter", &help, val as f64);
+    }
+    o.one(
+        "sprout_job_timeouts_total",
+        "counter",
+        "Reservations that ran out of time.",
+        v.job_timeouts as f64,
+    );
+    o.one(
+        "sprout_jobs_total",
+        "counter",
+        "Jobs created (stats total-jobs).",
+        v.total_jobs as f64,
+    );
+    o.one(
+        "sprout_connections_total",
+        "counter",
+        "Connections accepted.",
+        v.total_connections as f64,
+    );
+    let secs = |(s, us): (i64, i64)| s as f64 + us as f64 / 1e6;
+    o.one(
+        "sprout_rusage_utime_seconds_total",
+        "counter",
+        "User CPU time.",
+        secs(p.utime),
+    );
+    o.one(
+        "sprout_rusage_stime_seconds_total",
+        "counter",
+        "System CPU time.",
+        secs(p.stime),
+    );
+    o.one(
+        "sprout_uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        p.uptime as f64,
+    );
+    o.one("sprout_pid", "gauge", "Process id.", f64::from(p.pid));
+    o.one(
+        "sprout_draining",
+        "gauge",
+        "1 in drain mode (SIGUSR1).",
+        if v.draining { 1.0 } else { 0.0 },
+    );
+    o.one(
+        "sprout_binlog_oldest_index",
+        "gauge",
+        "Oldest binlog segment.",
+        p.binlog_oldest_index as f64,
+    );
+    o.one(
+        "sprout_binlog_current_index",
+        "gauge",
+        "Binlog segment being written.",
+        p.binlog_current_index as f64,
+    );
+    o.one(
+        "sprout_binlog_max_size",
+        "gauge",
+        "Binlog segment size (-s), bytes.",
+        p.binlog_max_size as f64,
+    );
+    o.one(
+        "sprout_binlog_records_written_total",
+        "counter",
+        "Binlog records written.",
+        p.binlog_records_written as f64,
+    );
+    o.one(
+        "sprout_binlog_records_migrated_total",
+        "counter",
+        "Records moved by compaction.",
+        p.binlog_records_migrated as f64,
+    );
+    if let Some(b) = &s.binlog {
+        o.one(
+            "sprout_binlog_live_bytes",
+            "gauge",
+            "Bytes of binlog records of live jobs.",
+            b.live_bytes as f64,
+        );
+        o.one(
+            "sprout_binlog_disk_bytes",
+            "gauge",
+            "Bytes of binlog files on disk.",
+            b.disk_bytes as f64,
+        );
+        o.one(
+            "sprout_binlog_dead_bytes",
+            "gauge",
+            "Bytes of binlog files not holding live jobs.",
+            b.disk_bytes.saturating_sub(b.live_bytes) as f64,
+        );
+    }
+    o.head(
+        "sprout_info",
+        "gauge",
+        "Constant 1, labelled with the server's identity.",
+    );
+    let _ = writeln!(
+        o.0,
+        "sprout_info{{version=\"{}\",id=\"{}\",hostname=\"{}\",os=\"{}\",platform=\"{}\"}} 1",
+        escape(&p.version),
+        escape(&p.id),
+        escape(&p.hostname),
+        escape(&p.os),
+        escape(&p.platform)
+    );
+
+    let tubes = capped(s.tubes.clone(), tube_cap);
+    type Field = fn(&TubeMetrics) -> f64;
+    let tube_series: [(&str, &str, &str, Field); 16] = [
+        (
+            "current_jobs_urgent",
+            "gauge",
+            "Ready jobs with priority < 1024.",
+            |t| t.stats.urgent as f64,
+        ),
+        ("current_jobs_ready", "gauge", "Ready jobs.", |t| {
+            t.stats.ready as f64
+        }),
+        ("current_jobs_reserved", "gauge", "Reserved jobs.", |t| {
+            t.stats.reserved as f64
+        }),
+        ("current_jobs_delayed", "gauge", "Delayed jobs.", |t| {
+            t.stats.delayed as f64
+        }),
+        ("current_jobs_buried", "gauge", "Buried jobs.", |t| {
+            t.stats.buried as f64
+        }),
+        ("jobs_total", "counter", "Jobs created in the tube.", |t| {
+            t.stats.total_jobs as f64
+        }),
+        (
+            "current_using",
+            "gauge",
+            "Connections using the tube.",
+            |t| t.stats.using as f64,
+        ),
+        (
+            "current_watching",
+            "gauge",
+            "Connections watching the tube.",
+            |t| t.stats.watching as f64,
+        ),
+        (
+            "current_waiting",
+            "gauge",
+            "Connections blocked in reserve on the tube.",
+            |t| t.stats.waiting as f64,
+        ),
+        (
+            "cmd_delete_total",
+            "counter",
+            "Jobs deleted from the tube.",
+            |t| t.stats.cmd_delete as f64,
+        ),
+        (
+            "cmd_pause_tube_total",
+            "counter",
+            "pause-tube commands on the tube.",
+            |t| t.stats.cmd_pause_tube as f64,
+        ),
+        (
+            "pause_seconds",
+            "gauge",
+            "Requested pause, seconds (0 when not paused).",
+            |t| t.stats.pause as f64,
+        ),
+        (
+            "pause_time_left_seconds",
+            "gauge",
+            "Seconds until the pause ends.",
+            |t| t.stats.pause_time_left as f64,
+        ),
+        (
+            "timeouts_total",
+            "counter",
+            "Reservations in the tube that ran out of time.",
+            |t| t.counters.timeouts as f64,
+        ),
+        ("buries_total", "counter", "Jobs buried in the tube.", |t| {
+            t.counters.buries as f64
+        }),
+        (
+            "oldest_ready_age_seconds",
+            "gauge",
+            "How long the oldest ready job has waited.",
+            |t| t.oldest_ready_age,
+        ),
+    ];
+    for (n, kind, help, f) in tube_series {
+        let name = format!("sprout_tube_{n}");
+        o.head(&name, kind, help);
+        for (label, t) in &tubes {
+            let _ = writeln!(o.0, "{name}{{tube=\"{}\"}} {}", escape(label), f(t));
+        }
+    }
+    type HistOf = fn(&TubeMetrics) -> &Hist;
+    let hists: [(&str, &str, HistOf); 2] = [
+        (
+            "queue_wait_seconds",
+            "Time from a job becoming ready (put, release, kick, delay end) to its reserve.",
+            |t| &t.counters.queue_wait,
+        ),
+        (
+            "reserve_to_delete_seconds",
+            "Time from reserve (or the last touch) to delete.",
+            |t| &t.counters.reserve_to_delete,
+        ),
+    ];
+    for (n, help, f) in hists {
+        let name = format!("sprout_tube_{n}");
+        o.head(&name, "histogram", help);
+        for (label, t) in &tubes {
+            let h = f(t);
+            let l = escape(label);
+            let mut cum = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cum += h.buckets[i];
+                let _ = writeln!(o.0, "{name}_bucket{{tube=\"{l}\",le=\"{b}\"}} {cum}");
+            }
+            let _ = writeln!(o.0, "{name}_bucket{{tube=\"{l}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(
+                o.0,
+                "{name}_sum{{tube=\"{l}\"}} {}",
+                h.sum_ns as f64 / SECOND as f64
+            );
+            let _ = writeln!(o.0, "{name}_count{{tube=\"{l}\"}} {}", h.count);
+        }
+    }
+    o.0
+}
+
+/// Serves `/metrics` and `/healthz` until the process exits.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tube_cap: usize) {
+    loop {
+        match listener.accept().await {
+            Ok((sock, _)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        answer(sock, &shared, tube_cap),
+                    )
+                    .await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!("metrics accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn answer(mut sock: TcpStream, shared: &Shared, tube_cap: usize) -> std::io::Result<()> {
+    let mut req = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && !req.windows(2).any(|w| w == b"\n\n") {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 || req.len() > 16 * 1024 {
+            break;
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
+    let line = req.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => {
+            let snap = snapshot(shared);
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                render(&snap, tube_cap),
+            )
+        }
+        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await?;
+    sock.write_all(body.as_bytes()).await?;
+    sock.shutdown().await
+}

@@ -1,0 +1,74 @@
+//! Opening the binlog at startup: lock, recover (sprout's segments and any beanstalkd
+//! binlog files), restore the engine, start the writer.
+
+use std::time::Instant;
+
+use super::config::Config;
+use sprout_engine::Engine;
+use sprout_storage::{beanstalkd, record, recover, Binlog, SyncPolicy};
+
+/// Returns the restored engine and the running log. Errors carry beanstalkd's exit codes
+/// (10 for the directory lock).
+pub fn open(cfg: &Config, now: u64) -> Result<(Engine, Binlog), (String, i32)> {
+    let Some(dir) = cfg.binlog_dir.as_deref() else {
+        return Err(("no binlog directory".into(), 1));
+    };
+    let lock =
+        sprout_storage::lock_dir(dir).map_err(|e| (format!("failed to lock wal dir: {e}"), 10))?;
+    // Held for the life of the process.
+    std::mem::forget(lock);
+    let t0 = Instant::now();
+    let takeover = !beanstalkd::files(dir).is_empty();
+    let (bjobs, bmax, warnings) = if takeover {
+        beanstalkd::read(dir)
+    } else {
+        (Vec::new(), 0, Vec::new())
+    };
+    for w in &warnings {
+        tracing::warn!("binlog take-over: {w}");
+    }
+    let rec = recover::recover(dir, cfg.binlog_salvage).map_err(|e| (e, 1))?;
+    for n in &rec.notes {
+        tracing::warn!("binlog: {n}");
+    }
+    let mut engine = Engine::new();
+    let (n_sprout, n_bean) = (rec.jobs.len(), bjobs.len());
+    let mut live = 0u64;
+    // Our own records are newer than beanstalkd's: restore them first (a second restore of
+    // the same id is ignored).
+    for j in rec.jobs.into_iter().chain(bjobs) {
+        live += record::full_len(j.tube.len(), j.body.len()) as u64;
+        engine.restore(j, now);
+    }
+    engine.set_next_job_id(rec.next_id.max(bmax.saturating_add(1)));
+    engine.enable_journal();
+    let policy = SyncPolicy::from_flag(cfg.fsync_ms);
+    let next_id = engine.next_job_id();
+    let binlog = Binlog::start(dir, cfg.binlog_size, policy, &rec.segments, live, next_id);
+    if takeover {
+        let t = binlog.checkpoint(&mut engine);
+        if !binlog.wait_synced(t) {
+            return Err((
+                format!(
+                    "{}: could not rewrite the beanstalkd binlog in sprout's format; \
+                     the beanstalkd files were left in place",
+                    dir.display()
+                ),
+                1,
+            ));
+        }
+        tracing::warn!(
+            "binlog: took over {n_bean} jobs from beanstalkd's binlog in {}; its files were \
+             removed once rewritten",
+            dir.display()
+        );
+    }
+    tracing::info!(
+        "binlog: recovered {} jobs ({} records) from {} in {} ms",
+        n_sprout + n_bean,
+        rec.records,
+        dir.display(),
+        t0.elapsed().as_millis()
+    );
+    Ok((engine, binlog))
+}
