@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
-use sprout_storage::record::{self, Record, Snapshot};
 use sprout_fuzz::engine::{Cmd, Encode, Op, PutArgs, RestoreArgs, Script};
+use sprout_storage::record::{self, Record, Snapshot};
 
 fn corpus(target: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -302,8 +302,8 @@ fn engine_seeds() {
                 cmd(1, Reserve),
                 Op::PutBody(1),
                 Op::Disconnect(0),
-                Op::ForgetUnloggedPut(8),
-                Op::ForgetUnloggedPut(3),
+                Op::RefusePut(8),
+                Op::RefusePut(3),
                 Op::Tick(secs(2)),
                 Op::Connect,
                 cmd(1, Kick(255)),

@@ -44,7 +44,11 @@ fn known_bug_segment(data: &[u8]) -> bool {
     }
     let mut off = record::HEADER_LEN;
     while let Next::Record(r, n) = record::decode(&data[off..]) {
-        if r.id() >= 1 << 63 {
+        let id = match r {
+            record::Record::IdLimit { limit } => limit,
+            r => r.job_id().unwrap_or(0),
+        };
+        if id >= 1 << 63 {
             return true;
         }
         off += n;

@@ -3,8 +3,9 @@
 //! The input is an arbitrary (derive) `Script`: jobs restored at startup (as from a binlog),
 //! then a sequence of operations over a few connections and tubes: connect/disconnect,
 //! `put_header` + `put_body` (together or with other operations in between), every
-//! `Command` variant, `tick` with time advances, `cancel_wait`, the put counters,
-//! `forget_unlogged_put`, draining and memory limits. Time only moves forward.
+//! `Command` variant, `tick` with time advances, `cancel_wait`, the put counters, puts
+//! whose log write fails (admitted, never applied), draining and memory limits. Time only
+//! moves forward.
 //!
 //! Checks, after every step:
 //! - `engine.check_invariants()` is Ok;
@@ -159,8 +160,9 @@ pub enum Op {
     Tick(u16),
     /// Time passes; the timer has not run yet.
     Sleep(u16),
-    /// The put's log write failed: the server drops the job unless a worker has it.
-    ForgetUnloggedPut(u8),
+    /// The connection's pending put is admitted but its log write fails: it is never
+    /// applied, and its id is marked dead in the log.
+    RefusePut(u8),
     SetDraining,
     SetLimits {
         jobs: Option<u8>,
@@ -311,7 +313,8 @@ impl Harness {
 
     /// Replies pushed for other connections: each goes to a connection blocked in reserve.
     fn deliver(&mut self, out: &mut Deliveries) {
-        for (to, reply) in out.drain(..) {
+        for d in out.drain(..) {
+            let (to, reply) = (d.conn, d.reply);
             let Some(c) = self.conns.iter_mut().find(|c| c.id == to) else {
                 panic!("reply {reply:?} for connection {to}, which is gone");
             };
@@ -333,11 +336,14 @@ impl Harness {
         for op in self.ops.drain(..) {
             let r = match op {
                 JournalOp::Full(id) => full_record(&self.e, id),
-                JournalOp::Update(id) => self.e.job(id).map(|j| Record::Update {
-                    id,
-                    snap: snapshot(j),
-                }),
+                JournalOp::Update(id) | JournalOp::Reserve(id) => {
+                    self.e.job(id).map(|j| Record::Update {
+                        id,
+                        snap: snapshot(j),
+                    })
+                }
                 JournalOp::Delete { id, .. } => Some(Record::Delete { id }),
+                JournalOp::IdLimit(limit) => Some(Record::IdLimit { limit }),
             };
             if let Some(r) = r {
                 record::encode(&mut self.log, &r);
@@ -436,19 +442,16 @@ impl Harness {
                 }
             }
             Op::Sleep(a) => self.now = self.now.saturating_add(advance(a)),
-            Op::ForgetUnloggedPut(j) => {
-                let id = self.job_ref(j);
-                let reserved = self.e.job(id).map(|j| j.state == JobState::Reserved);
-                let dropped = self.e.forget_unlogged_put(id);
-                assert_eq!(
-                    dropped,
-                    reserved == Some(false),
-                    "forget_unlogged_put({id})"
-                );
-                assert_eq!(dropped, self.e.job(id).is_none() && reserved.is_some());
-                if dropped {
-                    // As far as the log goes, the job never was.
-                    record::encode(&mut self.log, &Record::Delete { id });
+            Op::RefusePut(c) => {
+                if let Some(i) = self.conn(c) {
+                    if let Some((id, h, body)) = self.conns[i].put.take() {
+                        let admitted = self.e.put_admit(self.conns[i].id, id, h, body, self.now);
+                        // Whether admitted or not, nothing is applied: the job never exists,
+                        // and as far as the log goes its id is dead.
+                        drop(admitted);
+                        assert!(self.e.job(id).is_none(), "refused put {id} exists");
+                        record::encode(&mut self.log, &Record::Delete { id });
+                    }
                 }
             }
             Op::SetDraining => self.e.set_draining(),
@@ -830,9 +833,9 @@ impl Encode for Op {
                 v(out, 9);
                 a.encode(out);
             }
-            Op::ForgetUnloggedPut(j) => {
+            Op::RefusePut(c) => {
                 v(out, 10);
-                out.push(j);
+                out.push(c);
             }
             Op::SetDraining => v(out, 11),
             Op::SetLimits { jobs, bytes } => {

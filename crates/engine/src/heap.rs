@@ -81,6 +81,7 @@ mod tests {
         Job {
             id,
             created: 0,
+            lsn: 0,
             deadline: 0,
             seq: 0,
             reserves: 0,

@@ -33,6 +33,9 @@ impl JobState {
 pub struct Job {
     pub id: JobId,
     pub created: u64,
+    /// Log position of the job's latest logged change (0 without a log): anything that
+    /// shows the job waits until the log is durable up to here.
+    pub lsn: u64,
     /// Delayed: when it becomes ready. Reserved: when the reservation ends.
     pub deadline: u64,
     /// While buried: position in its tube's buried FIFO. While reserved: when the

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::body::Body;
 use super::job::{Job, JobId, JobState};
-use super::Engine;
+use super::{Engine, LSN_PENDING};
 
 /// One change to write to the log. The log writer reads the job's current fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,9 +14,29 @@ pub enum JournalOp {
     Full(JobId),
     /// The job's state or counters changed: write an update record.
     Update(JobId),
+    /// The job was reserved: an update record too, but nothing waits for it to be durable
+    /// (after a crash a reserved job comes back ready anyway; only its `reserves` count may
+    /// then be one lower than a client saw).
+    Reserve(JobId),
     /// The job was deleted. `file` held its full record; `size` is its tube name plus
     /// body length (to account live bytes).
     Delete { id: JobId, file: u32, size: u64 },
+    /// From here on no id at or above this is handed out (until the next such op): ids
+    /// are taken in blocks, so that none is ever handed out twice, even across crashes.
+    IdLimit(JobId),
+}
+
+impl JournalOp {
+    /// The job the change is about.
+    pub fn job(&self) -> Option<JobId> {
+        match *self {
+            JournalOp::Full(id)
+            | JournalOp::Update(id)
+            | JournalOp::Reserve(id)
+            | JournalOp::Delete { id, .. } => Some(id),
+            JournalOp::IdLimit(_) => None,
+        }
+    }
 }
 
 /// A job read back from the log.
@@ -51,6 +71,12 @@ impl Engine {
     pub(super) fn log(&mut self, op: JournalOp) {
         if let Some(j) = &mut self.journal {
             j.push(op);
+            // Its position is known once the server appends it (see `LSN_PENDING`).
+            if let JournalOp::Full(id) | JournalOp::Update(id) = op {
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.lsn = LSN_PENDING;
+                }
+            }
         }
     }
 
@@ -68,6 +94,13 @@ impl Engine {
         }
     }
 
+    /// Sets the log position of job `id`'s latest change.
+    pub fn set_job_lsn(&mut self, id: JobId, lsn: u64) {
+        if let Some(j) = self.jobs.get_mut(&id) {
+            j.lsn = lsn;
+        }
+    }
+
     pub fn tube_name(&self, j: &Job) -> &str {
         &self.tubes.get(j.tube).name
     }
@@ -82,39 +115,22 @@ impl Engine {
         self.next_job
     }
 
-    pub fn set_next_job_id(&mut self, id: JobId) {
-        self.next_job = self.next_job.max(id);
+    /// No id at or above this has been handed out: what segment headers record.
+    pub fn id_limit(&self) -> JobId {
+        self.id_limit
     }
 
-    /// Drops a job whose put could not be logged (its producer was told OUT_OF_MEMORY),
-    /// unless a worker already holds it. Records a delete, in case its put reaches the log
-    /// after all.
-    pub fn forget_unlogged_put(&mut self, id: JobId) -> bool {
-        let Some(state) = self.jobs.get(&id).map(|j| j.state) else {
-            return false;
-        };
-        match state {
-            JobState::Ready => self.remove_ready(id),
-            JobState::Delayed => self.remove_delayed(id),
-            JobState::Buried => self.remove_buried(id),
-            JobState::Reserved => return false,
-        }
-        if let Some(j) = self.jobs.remove(&id) {
-            self.body_bytes -= j.body.len() as u64;
-            self.total_jobs = self.total_jobs.saturating_sub(1);
-            let tube = self.tubes.get_mut(j.tube);
-            tube.total_jobs = tube.total_jobs.saturating_sub(1);
-            let size = (tube.name.len() + j.body.len()) as u64;
-            // Its full record may reach the log later (a retry after write errors): make
-            // sure a delete follows it.
-            self.log(JournalOp::Delete {
-                id,
-                file: j.file,
-                size,
-            });
-            self.gc_tube(j.tube);
-        }
-        true
+    /// At startup: ids below `id` were handed out before.
+    pub fn set_next_job_id(&mut self, id: JobId) {
+        self.next_job = self.next_job.max(id);
+        self.id_limit = self.id_limit.max(self.next_job);
+    }
+
+    /// At a clean shutdown: records the exact next id, so that a restart continues from
+    /// it rather than from the end of the current block.
+    pub fn close_ids(&mut self) {
+        self.id_limit = self.next_job;
+        self.log(JournalOp::IdLimit(self.next_job));
     }
 
     /// Puts a job read from the log back in its state: reserved jobs become ready, delayed
@@ -132,6 +148,7 @@ impl Engine {
             Job {
                 id,
                 created: r.created,
+                lsn: 0,
                 deadline: 0,
                 seq: 0,
                 reserves: r.reserves,
@@ -150,6 +167,7 @@ impl Engine {
             },
         );
         self.next_job = self.next_job.max(id.saturating_add(1));
+        self.id_limit = self.id_limit.max(self.next_job);
         match r.state {
             JobState::Delayed if r.deadline > now => self.make_delayed(id, r.deadline),
             JobState::Buried => {

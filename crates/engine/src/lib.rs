@@ -2,6 +2,9 @@
 //! nanoseconds, and replies for other connections (a waiting reserve served by someone
 //! else's put, a timeout) are pushed to a [`Deliveries`] list.
 //!
+//! With a log, every reply and delivery says what it shows ([`Reveal`], or the position in
+//! each [`Delivery`]), so that the server sends it only once the log is durable that far.
+//!
 //! Every operation costs O(log n) in jobs, tubes and waiting connections, except those
 //! that are inherently per watched tube of the calling connection (reserve, disconnect).
 
@@ -37,8 +40,72 @@ pub const SECOND: u64 = 1_000_000_000;
 /// A reserve answers DEADLINE_SOON this long before a reservation ends.
 pub(crate) const SAFETY_MARGIN: u64 = SECOND;
 
+/// A reply owed to a connection other than the caller (or to the caller, later).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub conn: ConnId,
+    pub reply: Reply,
+    /// The log position of the change it shows (0: none): it leaves once the log is
+    /// durable up to here.
+    pub lsn: u64,
+}
+
+impl PartialEq<(ConnId, Reply)> for Delivery {
+    fn eq(&self, o: &(ConnId, Reply)) -> bool {
+        self.conn == o.0 && self.reply == o.1
+    }
+}
+
 /// Replies owed to connections other than the caller (or to the caller, later).
-pub type Deliveries = Vec<(ConnId, Reply)>;
+pub type Deliveries = Vec<Delivery>;
+
+/// What the reply to the last command shows, for the commit watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reveal {
+    /// Nothing that a crash could take back (or only counters, which may run ahead).
+    #[default]
+    Nothing,
+    /// A job as of its change at this log position.
+    Job(u64),
+    /// That something is not there (NOT_FOUND): it may have just been deleted, so the
+    /// reply waits for the latest delete to be durable.
+    Absence,
+}
+
+/// The log position of a change made in the current call, not yet appended: whoever
+/// appends the call's changes replaces it with the end of what it appended.
+pub const LSN_PENDING: u64 = u64::MAX;
+
+/// Ids are taken from the log in blocks of this many (see [`JournalOp::IdLimit`]).
+pub const ID_BLOCK: u64 = 1024;
+
+/// Node-local admission, decided before a change is applied (never inside it): drain
+/// mode and the `--max-jobs` / `--max-memory` limits.
+#[derive(Debug, Default)]
+struct Local {
+    draining: bool,
+    max_jobs: Option<u64>,
+    max_body_bytes: Option<u64>,
+}
+
+/// A put that was admitted (and, with a log, logged): what applying it needs.
+#[derive(Debug, Clone)]
+pub struct NewPut {
+    pub conn: ConnId,
+    pub id: JobId,
+    /// The connection's used tube when the put was admitted, and its name (the tube may be
+    /// gone by the time the put is applied, if the connection closed meanwhile).
+    pub tube: TubeId,
+    pub tube_name: std::sync::Arc<str>,
+    pub pri: u32,
+    pub delay: u32,
+    pub ttr: u32,
+    pub created: u64,
+    pub body: Bytes,
+    /// Where its full record is (0 without a log).
+    pub file: u32,
+    pub lsn: u64,
+}
 
 /// The outcome of a command: a reply now, or the connection now waits for a job.
 #[derive(Debug, PartialEq)]
@@ -53,6 +120,8 @@ pub struct Engine {
     tubes: Tubes,
     conns: FxHashMap<ConnId, Conn>,
     next_job: JobId,
+    /// No id at or above this was handed out (the log knows it).
+    id_limit: JobId,
     next_conn: ConnId,
     seq: u64,
     /// All delayed jobs by (ready time, id).
@@ -75,16 +144,15 @@ pub struct Engine {
     producers: u64,
     workers: u64,
     waiting: u64,
-    draining: bool,
+    local: Local,
+    /// What the reply to the current command shows.
+    reveal: Reveal,
     /// Changes to persist, when a binlog is in use.
     journal: Option<Vec<JournalOp>>,
     /// The time of the call being run.
     now: u64,
     /// Bytes of job bodies held.
     body_bytes: u64,
-    /// `--max-jobs` / `--max-memory`: beyond these, put answers OUT_OF_MEMORY.
-    max_jobs: Option<u64>,
-    max_body_bytes: Option<u64>,
 }
 
 impl Default for Engine {
@@ -100,6 +168,7 @@ impl Engine {
             tubes: Tubes::new(),
             conns: FxHashMap::default(),
             next_job: 1,
+            id_limit: 1,
             next_conn: 1,
             seq: 0,
             delayed: BTreeSet::new(),
@@ -117,12 +186,11 @@ impl Engine {
             producers: 0,
             workers: 0,
             waiting: 0,
-            draining: false,
+            local: Local::default(),
+            reveal: Reveal::Nothing,
             journal: None,
             now: 0,
             body_bytes: 0,
-            max_jobs: None,
-            max_body_bytes: None,
         }
     }
 
@@ -200,12 +268,17 @@ impl Engine {
     }
 
     pub fn set_draining(&mut self) {
-        self.draining = true;
+        self.local.draining = true;
     }
 
     #[cfg(test)]
     pub(crate) fn draining(&self) -> bool {
-        self.draining
+        self.local.draining
+    }
+
+    /// What the reply to the last command shows (see [`Reveal`]).
+    pub fn reveal(&self) -> Reveal {
+        self.reveal
     }
 
     // ----- put ---------------------------------------------------------------------
@@ -222,6 +295,12 @@ impl Engine {
         // Ids never wrap to 0; at u64::MAX (only from a damaged log) puts are refused.
         let id = self.next_job;
         self.next_job = self.next_job.saturating_add(1);
+        // Take the next block while half of this one is left, so that its record is long
+        // written before its first id is handed out.
+        if self.next_job.saturating_add(ID_BLOCK / 2) >= self.id_limit {
+            self.id_limit = self.next_job.saturating_add(ID_BLOCK);
+            self.log(JournalOp::IdLimit(self.id_limit));
+        }
         id
     }
 
@@ -235,7 +314,9 @@ impl Engine {
         self.cmd.pause_tube += 1;
     }
 
-    /// The body of the put whose header got `id` arrived.
+    /// The body of the put whose header got `id` arrived: admits and applies it at once
+    /// (without a log; with one, the server logs the put between [`Engine::put_admit`] and
+    /// [`Engine::put_apply`]).
     pub fn put_body(
         &mut self,
         c: ConnId,
@@ -245,22 +326,71 @@ impl Engine {
         now: u64,
         out: &mut Deliveries,
     ) -> Reply {
-        self.now = now;
-        if self.draining {
-            return Reply::Draining;
+        match self.put_admit(c, id, h, body, now) {
+            Ok(p) => self.put_apply(p, now, out),
+            Err(r) => r,
+        }
+    }
+
+    /// Decides whether a put may happen (drain mode, limits, a valid id): the part of a
+    /// put that is node-local. Changes nothing.
+    pub fn put_admit(
+        &self,
+        c: ConnId,
+        id: JobId,
+        h: PutHeader,
+        body: Bytes,
+        now: u64,
+    ) -> Result<NewPut, Reply> {
+        if self.local.draining {
+            return Err(Reply::Draining);
         }
         let Some(conn) = self.conns.get(&c) else {
-            return Reply::InternalError;
+            return Err(Reply::InternalError);
         };
         if self.put_would_exceed(body.len() as u64) || id == 0 || self.jobs.contains_key(&id) {
-            return Reply::OutOfMemory;
+            return Err(Reply::OutOfMemory);
         }
-        self.body_bytes += body.len() as u64;
         let tube = conn.use_tube;
-        let delay = u64::from(h.delay) * SECOND;
+        Ok(NewPut {
+            conn: c,
+            id,
+            tube,
+            tube_name: self.tubes.get(tube).name.clone(),
+            pri: h.pri,
+            delay: h.delay,
+            ttr: h.ttr.max(1),
+            created: now,
+            body,
+            file: 0,
+            lsn: 0,
+        })
+    }
+
+    /// Applies an admitted put (logged first, with a log). Deterministic: it depends only
+    /// on the put and the engine's state.
+    pub fn put_apply(&mut self, p: NewPut, now: u64, out: &mut Deliveries) -> Reply {
+        self.now = now;
+        let id = p.id;
+        if id == 0 || self.jobs.contains_key(&id) {
+            return Reply::InternalError;
+        }
+        let tube = if self
+            .tubes
+            .try_get(p.tube)
+            .is_some_and(|t| t.name == p.tube_name)
+        {
+            p.tube
+        } else {
+            self.tubes.find_or_make(&p.tube_name)
+        };
+        self.body_bytes += p.body.len() as u64;
+        let delay = u64::from(p.delay) * SECOND;
+        let logged = p.lsn != 0;
         let job = Job {
             id,
-            created: now,
+            created: p.created,
+            lsn: p.lsn,
             deadline: 0,
             seq: 0,
             reserves: 0,
@@ -268,21 +398,23 @@ impl Engine {
             releases: 0,
             buries: 0,
             kicks: 0,
-            pri: h.pri,
+            pri: p.pri,
             tube,
-            delay: h.delay,
-            ttr: h.ttr.max(1),
-            file: 0,
+            delay: p.delay,
+            ttr: p.ttr.max(1),
+            file: p.file,
             heap_pos: 0,
             state: JobState::Ready,
-            body: Body::from_bytes(body),
+            body: Body::from_bytes(p.body),
         };
         self.jobs.insert(id, job);
-        self.log(JournalOp::Full(id));
+        if !logged {
+            self.log(JournalOp::Full(id));
+        }
         self.total_jobs += 1;
         self.tubes.get_mut(tube).total_jobs += 1;
         if delay > 0 {
-            self.make_delayed(id, now.saturating_add(delay));
+            self.make_delayed(id, p.created.saturating_add(delay));
         } else {
             self.make_ready(id);
             self.process_queue(now, out);
@@ -292,8 +424,18 @@ impl Engine {
 
     // ----- commands ----------------------------------------------------------------
 
-    /// Runs one command (not `put`, whose parts have their own calls, nor `quit`).
+    /// Runs one command (not `put`, whose parts have their own calls, nor `quit`). What
+    /// its reply shows is [`Engine::reveal`] afterwards.
     pub fn execute(&mut self, c: ConnId, cmd: Command, now: u64, out: &mut Deliveries) -> Outcome {
+        self.reveal = Reveal::Nothing;
+        let o = self.run(c, cmd, now, out);
+        if o == Outcome::Reply(Reply::NotFound) {
+            self.reveal = Reveal::Absence;
+        }
+        o
+    }
+
+    fn run(&mut self, c: ConnId, cmd: Command, now: u64, out: &mut Deliveries) -> Outcome {
         self.now = now;
         if !self.conns.contains_key(&c) {
             return Outcome::Reply(Reply::InternalError);
@@ -320,7 +462,9 @@ impl Engine {
                     Some(JobState::Delayed) => self.remove_delayed(id),
                     _ => return Outcome::Reply(Reply::NotFound),
                 }
-                self.reserve_job(c, id, now)
+                let (r, lsn) = self.reserve_job(c, id, now);
+                self.reveal = Reveal::Job(lsn);
+                r
             }
             Command::Delete(id) => {
                 self.cmd.delete += 1;
@@ -441,7 +585,10 @@ impl Engine {
             Command::StatsJob(id) => {
                 self.cmd.stats_job += 1;
                 match self.job_stats(id, now) {
-                    Some(s) => Reply::StatsJob(Box::new(s)),
+                    Some(s) => {
+                        self.reveal = Reveal::Job(self.jobs.get(&id).map_or(0, |j| j.lsn));
+                        Reply::StatsJob(Box::new(s))
+                    }
                     None => Reply::NotFound,
                 }
             }
@@ -509,13 +656,17 @@ impl Engine {
         // served), so the best one among the watched tubes goes to this connection, as it
         // would after waiting; without registering and unregistering with every tube.
         if let Some(id) = self.best_ready(c) {
-            return Outcome::Reply(self.hand_out(c, id, now));
+            let (r, lsn) = self.hand_out(c, id, now);
+            self.reveal = Reveal::Job(lsn);
+            return Outcome::Reply(r);
         }
         let timeout_at = timeout.map(|t| now.saturating_add(u64::from(t) * SECOND));
         self.start_wait(c, timeout_at);
         self.process_queue(now, out);
-        if let Some(i) = out.iter().position(|(to, _)| *to == c) {
-            return Outcome::Reply(out.remove(i).1);
+        if let Some(i) = out.iter().position(|d| d.conn == c) {
+            let d = out.remove(i);
+            self.reveal = Reveal::Job(d.lsn);
+            return Outcome::Reply(d.reply);
         }
         if timeout == Some(0) {
             // As the wait timer would at once: DEADLINE_SOON takes precedence.
@@ -583,12 +734,15 @@ impl Engine {
         Reply::Touched
     }
 
-    fn found(&self, id: Option<JobId>) -> Reply {
+    fn found(&mut self, id: Option<JobId>) -> Reply {
         match id.and_then(|id| self.jobs.get(&id)) {
-            Some(j) => Reply::Found {
-                id: j.id,
-                body: j.body.to_bytes(),
-            },
+            Some(j) => {
+                self.reveal = Reveal::Job(j.lsn);
+                Reply::Found {
+                    id: j.id,
+                    body: j.body.to_bytes(),
+                }
+            }
             None => Reply::NotFound,
         }
     }
@@ -706,7 +860,11 @@ impl Engine {
                 Reply::TimedOut
             };
             self.stop_wait(c);
-            out.push((c, reply));
+            out.push(Delivery {
+                conn: c,
+                reply,
+                lsn: 0,
+            });
         }
     }
 
@@ -728,7 +886,7 @@ impl Engine {
             workers: self.workers,
             waiting: self.waiting,
             total_connections: self.total_connections,
-            draining: self.draining,
+            draining: self.local.draining,
         }
     }
 
@@ -787,14 +945,17 @@ impl Engine {
 
     /// Limits after which `put` answers OUT_OF_MEMORY (None: no limit).
     pub fn set_limits(&mut self, max_jobs: Option<u64>, max_body_bytes: Option<u64>) {
-        self.max_jobs = max_jobs;
-        self.max_body_bytes = max_body_bytes;
+        self.local.max_jobs = max_jobs;
+        self.local.max_body_bytes = max_body_bytes;
     }
 
     /// Would a put of a body this big be refused for `--max-jobs`/`--max-memory`?
     pub fn put_would_exceed(&self, bytes: u64) -> bool {
-        self.max_jobs.is_some_and(|m| self.jobs.len() as u64 >= m)
+        self.local
+            .max_jobs
+            .is_some_and(|m| self.jobs.len() as u64 >= m)
             || self
+                .local
                 .max_body_bytes
                 .is_some_and(|m| self.body_bytes + bytes > m)
     }
@@ -962,10 +1123,12 @@ impl Engine {
     }
 
     /// Reserves a job that the caller already took out of its previous state.
-    fn reserve_job(&mut self, c: ConnId, id: JobId, now: u64) -> Reply {
+    /// Returns the reply and the log position of the job's change before this reserve.
+    fn reserve_job(&mut self, c: ConnId, id: JobId, now: u64) -> (Reply, u64) {
         self.seq += 1;
         let seq = self.seq;
         let j = self.job_mut(id);
+        let lsn = j.lsn;
         j.seq = seq;
         j.state = JobState::Reserved;
         j.deadline = now.saturating_add(u64::from(j.ttr) * SECOND);
@@ -975,8 +1138,8 @@ impl Engine {
         self.tubes.get_mut(t).reserved += 1;
         self.reserved.insert((deadline, id, c));
         self.conn_mut(c).reserved.insert((deadline, id));
-        self.log(JournalOp::Update(id));
-        Reply::Reserved { id, body }
+        self.log(JournalOp::Reserve(id));
+        (Reply::Reserved { id, body }, lsn)
     }
 
     /// Takes a job out of `c`'s reservations; false if `c` does not hold it.
@@ -1102,13 +1265,18 @@ impl Engine {
                 continue;
             };
             self.stop_wait(c);
-            let reply = self.hand_out(c, id, now);
-            out.push((c, reply));
+            let (reply, lsn) = self.hand_out(c, id, now);
+            out.push(Delivery {
+                conn: c,
+                reply,
+                lsn,
+            });
         }
     }
 
-    /// Gives the ready job `id` to connection `c` (not waiting any more).
-    fn hand_out(&mut self, c: ConnId, id: JobId, now: u64) -> Reply {
+    /// Gives the ready job `id` to connection `c` (not waiting any more). Returns the
+    /// reply and the log position of the job's change that it shows.
+    fn hand_out(&mut self, c: ConnId, id: JobId, now: u64) -> (Reply, u64) {
         self.remove_ready(id);
         self.record_queue_wait(id, now);
         self.reserve_job(c, id, now)

@@ -217,8 +217,11 @@ impl H {
         self.tick_at(self.now + dt);
     }
 
-    fn take(&mut self) -> Deliveries {
+    fn take(&mut self) -> Vec<(ConnId, Reply)> {
         std::mem::take(&mut self.out)
+            .into_iter()
+            .map(|d| (d.conn, d.reply))
+            .collect()
     }
 
     fn stats(&mut self, c: ConnId) -> ServerStats {

@@ -143,6 +143,11 @@ impl Tubes {
         }
     }
 
+    /// The tube with this id, if there is one.
+    pub(crate) fn try_get(&self, id: TubeId) -> Option<&Tube> {
+        self.slots.get(id as usize)?.as_ref()
+    }
+
     pub(crate) fn get_mut(&mut self, id: TubeId) -> &mut Tube {
         match self.slots.get_mut(id as usize) {
             Some(Some(t)) => t,

@@ -3,6 +3,7 @@
 //! reserve stops command processing (as in beanstalkd) while the socket is still watched
 //! for a hang-up.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
@@ -14,11 +15,11 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::futures::Notified;
 use tokio::sync::{oneshot, watch};
 
-use super::Shared;
-use sprout_engine::{ConnId, JobId, Outcome};
+use super::{Delivered, Shared};
+use sprout_engine::{ConnId, JobId, NewPut, Outcome, Reveal};
 use sprout_protocol::command::PutHeader;
 use sprout_protocol::{Command, Decoder, Event, LineError, Reply};
-use sprout_storage::{Acked, Ticket};
+use sprout_storage::{Acked, NewJob, SyncPolicy, Ticket};
 
 /// Stop decoding more commands once this many reply bytes are queued; write them first.
 const OUT_HIGH: usize = 256 * 1024;
@@ -152,11 +153,37 @@ mod pool {
 }
 
 /// What the connection does after an event.
+/// What the connection does after an event.
 enum Next {
     Continue,
-    Wait(oneshot::Receiver<Reply>),
+    Wait(oneshot::Receiver<Delivered>),
     Quit,
 }
+
+/// What a queued reply waits for before it may be sent (see `sprout_storage::ack`).
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    /// Nothing: it goes out after the replies before it.
+    None,
+    /// It acknowledges a change: the change must be durable (else the client is told it
+    /// failed).
+    Ack(Ticket),
+    /// It shows state as of this log position: the watermark must reach it.
+    Shows(u64),
+}
+
+/// A reply owed, in order.
+enum Held {
+    Reply(Reply, Hold),
+    /// A put that is logged but not yet applied: once its record is durable it is applied
+    /// and answered INSERTED; if the record fails, OUT_OF_MEMORY and the job never exists.
+    Put(Box<NewPut>, Ticket),
+}
+
+/// Queued replies beyond which the connection stops decoding commands until they are
+/// settled (pipelined puts wait for the log holding their bodies).
+const HELD_MAX: usize = 1024;
+const HELD_BYTES_MAX: usize = 1 << 20;
 
 struct Conn {
     id: ConnId,
@@ -170,8 +197,13 @@ struct Conn {
     verbose: bool,
     /// Bytes read since this task last yielded.
     read_since_yield: usize,
-    /// Replies waiting for their changes to reach the log, in order.
-    held: Vec<(Reply, Option<Ticket>)>,
+    /// Replies waiting for the log, in order.
+    held: VecDeque<Held>,
+    /// Puts in `held` (logged, not applied): a command must not run before they are
+    /// applied, since it could depend on them.
+    unapplied: usize,
+    /// Body bytes of those puts.
+    unapplied_bytes: usize,
     acked: Option<watch::Receiver<Acked>>,
 }
 
@@ -188,7 +220,9 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
         out: BytesMut::new(),
         put: None,
         eof: false,
-        held: Vec::new(),
+        held: VecDeque::new(),
+        unapplied: 0,
+        unapplied_bytes: 0,
         acked: None,
         read_since_yield: 0,
     };
@@ -199,6 +233,11 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
     stopped.as_mut().enable();
     if let Err(e) = c.run(stopped).await {
         tracing::debug!("conn {id}: {e}");
+    }
+    // Puts that are logged must be applied even though nobody reads the replies: the log
+    // has them, so the engine must too.
+    if c.unapplied > 0 && !c.shared.stopping() {
+        c.settle().await;
     }
     let shared = c.shared.clone();
     let _ = shared.with_engine(|e, now, out| e.disconnect(id, now, out));
@@ -211,6 +250,10 @@ impl Conn {
         loop {
             // Answer everything already buffered.
             while let Some(ev) = self.decoder.decode(&mut self.input) {
+                if self.unapplied > 0 && matches!(ev, Event::Command(_)) {
+                    // The command may depend on the puts before it: apply them first.
+                    self.settle().await;
+                }
                 match self.on_event(ev) {
                     Next::Continue => {}
                     Next::Quit => {
@@ -226,6 +269,8 @@ impl Conn {
                 }
                 if self.out.len() >= OUT_HIGH {
                     self.flush().await?;
+                } else if self.held.len() >= HELD_MAX || self.unapplied_bytes >= HELD_BYTES_MAX {
+                    self.settle().await;
                 }
             }
             self.flush().await?;
@@ -257,7 +302,7 @@ impl Conn {
                         self.input = pool::take();
                     }
                     self.input.reserve(want);
-                                        match self.sock.try_read_buf(&mut self.input) {
+                    match self.sock.try_read_buf(&mut self.input) {
                         Ok(0) => self.eof = true,
                         Ok(n) => self.read_since_yield += n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -272,7 +317,7 @@ impl Conn {
     /// Waits for a blocked reserve's reply. Returns false when the connection should close.
     async fn wait(
         &mut self,
-        mut rx: oneshot::Receiver<Reply>,
+        mut rx: oneshot::Receiver<Delivered>,
         mut stop: Pin<&mut Notified<'_>>,
     ) -> io::Result<bool> {
         loop {
@@ -283,7 +328,7 @@ impl Conn {
             tokio::select! {
                 r = &mut rx => {
                     match r {
-                        Ok(reply) => self.reply(reply),
+                        Ok((reply, lsn)) => self.reply_showing(reply, lsn),
                         Err(_) => return Ok(false),
                     }
                     return Ok(true);
@@ -293,7 +338,7 @@ impl Conn {
                     if ready.is_read_closed() {
                         return self.hang_up(rx).await;
                     }
-                                        match self.sock.try_read_buf(&mut self.input) {
+                    match self.sock.try_read_buf(&mut self.input) {
                         Ok(0) => self.eof = true,
                         Ok(n) => self.read_since_yield += n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -307,7 +352,7 @@ impl Conn {
 
     /// The client half-closed while blocked in reserve: TIMED_OUT (unless a job arrived
     /// first), then close.
-    async fn hang_up(&mut self, mut rx: oneshot::Receiver<Reply>) -> io::Result<bool> {
+    async fn hang_up(&mut self, mut rx: oneshot::Receiver<Delivered>) -> io::Result<bool> {
         let id = self.id;
         let cancelled = {
             let mut st = self.shared.lock();
@@ -317,59 +362,89 @@ impl Conn {
             }
             c
         };
-        let reply = if cancelled {
-            Reply::TimedOut
+        let (reply, lsn) = if cancelled {
+            (Reply::TimedOut, 0)
         } else {
-            match rx.try_recv() {
-                Ok(r) => r,
-                Err(_) => Reply::TimedOut,
-            }
+            rx.try_recv().unwrap_or((Reply::TimedOut, 0))
         };
-        self.reply(reply);
+        self.reply_showing(reply, lsn);
         self.flush().await?;
         Ok(false)
     }
 
-    /// Sends what is owed: first waits until held replies' changes are in the log.
+    /// Sends what is owed, once the log allows (see `settle`).
     async fn flush(&mut self) -> io::Result<()> {
-        if !self.held.is_empty() {
-            if let Some(b) = self.shared.binlog.as_ref() {
-                b.wait_for_room().await;
-            }
-            let policy = self.shared.binlog.as_ref().map(|b| b.policy());
-            let held = std::mem::take(&mut self.held);
-            for (r, t) in held {
-                let ok = match (t, policy, self.acked.as_mut()) {
-                    (Some(t), Some(policy), Some(rx)) => {
-                        let mut res = None;
-                        let waited = rx
-                            .wait_for(|a| {
-                                res = t.check(a, policy);
-                                res.is_some()
-                            })
-                            .await;
-                        waited.is_ok() && res == Some(true)
-                    }
-                    _ => true,
-                };
-                if ok {
-                    self.reply(r);
-                } else if let Reply::Inserted(job) = r {
-                    // Not in the log: the job must not run either (unless a worker has it).
-                    let _ = self
-                        .shared
-                        .with_engine(|e, _, _| e.forget_unlogged_put(job));
-                    self.reply(Reply::OutOfMemory);
-                } else {
-                    self.reply(Reply::InternalError);
-                }
-            }
-        }
+        self.settle().await;
         self.sock.write_all(&mut self.out).await
     }
 
-    /// Queues a reply; one that acknowledges a change waits for the log (see `flush`).
-    fn reply_after(&mut self, r: Reply, t: Option<Ticket>) {
+    /// Encodes every held reply in order, each once the log is durable as far as it needs;
+    /// applies the logged puts among them.
+    async fn settle(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        if let Some(b) = self.shared.binlog.as_ref() {
+            b.wait_for_room().await;
+        }
+        let policy = self.shared.binlog.as_ref().map(|b| b.policy());
+        while let Some(h) = self.held.pop_front() {
+            match h {
+                Held::Reply(r, Hold::None) => self.encode(r),
+                Held::Reply(r, Hold::Ack(t)) => {
+                    let r = if self.ticket_ok(t, policy).await {
+                        r
+                    } else {
+                        Reply::InternalError
+                    };
+                    self.encode(r);
+                }
+                Held::Reply(r, Hold::Shows(lsn)) => {
+                    if let Some(rx) = self.acked.as_mut() {
+                        let _ = rx.wait_for(|a| a.covers(lsn)).await;
+                    }
+                    self.encode(r);
+                }
+                Held::Put(p, t) => {
+                    self.unapplied -= 1;
+                    self.unapplied_bytes -= p.body.len();
+                    let r = if self.ticket_ok(t, policy).await {
+                        self.shared
+                            .with_engine(|e, now, out| e.put_apply(*p, now, out))
+                            .0
+                    } else {
+                        // Not logged: the job never existed. Its record may still reach
+                        // the disk (a write that failed late), so its id is marked dead.
+                        if let Some(b) = self.shared.binlog.as_ref() {
+                            let limit = self.shared.lock().engine.id_limit();
+                            b.append_tombstone(p.id, limit);
+                        }
+                        Reply::OutOfMemory
+                    };
+                    self.encode(r);
+                }
+            }
+        }
+    }
+
+    /// Waits until the change at `t` is durable: true, or false if it never will be.
+    async fn ticket_ok(&mut self, t: Ticket, policy: Option<SyncPolicy>) -> bool {
+        let (Some(policy), Some(rx)) = (policy, self.acked.as_mut()) else {
+            return true;
+        };
+        let mut res = None;
+        let waited = rx
+            .wait_for(|a| {
+                res = t.check(a, policy);
+                res.is_some()
+            })
+            .await;
+        waited.is_ok() && res == Some(true)
+    }
+
+    /// Queues a reply to a command: one that acknowledges a change waits for the log to
+    /// hold it; one that shows state waits for the watermark to reach that state.
+    fn reply_after(&mut self, r: Reply, t: Option<Ticket>, reveal: Reveal) {
         let acks = matches!(
             r,
             Reply::Inserted(_)
@@ -379,19 +454,48 @@ impl Conn {
                 | Reply::Kicked(_)
                 | Reply::KickedJob
         );
-        let t = if acks { t } else { None };
-        if t.is_none() && self.held.is_empty() {
-            self.reply(r);
-        } else {
-            self.held.push((r, t));
+        let hold = match (t, reveal) {
+            (Some(t), _) if acks => Hold::Ack(t),
+            (_, Reveal::Job(lsn)) => self.shows(lsn),
+            (_, Reveal::Absence) => match self.shared.binlog.as_ref() {
+                Some(b) => self.shows(b.deleted_lsn()),
+                None => Hold::None,
+            },
+            _ => Hold::None,
+        };
+        self.queue(r, hold);
+    }
+
+    /// A reply showing state at log position `lsn`.
+    fn reply_showing(&mut self, r: Reply, lsn: u64) {
+        let hold = self.shows(lsn);
+        self.queue(r, hold);
+    }
+
+    /// What a reply showing state at `lsn` must wait for: nothing if the watermark is
+    /// already there.
+    fn shows(&mut self, lsn: u64) -> Hold {
+        match self.acked.as_ref() {
+            Some(rx) if lsn > 0 && !rx.borrow().covers(lsn) => Hold::Shows(lsn),
+            _ => Hold::None,
         }
     }
 
-    fn reply(&mut self, r: Reply) {
-        if !self.held.is_empty() {
-            self.held.push((r, None));
-            return;
+    fn queue(&mut self, r: Reply, hold: Hold) {
+        if matches!(hold, Hold::None) && self.held.is_empty() {
+            self.encode(r);
+        } else {
+            self.held.push_back(Held::Reply(r, hold));
         }
+    }
+
+    /// Queues a reply that waits for nothing but the replies before it.
+    fn reply(&mut self, r: Reply) {
+        self.queue(r, Hold::None);
+    }
+
+    /// Writes a reply into the output buffer.
+    fn encode(&mut self, r: Reply) {
         if self.verbose {
             tracing::trace!(">{} reply {}", self.id, r.head());
         }
@@ -404,6 +508,55 @@ impl Conn {
         } else {
             r.encode(&mut self.out, &Default::default());
         }
+    }
+
+    /// A put's body arrived: admit it; without a log apply it now, with one log it first
+    /// (it is applied, and answered, once durable: see `settle`).
+    fn on_put(&mut self, job: JobId, h: PutHeader, body: bytes::Bytes) {
+        let id = self.id;
+        if self.shared.log_failed() {
+            self.reply(Reply::OutOfMemory);
+            return;
+        }
+        let Some(b) = self.shared.binlog.clone() else {
+            let (r, t) = self
+                .shared
+                .with_engine(|e, now, out| e.put_body(id, job, h, body, now, out));
+            self.reply_after(r, t, Reveal::Nothing);
+            return;
+        };
+        let shared = self.shared.clone();
+        let st = shared.lock();
+        let now = shared.clock.now();
+        let mut p = match st.engine.put_admit(id, job, h, body, now) {
+            Ok(p) => p,
+            Err(r) => {
+                drop(st);
+                self.reply(r);
+                return;
+            }
+        };
+        let (t, file) = b.append_put(
+            &NewJob {
+                id: p.id,
+                pri: p.pri,
+                delay: p.delay,
+                ttr: p.ttr,
+                created: p.created,
+                deadline: p
+                    .created
+                    .saturating_add(u64::from(p.delay) * sprout_engine::SECOND),
+                tube: &p.tube_name,
+                body: &p.body,
+            },
+            st.engine.id_limit(),
+        );
+        drop(st);
+        p.file = file;
+        p.lsn = t.lsn;
+        self.unapplied += 1;
+        self.unapplied_bytes += p.body.len();
+        self.held.push_back(Held::Put(Box::new(p), t));
     }
 
     fn on_event(&mut self, ev: Event) -> Next {
@@ -434,10 +587,14 @@ impl Conn {
                 let ticket = shared.persist(&mut st);
                 let next = match outcome {
                     Outcome::Reply(r) => {
+                        let reveal = match st.engine.reveal() {
+                            Reveal::Job(lsn) => Reveal::Job(Shared::resolve(&st, lsn)),
+                            other => other,
+                        };
                         shared.finish(&mut st, now, &mut out);
                         st.scratch = out;
                         drop(st);
-                        self.reply_after(r, ticket);
+                        self.reply_after(r, ticket, reveal);
                         Next::Continue
                     }
                     Outcome::Wait => {
@@ -451,9 +608,12 @@ impl Conn {
                 return next;
             }
             Event::Put(h) => {
+                let shared = self.shared.clone();
                 let (job, refuse) = {
-                    let mut st = self.shared.lock();
+                    let mut st = shared.lock();
                     let job = st.engine.put_header(id);
+                    // The id block it may have opened is logged before the id is used.
+                    let _ = shared.persist(&mut st);
                     (job, st.engine.put_would_exceed(u64::from(h.bytes)))
                 };
                 if refuse {
@@ -466,14 +626,7 @@ impl Conn {
             Event::BodySkipped => self.reply(Reply::OutOfMemory),
             Event::Body(body) => {
                 if let Some((job, h)) = self.put.take() {
-                    if self.shared.log_failed() {
-                        self.reply(Reply::OutOfMemory);
-                    } else {
-                        let (r, t) = self
-                            .shared
-                            .with_engine(|e, now, out| e.put_body(id, job, h, body, now, out));
-                        self.reply_after(r, t);
-                    }
+                    self.on_put(job, h, body);
                 }
             }
             Event::ExpectedCrlf => {

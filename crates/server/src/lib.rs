@@ -20,7 +20,7 @@ use tokio::sync::{oneshot, Notify};
 
 use config::Config;
 use listen::{Accepted, Listener};
-use sprout_engine::{ConnId, Deliveries, Engine, JournalOp};
+use sprout_engine::{ConnId, Deliveries, Delivery, Engine, JournalOp, LSN_PENDING};
 use sprout_protocol::reply::ProcessStats;
 use sprout_protocol::Reply;
 use sprout_storage::{Binlog, Ticket};
@@ -62,14 +62,20 @@ impl Default for Clock {
     }
 }
 
+/// A reply for a connection blocked in `reserve`, with the log position of what it shows.
+pub(crate) type Delivered = (Reply, u64);
+
 /// What the engine lock protects.
 pub(crate) struct State {
     pub(crate) engine: Engine,
-    waiters: FxHashMap<ConnId, oneshot::Sender<Reply>>,
+    waiters: FxHashMap<ConnId, oneshot::Sender<Delivered>>,
     /// When the timer task will next wake; u64::MAX if never.
     timer_at: u64,
     scratch: Deliveries,
     ops: Vec<JournalOp>,
+    /// Where the last append ended (the end of the log, if it could not be written):
+    /// what a reply showing a change made by the same call waits for.
+    last_end: u64,
 }
 
 pub struct Shared {
@@ -105,6 +111,7 @@ impl Shared {
                 timer_at: u64::MAX,
                 scratch: Vec::new(),
                 ops: Vec::new(),
+                last_end: 0,
             }),
             timer: Notify::new(),
             started: clock.now(),
@@ -136,6 +143,14 @@ impl Shared {
         st.engine.take_journal(&mut ops);
         let t = b.append(&mut st.engine, &ops);
         st.ops = ops;
+        if let Some(t) = t {
+            // The ticket's position is the end, unless it is already settled (written
+            // directly) or failed.
+            st.last_end = match t.lsn {
+                0 | u64::MAX => b.end(),
+                lsn => lsn,
+            };
+        }
         t
     }
 
@@ -166,21 +181,41 @@ impl Shared {
         (r, t)
     }
 
+    /// The position a reply showing `lsn` waits for: a change of the current call is at the
+    /// end of what was just appended.
+    pub(crate) fn resolve(st: &State, lsn: u64) -> u64 {
+        if lsn == LSN_PENDING {
+            st.last_end
+        } else {
+            lsn
+        }
+    }
+
     fn finish(&self, st: &mut State, now: u64, out: &mut Deliveries) {
         let _ = self.persist(st);
         let mut i = 0;
         while i < out.len() {
-            let (to, reply) = std::mem::replace(&mut out[i], (0, Reply::NotFound));
+            let d = std::mem::replace(
+                &mut out[i],
+                Delivery {
+                    conn: 0,
+                    reply: Reply::NotFound,
+                    lsn: 0,
+                },
+            );
             i += 1;
+            let to = d.conn;
             match st.waiters.remove(&to) {
                 Some(tx) => {
-                    if let Err(reply) = tx.send(reply) {
-                        // The connection's task is gone: undo as a disconnect would.
+                    let lsn = Self::resolve(st, d.lsn);
+                    if let Err((reply, _)) = tx.send((d.reply, lsn)) {
+                        // The connection's task is gone: return the job as a disconnect
+                        // would (it was never shown to anyone).
                         tracing::warn!("conn {to}: reply undeliverable ({})", reply.head());
                         st.engine.disconnect(to, now, out);
                     }
                 }
-                None => tracing::error!("conn {to}: reply with no waiter ({})", reply.head()),
+                None => tracing::error!("conn {to}: reply with no waiter ({})", d.reply.head()),
             }
         }
         out.clear();
@@ -245,6 +280,17 @@ async fn timer_task(shared: Arc<Shared>) {
 
 /// Runs the server until SIGTERM/SIGINT. Returns the process exit code.
 pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
+    run_until(listener, shared, std::future::pending()).await
+}
+
+/// As [`run`], also shutting down (as on SIGTERM) when `stop` completes: for servers run
+/// inside another program, such as tests.
+pub async fn run_until(
+    listener: Listener,
+    shared: Arc<Shared>,
+    stop: impl std::future::Future<Output = ()>,
+) -> i32 {
+    tokio::pin!(stop);
     tokio::spawn(timer_task(shared.clone()));
     let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
 
@@ -316,6 +362,7 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
                 shared.lock().engine.set_draining();
             }
             _ = term.recv() => { tracing::warn!("SIGTERM: shutting down"); break; }
+            _ = &mut stop => { tracing::info!("stop requested: shutting down"); break; }
             _ = int.recv() => { tracing::warn!("SIGINT: shutting down"); break; }
         }
     }
@@ -328,6 +375,12 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
     // Connections finish the replies they owe, then close; don't wait forever on clients
     // that never read.
     let _ = tokio::time::timeout(Duration::from_secs(5), alive_rx.recv()).await;
+    if shared.binlog.is_some() {
+        // The exact next id, so that a restart continues from it.
+        let mut st = shared.lock();
+        st.engine.close_ids();
+        let _ = shared.persist(&mut st);
+    }
     if let Some(b) = shared.binlog.clone() {
         let _ = tokio::task::spawn_blocking(move || b.shutdown()).await;
     }

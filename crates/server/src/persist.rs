@@ -5,11 +5,23 @@ use std::time::Instant;
 
 use super::config::Config;
 use sprout_engine::Engine;
-use sprout_storage::{beanstalkd, record, recover, Binlog, SyncPolicy};
+use sprout_storage::{beanstalkd, record, recover, Binlog, FileIo, SegmentIo, Start, SyncPolicy};
 
 /// Returns the restored engine and the running log. Errors carry beanstalkd's exit codes
 /// (10 for the directory lock).
 pub fn open(cfg: &Config, now: u64) -> Result<(Engine, Binlog), (String, i32)> {
+    let Some(dir) = cfg.binlog_dir.as_deref() else {
+        return Err(("no binlog directory".into(), 1));
+    };
+    open_with_io(cfg, now, Box::new(FileIo::new(dir)))
+}
+
+/// As [`open`], writing segments through `io` (tests pass a [`sprout_storage::FaultIo`]).
+pub fn open_with_io(
+    cfg: &Config,
+    now: u64,
+    io: Box<dyn SegmentIo>,
+) -> Result<(Engine, Binlog), (String, i32)> {
     let Some(dir) = cfg.binlog_dir.as_deref() else {
         return Err(("no binlog directory".into(), 1));
     };
@@ -43,8 +55,16 @@ pub fn open(cfg: &Config, now: u64) -> Result<(Engine, Binlog), (String, i32)> {
     engine.set_next_job_id(rec.next_id.max(bmax.saturating_add(1)));
     engine.enable_journal();
     let policy = SyncPolicy::from_flag(cfg.fsync_ms);
-    let next_id = engine.next_job_id();
-    let binlog = Binlog::start(dir, cfg.binlog_size, policy, &rec.segments, live, next_id);
+    let binlog = Binlog::start_with_io(
+        io,
+        Start {
+            seg_size: cfg.binlog_size,
+            policy,
+            segments: &rec.segments,
+            live,
+            next_id: engine.id_limit(),
+        },
+    );
     if takeover {
         let t = binlog.checkpoint(&mut engine);
         if !binlog.wait_synced(t) {

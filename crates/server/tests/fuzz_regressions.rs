@@ -40,9 +40,16 @@ fn beanstalkd_max_id_binlog() -> Vec<u8> {
 
 /// A sprout segment header, then one DELETE record of job 2^64-1.
 fn segment_max_id_delete() -> Vec<u8> {
-    let mut b = record::header(1, 1).to_vec();
+    let mut b = v1_header(1, 1).to_vec();
     record::encode(&mut b, &record::Record::Delete { id: u64::MAX });
     b
+}
+
+/// A segment header in format version 1 (as when the crashes were found; still read).
+fn v1_header(seq: u32, next_id: u64) -> [u8; record::HEADER_LEN] {
+    let mut h = record::header(seq, next_id);
+    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    h
 }
 
 /// A put on the engine gets a usable answer (no panic, never job id 0).
@@ -150,13 +157,13 @@ fn segment_record_with_job_id_u64_max() {
 // Also found reviewing the first crash (fuzz input: flags 0x00, then the 24-byte header):
 // a segment header (it has no checksum) whose next job id is 2^64-1, and no records. The
 // server starts, the first put gets job id u64::MAX and `next_job += 1`
-// (src/engine/mod.rs:221) overflows: a panic with overflow checks; in a release build the
+// (in the engine's put_header) overflows: a panic with overflow checks; in a release build the
 // next put gets job id 0, whose FULL record recovery then rejects ("job id 0"), so the
 // following start fails without --binlog-salvage.
 #[test]
 fn segment_header_next_id_u64_max() {
     let dir = TempDir::new("seg-next");
-    let header = record::header(1, u64::MAX);
+    let header = v1_header(1, u64::MAX);
     assert_eq!(header.to_vec(), crash_input(SEGMENT_HEADER_NEXT_ID_MAX));
     std::fs::write(recover::segment_path(dir.path(), 1), header).unwrap();
     start_and_put(dir.path());

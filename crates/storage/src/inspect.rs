@@ -32,6 +32,8 @@ pub struct FileReport {
 pub struct Report {
     pub files: Vec<FileReport>,
     pub live_jobs: u64,
+    /// The id a server started on this directory would hand out next.
+    pub next_id: u64,
     pub(crate) beanstalkd_files: Vec<String>,
 }
 
@@ -41,6 +43,8 @@ pub fn inspect(dir: &Path) -> std::io::Result<Report> {
     // id -> (file index, full record len, update location)
     let mut full: FxHashMap<u64, (usize, u64)> = FxHashMap::default();
     let mut update: FxHashMap<u64, (usize, u64)> = FxHashMap::default();
+    // As recovery: the latest id limit in log order, and the largest job id seen.
+    let (mut limit, mut max_id) = (0u64, 0u64);
     for (seq, path) in recover::segments(dir) {
         let data = std::fs::read(&path)?;
         let mut f = FileReport {
@@ -58,12 +62,16 @@ pub fn inspect(dir: &Path) -> std::io::Result<Report> {
             files.push(f);
             continue;
         }
+        if let Some((_, l)) = record::parse_header(&data) {
+            limit = l;
+        }
         let mut off = record::HEADER_LEN;
         loop {
             match record::decode(&data[off..]) {
                 Next::End => break,
                 Next::Record(r, n) => {
                     f.records += 1;
+                    max_id = max_id.max(r.job_id().unwrap_or(0));
                     match r {
                         Record::Full { id, .. } => {
                             f.full += 1;
@@ -81,6 +89,8 @@ pub fn inspect(dir: &Path) -> std::io::Result<Report> {
                             full.remove(&id);
                             update.remove(&id);
                         }
+                        // Counted among the records only (one every 1024 ids).
+                        Record::IdLimit { limit: l } => limit = l,
                     }
                     off += n;
                 }
@@ -103,6 +113,7 @@ pub fn inspect(dir: &Path) -> std::io::Result<Report> {
     }
     Ok(Report {
         live_jobs: full.len() as u64,
+        next_id: limit.max(max_id.saturating_add(1)),
         beanstalkd_files: beanstalkd::files(dir)
             .into_iter()
             .map(|(_, p)| p.display().to_string())
@@ -136,6 +147,7 @@ pub fn table(r: &Report) -> String {
         );
     }
     let _ = writeln!(s, "live jobs: {}", r.live_jobs);
+    let _ = writeln!(s, "next id: {}", r.next_id);
     if !r.beanstalkd_files.is_empty() {
         let _ = writeln!(
             s,

@@ -3,23 +3,30 @@
 //! ```text
 //! segment := header record* zero-padding
 //! header  := magic "SPROUTWL" (8) | format version u32 LE | segment seq u32 LE |
-//!            next job id u64 LE (ids below it were handed out before this segment)
+//!            id limit u64 LE (no id at or above it was handed out before this segment)
 //! record  := len u32 LE (payload bytes, ≥ 1) | crc32c(payload) u32 LE | payload
 //! payload := kind u8 | fields (all little-endian)
 //!   FULL   (1): id u64 | snapshot | ttr u32 (s) | created u64 (ns) | tube_len u8 | tube |
 //!               body_len u32 | body
 //!   UPDATE (2): id u64 | snapshot
 //!   DELETE (3): id u64
+//!   IDS    (4): limit u64 (version 2): from here on, no id at or above `limit` is handed
+//!               out until a later IDS record; ids are taken in blocks, and a clean
+//!               shutdown writes the exact next id
 //! snapshot := state u8 | pri u32 | delay u32 (s) | deadline u64 (ns) | bury_seq u64 |
 //!             reserves u32 | timeouts u32 | releases u32 | buries u32 | kicks u32
 //! ```
 //!
 //! A zero `len` is the preallocated tail: the end of the segment's data.
+//!
+//! Version 2 added IDS; version 1 segments (no IDS records) are read as before.
 
 use bytes::{BufMut, Bytes};
 
 pub const MAGIC: &[u8; 8] = b"SPROUTWL";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest format version still read.
+pub const OLDEST_VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 24;
 /// Framing bytes before a payload.
 pub(crate) const FRAME_LEN: usize = 8;
@@ -67,12 +74,20 @@ pub enum Record {
     Delete {
         id: u64,
     },
+    /// No id at or above `limit` is handed out until the next such record.
+    IdLimit {
+        limit: u64,
+    },
 }
 
 impl Record {
-    pub fn id(&self) -> u64 {
+    /// The job the record is about (None for an id limit).
+    pub fn job_id(&self) -> Option<u64> {
         match self {
-            Record::Full { id, .. } | Record::Update { id, .. } | Record::Delete { id } => *id,
+            Record::Full { id, .. } | Record::Update { id, .. } | Record::Delete { id } => {
+                Some(*id)
+            }
+            Record::IdLimit { .. } => None,
         }
     }
 }
@@ -92,7 +107,7 @@ pub fn parse_header(h: &[u8]) -> Option<(u32, u64)> {
         return None;
     }
     let v = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-    if v != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&v) {
         return None;
     }
     let seq = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
@@ -136,6 +151,10 @@ pub fn encode(out: &mut Vec<u8>, r: &Record) -> usize {
         Record::Delete { id } => framed(out, |out| {
             out.put_u8(3);
             out.put_u64_le(*id);
+        }),
+        Record::IdLimit { limit } => framed(out, |out| {
+            out.put_u8(4);
+            out.put_u64_le(*limit);
         }),
     }
 }
@@ -266,7 +285,7 @@ pub(crate) fn plausible(buf: &[u8]) -> bool {
             len == 1 + 8 + SNAPSHOT_LEN + 4 + 8 + 1 + tl as usize + 4 + bl
         }
         2 => len == UPDATE_LEN - FRAME_LEN,
-        3 => len == 1 + 8,
+        3 | 4 => len == 1 + 8,
         _ => false,
     }
 }
@@ -305,7 +324,7 @@ fn parse(payload: &[u8]) -> Result<Record, DecodeError> {
     let mut c = Cur(payload);
     let kind = c.u8()?;
     let id = c.u64()?;
-    if id == 0 {
+    if id == 0 && kind != 4 {
         return Err(DecodeError::Malformed("job id 0"));
     }
     let r = match kind {
@@ -336,6 +355,7 @@ fn parse(payload: &[u8]) -> Result<Record, DecodeError> {
             snap: c.snapshot()?,
         },
         3 => Record::Delete { id },
+        4 => Record::IdLimit { limit: id },
         _ => return Err(DecodeError::Malformed("unknown record kind")),
     };
     if !c.0.is_empty() {
@@ -379,6 +399,7 @@ mod tests {
                 snap: snap(),
             },
             Record::Delete { id: 3 },
+            Record::IdLimit { limit: 4096 },
         ];
         let mut buf = Vec::new();
         let lens: Vec<usize> = recs.iter().map(|r| encode(&mut buf, r)).collect();

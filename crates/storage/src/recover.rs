@@ -45,7 +45,7 @@ struct Rec {
 #[derive(Default)]
 pub struct Recovered {
     pub jobs: Vec<Restored>,
-    /// Every id below this has been handed out.
+    /// The next id to hand out: no id at or above it was handed out before.
     pub next_id: u64,
     /// Segments that remain, by seq, with their sizes on disk.
     pub segments: Vec<(u32, u64)>,
@@ -71,6 +71,10 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
     let mut out = Recovered::default();
     let mut jobs: FxHashMap<u64, Rec> = FxHashMap::default();
     let last = segs.last().map(|s| s.0);
+    // The latest id limit in log order (segment headers and IDS records), and the largest
+    // job id seen in any record.
+    let mut limit = 0u64;
+    let mut max_id = 0u64;
     for (seq, path) in &segs {
         let seq = *seq;
         let p = path.display();
@@ -96,14 +100,20 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
             }
             out.notes.push(msg);
         }
-        out.next_id = out.next_id.max(next_id);
+        limit = next_id;
         let mut off = record::HEADER_LEN;
         loop {
             match record::decode(&data[off..]) {
                 Next::End => break,
                 Next::Record(r, n) => {
                     out.records += 1;
-                    apply(&mut jobs, r, seq, &mut out.next_id);
+                    match r {
+                        Record::IdLimit { limit: l } => limit = l,
+                        r => {
+                            max_id = max_id.max(r.job_id().unwrap_or(0));
+                            apply(&mut jobs, r, seq);
+                        }
+                    }
                     off += n;
                 }
                 Next::Error(e) => {
@@ -142,6 +152,7 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         out.segments.push((seq, size));
     }
+    out.next_id = limit.max(max_id.saturating_add(1));
     out.jobs = jobs
         .into_iter()
         .map(|(id, r)| Restored {
@@ -174,8 +185,7 @@ fn valid_record_after(data: &[u8], from: usize) -> bool {
     })
 }
 
-fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32, next_id: &mut u64) {
-    *next_id = (*next_id).max(r.id().saturating_add(1));
+fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32) {
     match r {
         Record::Full {
             id,
@@ -205,5 +215,6 @@ fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32, next_id: &mut u64)
         Record::Delete { id } => {
             jobs.remove(&id);
         }
+        Record::IdLimit { .. } => {}
     }
 }
