@@ -11,6 +11,9 @@
 //! The tests run one at a time (see `serial`): they measure latency and memory, and the
 //! machine may have only two cores. Figures are printed; see them with
 //! `cargo test --test hostile -- --nocapture`.
+//!
+//! The `-u` tests need root and a user `nobody`; without them they fail (they are never
+//! skipped) with a "cannot run: ..." message saying what to provide.
 
 mod common;
 
@@ -1214,6 +1217,30 @@ fn nobody() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
+/// What every `-u` test needs: to run as root, and a user `nobody` to switch to. Fails the
+/// test (see `cannot_run`) when either is missing; returns nobody's uid and gid.
+fn root_and_nobody() -> (u32, u32) {
+    require(
+        "-u tests must run as root (effective uid 0): run them as root, e.g. \
+         `sudo -E cargo test -p sproutd --test hostile flag_u`, or in a root container",
+        is_root(),
+    );
+    nobody().unwrap_or_else(|| {
+        cannot_run(
+            "-u tests switch to the user `nobody`, which this machine does not have: \
+             add it (e.g. `useradd --system --no-create-home --shell /usr/sbin/nologin nobody`)",
+        )
+    })
+}
+
+/// A privileged port (< 1024) that nothing listens on now (this process is root). Only
+/// root can bind it, so a server serving there bound it before it dropped privileges.
+fn free_privileged_port() -> u16 {
+    (1..1024)
+        .find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .unwrap_or_else(|| cannot_run("every port below 1024 on 127.0.0.1 is taken"))
+}
+
 /// `Uid:` / `Gid:` / `Groups:` values of every thread of `pid`.
 fn thread_ids(pid: u32) -> Vec<(String, String, String)> {
     let mut v = Vec::new();
@@ -1235,14 +1262,7 @@ fn thread_ids(pid: u32) -> Vec<(String, String, String)> {
 #[test]
 fn flag_u_drops_privileges_after_binding() {
     let _g = serial();
-    if !is_root() {
-        println!("SKIPPED flag_u_drops_privileges_after_binding: needs root");
-        return;
-    }
-    let Some((uid, gid)) = nobody() else {
-        println!("SKIPPED flag_u_drops_privileges_after_binding: no user nobody");
-        return;
-    };
+    let (uid, gid) = root_and_nobody();
     // A unix socket in a root-owned directory nobody cannot write: created before the drop.
     let dir = TempDir::new("su");
     std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
@@ -1268,30 +1288,25 @@ fn flag_u_drops_privileges_after_binding() {
     let mut c = s.conn();
     c.put(0, 0, 60, b"as nobody");
 
-    // Port 1 < 1024: only root can bind it, so serving there proves the bind came first.
+    // A port < 1024: only root can bind it, so serving there proves the bind came first.
+    let port = free_privileged_port();
     let mut cmd = sproutd();
-    cmd.args(["-l", "127.0.0.1", "-p", "1", "-u", "nobody"]);
-    match Server::launch(cmd, Addr::Tcp(1)) {
-        Ok(s) => {
-            let ids = thread_ids(s.pid());
-            assert!(ids.iter().all(|(u, g, _)| (u, g) == (&want.0, &want.1)));
-        }
-        Err(st) => println!("(port 1 busy here: {st}; privileged-port check skipped)"),
-    }
+    cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-u", "nobody"]);
+    let s = Server::launch(cmd, Addr::Tcp(port))
+        .unwrap_or_else(|st| panic!("sproutd -p {port} -u nobody did not start: {st}"));
+    let ids = thread_ids(s.pid());
+    assert!(ids.iter().all(|(u, g, _)| (u, g) == (&want.0, &want.1)));
+    println!(
+        "-p {port} -u nobody: serving, {} threads as nobody",
+        ids.len()
+    );
 }
 
 /// `-u` should leave no trace of the starting user's groups.
 #[test]
 fn flag_u_drops_supplementary_groups() {
     let _g = serial();
-    if !is_root() {
-        println!("SKIPPED flag_u_drops_supplementary_groups: needs root");
-        return;
-    }
-    let Some((_, gid)) = nobody() else {
-        println!("SKIPPED flag_u_drops_supplementary_groups: no user nobody");
-        return;
-    };
+    let (_, gid) = root_and_nobody();
     let s = Server::start_with(&["-u", "nobody"], |cmd| {
         // SAFETY: only async-signal-safe setgroups between fork and exec.
         unsafe {
@@ -1320,14 +1335,7 @@ fn flag_u_drops_supplementary_groups() {
 #[test]
 fn flag_u_opens_the_binlog_as_the_user() {
     let _g = serial();
-    if !is_root() {
-        println!("SKIPPED flag_u_opens_the_binlog_as_the_user: needs root");
-        return;
-    }
-    let Some((uid, gid)) = nobody() else {
-        println!("SKIPPED flag_u_opens_the_binlog_as_the_user: no user nobody");
-        return;
-    };
+    let (uid, gid) = root_and_nobody();
     let dir = TempDir::new("su-b");
     let wal = dir.join("wal");
     std::fs::create_dir(&wal).unwrap();

@@ -552,7 +552,7 @@ fn no_nagle_stalls_on_round_trips() {
 
 /// The server's end of `client`'s connection, duplicated into this process with
 /// pidfd_getfd(2) so its socket options can be read. Err(reason) when the kernel or the
-/// ptrace policy does not allow that (the caller then skips).
+/// ptrace policy does not allow that (the caller then fails, saying so).
 fn server_side_socket(pid: u32, client: &TcpStream) -> Result<TcpStream, String> {
     // SAFETY: plain syscalls; every fd returned is owned exactly once below.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -608,7 +608,7 @@ fn sockopt(s: &TcpStream, level: i32, name: i32) -> i32 {
 }
 
 /// Opens a connection, makes sure sproutd accepted it, and returns sproutd's end of it.
-fn accepted_socket(s: &Server) -> Option<(TcpStream, TcpStream)> {
+fn accepted_socket(s: &Server) -> (TcpStream, TcpStream) {
     let mut client = TcpStream::connect(("127.0.0.1", s.port())).unwrap();
     client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     client.write_all(b"list-tube-used\r\n").unwrap();
@@ -616,35 +616,34 @@ fn accepted_socket(s: &Server) -> Option<(TcpStream, TcpStream)> {
     client.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"USING default\r\n");
     match server_side_socket(s.pid(), &client) {
-        Ok(srv) => Some((client, srv)),
-        Err(why) => {
-            println!("SKIPPED: cannot inspect sproutd's sockets ({why})");
-            None
-        }
+        Ok(srv) => (client, srv),
+        Err(why) => cannot_run(&format!(
+            "this test reads the socket options of sproutd's end of a connection, which \
+             needs pidfd_open/pidfd_getfd (Linux >= 5.6) and ptrace access to the server \
+             (run as root, or set kernel.yama.ptrace_scope=0): {why}"
+        )),
     }
 }
 
 #[test]
 fn accepted_tcp_sockets_have_tcp_nodelay() {
     let s = Server::start(&[]);
-    if let Some((_client, srv)) = accepted_socket(&s) {
-        assert!(
-            srv.nodelay().unwrap(),
-            "TCP_NODELAY is off on sproutd's socket"
-        );
-    }
+    let (_client, srv) = accepted_socket(&s);
+    assert!(
+        srv.nodelay().unwrap(),
+        "TCP_NODELAY is off on sproutd's socket"
+    );
 }
 
 #[test]
 fn accepted_tcp_sockets_have_so_keepalive() {
     let s = Server::start(&[]);
-    if let Some((_client, srv)) = accepted_socket(&s) {
-        assert_eq!(
-            sockopt(&srv, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
-            1,
-            "SO_KEEPALIVE is off on sproutd's socket"
-        );
-    }
+    let (_client, srv) = accepted_socket(&s);
+    assert_eq!(
+        sockopt(&srv, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        1,
+        "SO_KEEPALIVE is off on sproutd's socket"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
