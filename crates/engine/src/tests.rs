@@ -3158,10 +3158,14 @@ impl Sim {
     }
 }
 
+// A failing case is saved (its seed) to crates/engine/proptest-regressions/tests.txt, next
+// to src/; commit that file: every later run replays the cases in it before new ones.
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 128,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::SourceParallel("proptest-regressions"),
+        )),
         max_shrink_iters: 4096,
         ..ProptestConfig::default()
     })]
