@@ -1968,9 +1968,10 @@ fn late_tick_runs_everything_due() {
 
 // ===== property test against a model ============================================================
 
-/// A small reimplementation of beanstalkd's queue semantics, as described in
-/// /work/shared/reference/beanstalkd-behaviour.md §1.5-1.9, with sprout's FIFO choice among
-/// waiting connections.
+/// A small reimplementation of beanstalkd's queue semantics (put and job bodies, reserve
+/// with its timeouts and DEADLINE_SOON, job ownership, tube lifetime and pause, counters),
+/// as beanstalkd 1.12 behaves, with sprout's FIFO choice among waiting connections (see
+/// COMPAT.md).
 /// It shares no code with the engine: plain maps, linear scans.
 mod model {
     use std::collections::BTreeMap;

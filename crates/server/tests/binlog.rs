@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 // ---------------------------------------------------------------------------------------
-// sprout's on-disk format, as far as the tests need it (src/storage/record.rs)
+// sprout's on-disk format, as far as the tests need it (crates/storage/src/record.rs)
 // ---------------------------------------------------------------------------------------
 
 /// Segment header: magic, version, seq, next id.
