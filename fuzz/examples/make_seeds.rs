@@ -539,7 +539,7 @@ fn beanstalkd_binlog() -> Result<Vec<u8>, String> {
     Ok(data)
 }
 
-// ----- minimized crash inputs (tests/fuzz_regressions.rs replays them) ---------------
+// ----- minimized crash inputs (crates/server/tests/fuzz_regressions.rs replays them) -
 
 fn crash(target: &str, name: &str, flags: u8, file: &[u8]) {
     let d = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -28,9 +28,9 @@ use sprout_protocol::Reply;
 use sprout_storage::record::{self, Next};
 use sprout_storage::{beanstalkd, recover};
 
-/// Inputs that hit the known bug (job ids near u64::MAX overflow `id + 1`, see
-/// tests/fuzz_regressions.rs) are not run further, so the fuzzer can look for others.
-/// Set to false once it is fixed.
+/// true: inputs that hit the once-known bug (job ids near u64::MAX overflowed `id + 1`, see
+/// crates/server/tests/fuzz_regressions.rs) are not run further, so the fuzzer looks for
+/// others. false since that bug was fixed (ids saturate).
 const SKIP_KNOWN_BUGS: bool = false;
 
 /// Would this segment feed `recover` a job id of u64::MAX, or a next id beyond 2^63?

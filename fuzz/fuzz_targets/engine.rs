@@ -1,4 +1,4 @@
-//! The engine target: see `src/engine.rs` for the script and what is checked.
+//! The engine target: see `fuzz/src/engine.rs` for the script and what is checked.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -19,7 +19,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-# Histogram upper bounds (src/engine/metrics.rs BUCKETS).
+# Histogram upper bounds (crates/engine/src/metrics.rs BUCKETS).
 BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600]
 EPS = 0.002  # slack for clock reads at the edges of a bracketed interval, seconds
 

@@ -7,8 +7,8 @@ Every *scenario* is plain data: a name, a list of *steps*, and optional server
 flags.  For each scenario the harness starts two fresh servers on fresh ports
 (``/usr/bin/beanstalkd -l 127.0.0.1 -p PORT [flags]`` as the reference, and
 ``$SPROUTD`` with the same flags as the target; ``SPROUTD`` defaults to
-``/work/main/target/debug/sproutd``; set ``SPROUTD=/usr/bin/beanstalkd`` to run
-the harness against itself), runs the same steps against both at the same time
+``target/debug/sproutd`` of the checkout this file is in (``cargo build --bins``);
+set ``SPROUTD=/usr/bin/beanstalkd`` to run the harness against itself), runs the same steps against both at the same time
 (one thread per server), records every byte received on every connection, and
 compares the two recordings after normalisation.  Both servers are SIGKILLed at
 the end of the scenario.
@@ -111,8 +111,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+# The repository root: this file is tests/diff/harness.py.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BEANSTALKD = os.environ.get("BEANSTALKD", "/usr/bin/beanstalkd")
-SPROUTD = os.environ.get("SPROUTD", "/work/main/target/debug/sproutd")
+SPROUTD = os.environ.get("SPROUTD", os.path.join(ROOT, "target", "debug", "sproutd"))
 
 DEFAULT_TIMEOUT = 3.0
 START_TIMEOUT = 5.0

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -75,41 +75,86 @@ impl Out {
 /// Runs `sprout` with `args` (and `stdin`), bounded by RUN_TIMEOUT. SPROUT_ADDR is
 /// cleared unless given in `env`.
 fn run(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Out {
-    let mut cmd = Command::new(SPROUT);
-    cmd.args(args)
-        .env_remove("SPROUT_ADDR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
+    Running::start(args, stdin, env).finish()
+}
+
+/// A `sprout` process started by `Running::start`, not yet waited for; killed if dropped
+/// unfinished (a test that fails meanwhile leaves nothing behind).
+struct Running {
+    args: Vec<String>,
+    child: std::process::Child,
+    io: Option<RunningIo>,
+}
+
+struct RunningIo {
+    stdin: thread::JoinHandle<()>,
+    stdout: thread::JoinHandle<Vec<u8>>,
+    stderr: thread::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    /// Starts `sprout` as `run` does, without waiting for it.
+    fn start(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(SPROUT);
+        cmd.args(args)
+            .env_remove("SPROUT_ADDR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn sprout");
+        let mut i = child.stdin.take().expect("stdin");
+        let input = stdin.to_vec();
+        let w = thread::spawn(move || {
+            // The command may not read its stdin at all: a broken pipe is fine.
+            let _ = i.write_all(&input);
+        });
+        let mut o = child.stdout.take().expect("stdout");
+        let mut e = child.stderr.take().expect("stderr");
+        let ro = thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = o.read_to_end(&mut v);
+            v
+        });
+        let re = thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = e.read_to_end(&mut v);
+            v
+        });
+        Running {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child,
+            io: Some(RunningIo {
+                stdin: w,
+                stdout: ro,
+                stderr: re,
+            }),
+        }
     }
-    let mut child = cmd.spawn().expect("spawn sprout");
-    let mut i = child.stdin.take().expect("stdin");
-    let input = stdin.to_vec();
-    let w = thread::spawn(move || {
-        // The command may not read its stdin at all: a broken pipe is fine.
-        let _ = i.write_all(&input);
-    });
-    let mut o = child.stdout.take().expect("stdout");
-    let mut e = child.stderr.take().expect("stderr");
-    let ro = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = o.read_to_end(&mut v);
-        v
-    });
-    let re = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = e.read_to_end(&mut v);
-        v
-    });
-    let st = wait_exit(&mut child, RUN_TIMEOUT)
-        .unwrap_or_else(|| panic!("sprout {args:?} did not exit within {RUN_TIMEOUT:?}"));
-    let _ = w.join();
-    Out {
-        code: st.code().unwrap_or(-1),
-        stdout: ro.join().expect("stdout reader"),
-        stderr: String::from_utf8_lossy(&re.join().expect("stderr reader")).into_owned(),
+
+    /// Waits (at most RUN_TIMEOUT) for the process to exit and returns what it printed.
+    fn finish(mut self) -> Out {
+        let args = &self.args;
+        let st = wait_exit(&mut self.child, RUN_TIMEOUT)
+            .unwrap_or_else(|| panic!("sprout {args:?} did not exit within {RUN_TIMEOUT:?}"));
+        let io = self.io.take().expect("finished once");
+        let _ = io.stdin.join();
+        Out {
+            code: st.code().unwrap_or(-1),
+            stdout: io.stdout.join().expect("stdout reader"),
+            stderr: String::from_utf8_lossy(&io.stderr.join().expect("stderr reader")).into_owned(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.io.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -644,9 +689,28 @@ fn flush_by_state_leaves_reserved_jobs_and_other_tubes() {
     assert_eq!((&r["deleted"], &r["reserved"]), (&json!(0), &json!(0)));
 }
 
+/// `sprout flush` while two workers reserve and delete from the same tube: every job is
+/// deleted exactly once, by one side or the other, and the counts add up. The race must
+/// really happen, so the workers are held at a barrier until the flush has deleted its
+/// first job, and then run while it goes on; a round in which one side still got nothing
+/// is run again (a few times at most, then the test fails).
 #[test]
 fn flush_races_with_workers() {
-    const JOBS: u64 = 1500;
+    const ROUNDS: usize = 5;
+    for round in 1..=ROUNDS {
+        let (flushed, by_workers) = flush_race_round();
+        println!("round {round}: flush deleted {flushed}, workers {by_workers}");
+        if flushed > 0 && by_workers > 0 {
+            return;
+        }
+    }
+    panic!("in {ROUNDS} rounds, never did both the flush and the workers delete jobs");
+}
+
+/// One round of `flush_races_with_workers`; returns the jobs deleted by the flush and by
+/// the workers.
+fn flush_race_round() -> (u64, u64) {
+    const JOBS: u64 = 5000;
     let s = Server::start(&[]);
     let mut c = s.conn();
     assert_eq!(c.cmd("use busy"), "USING busy");
@@ -663,13 +727,17 @@ fn flush_races_with_workers() {
         assert!(c.line().starts_with("INSERTED "));
     }
 
-    // Two workers reserve and delete until the tube has no ready job left.
+    // Two workers, ready to go at the barrier, then reserving and deleting until the tube
+    // has no ready job left.
+    let go = Arc::new(Barrier::new(3));
     let workers: Vec<_> = (0..2)
         .map(|_| {
             let mut w = s.conn();
+            let go = go.clone();
             thread::spawn(move || {
                 assert_eq!(w.cmd("watch busy"), "WATCHING 2");
                 assert_eq!(w.cmd("ignore default"), "WATCHING 1");
+                go.wait();
                 let mut n = 0u64;
                 loop {
                     let head = w.cmd("reserve-with-timeout 0");
@@ -683,7 +751,14 @@ fn flush_races_with_workers() {
             })
         })
         .collect();
-    let r = sprout(&s, &["flush", "--tube", "busy", "--json"]).json();
+    let a = addr_of(&s);
+    let flush = Running::start(&["-a", &a, "flush", "--tube", "busy", "--json"], b"", &[]);
+    // Nobody else deletes yet: the first delete is the flush's.
+    wait_until("the flush deleting", || {
+        c.stat("stats-tube busy", "cmd-delete") != "0"
+    });
+    go.wait();
+    let r = flush.finish().json();
     let by_workers: u64 = workers.into_iter().map(|w| w.join().expect("worker")).sum();
     let flushed = r["deleted"].as_u64().expect("deleted count");
     assert_eq!(flushed + by_workers, JOBS, "{r} workers {by_workers}");
@@ -691,6 +766,7 @@ fn flush_races_with_workers() {
     assert_eq!(t["current-jobs-ready"], "0");
     assert_eq!(t["current-jobs-reserved"], "0");
     assert_eq!(t["total-jobs"], JOBS.to_string());
+    (flushed, by_workers)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1971,9 +1971,10 @@ fn late_tick_runs_everything_due() {
 
 // ===== property test against a model ============================================================
 
-/// A small reimplementation of beanstalkd's queue semantics, as described in
-/// /work/shared/reference/beanstalkd-behaviour.md §1.5-1.9, with sprout's FIFO choice among
-/// waiting connections.
+/// A small reimplementation of beanstalkd's queue semantics (put and job bodies, reserve
+/// with its timeouts and DEADLINE_SOON, job ownership, tube lifetime and pause, counters),
+/// as beanstalkd 1.12 behaves, with sprout's FIFO choice among waiting connections (see
+/// COMPAT.md).
 /// It shares no code with the engine: plain maps, linear scans.
 mod model {
     use std::collections::BTreeMap;
@@ -3161,10 +3162,14 @@ impl Sim {
     }
 }
 
+// A failing case is saved (its seed) to crates/engine/proptest-regressions/tests.txt, next
+// to src/; commit that file: every later run replays the cases in it before new ones.
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 128,
-        failure_persistence: None,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::SourceParallel("proptest-regressions"),
+        )),
         max_shrink_iters: 4096,
         ..ProptestConfig::default()
     })]

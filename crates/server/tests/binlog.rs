@@ -12,6 +12,10 @@
 //! `cargo test --test binlog -- --nocapture` to see them. `SPROUT_CRASH_CYCLES=N` makes the
 //! crash test run N cycles (default 20), `SPROUT_CRASH_SEED=S` replays a seed;
 //! `scripts/crash-test` wraps the long run.
+//!
+//! Nothing here is skipped: the disk-full tests mount a tmpfs (root), the lock and
+//! takeover tests run Debian's beanstalkd (/usr/bin/beanstalkd); where that is not
+//! possible they fail with a "cannot run: ..." message saying what to provide.
 
 mod common;
 
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 // ---------------------------------------------------------------------------------------
-// sprout's on-disk format, as far as the tests need it (src/storage/record.rs)
+// sprout's on-disk format, as far as the tests need it (crates/storage/src/record.rs)
 // ---------------------------------------------------------------------------------------
 
 /// Segment header: magic, version, seq, next id.
@@ -215,8 +219,14 @@ fn job_count(c: &mut Conn) -> i64 {
         .sum()
 }
 
-fn beanstalkd_available() -> bool {
-    Path::new("/usr/bin/beanstalkd").exists()
+/// The tests that run Debian's beanstalkd next to sproutd need it at /usr/bin/beanstalkd;
+/// they fail (see `cannot_run`) without it.
+fn require_beanstalkd() {
+    require(
+        "/usr/bin/beanstalkd is not installed; this test runs Debian's beanstalkd next to \
+         sproutd: install it (`apt-get install beanstalkd`)",
+        Path::new("/usr/bin/beanstalkd").exists(),
+    );
 }
 
 /// Debian's beanstalkd on a free port with `-b dir`, as a `Server` (same ready check:
@@ -855,27 +865,21 @@ fn corrupt_length_before_valid_data_refuses() {
 
 #[test]
 fn lock_excludes_second_sproutd_and_beanstalkd() {
+    require_beanstalkd();
     let dir = TempDir::new("lock");
     let s = start(dir.path(), &[]);
     let (st, err) = start_refused(&["-b", p(dir.path())]);
     assert_eq!(st.code(), Some(10), "second sproutd: {st}, {err:?}");
     assert!(err.contains("lock"), "{err:?}");
-    if beanstalkd_available() {
-        match beanstalkd(dir.path()) {
-            Ok(_) => panic!("beanstalkd started on a directory sproutd holds"),
-            Err(st) => assert_eq!(st.code(), Some(10), "beanstalkd: {st}"),
-        }
-    } else {
-        println!("SKIPPED beanstalkd half: /usr/bin/beanstalkd not installed");
+    match beanstalkd(dir.path()) {
+        Ok(_) => panic!("beanstalkd started on a directory sproutd holds"),
+        Err(st) => assert_eq!(st.code(), Some(10), "beanstalkd: {st}"),
     }
     // Released when the holder dies, even by SIGKILL.
     stop(s, libc::SIGKILL);
     let s = start(dir.path(), &[]);
     drop(s);
 
-    if !beanstalkd_available() {
-        return;
-    }
     // And the other way round.
     let dir = TempDir::new("lock-b");
     let mut b = beanstalkd(dir.path()).expect("beanstalkd starts");
@@ -1608,8 +1612,9 @@ fn disk_bound_large_live_set_random_deletes() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(at: &Path, bytes: u64) -> Option<Tmpfs> {
-        let st = Command::new("mount")
+    /// Err(what mount(8) said) if it cannot be mounted here.
+    fn mount(at: &Path, bytes: u64) -> Result<Tmpfs, String> {
+        let out = Command::new("mount")
             .args([
                 "-t",
                 "tmpfs",
@@ -1618,11 +1623,16 @@ impl Tmpfs {
                 "tmpfs",
                 p(at),
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        st.success().then(|| Tmpfs(at.to_path_buf()))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if out.status.success() {
+            Ok(Tmpfs(at.to_path_buf()))
+        } else {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+            Err(format!("mount {}: {said}", out.status))
+        }
     }
 }
 
@@ -1658,13 +1668,15 @@ struct FullDisk {
 }
 
 impl FullDisk {
-    /// None (and a SKIPPED line) if tmpfs cannot be mounted here.
-    fn new(test: &str, size: u64, filler: u64, flags: &[&str]) -> Option<FullDisk> {
+    /// Fails the test (see `cannot_run`) if a tmpfs cannot be mounted here.
+    fn new(test: &str, size: u64, filler: u64, flags: &[&str]) -> FullDisk {
         let root = TempDir::new("full");
-        let Some(mnt) = Tmpfs::mount(root.path(), size) else {
-            println!("SKIPPED {test}: cannot mount a tmpfs (needs root)");
-            return None;
-        };
+        let mnt = Tmpfs::mount(root.path(), size).unwrap_or_else(|why| {
+            cannot_run(&format!(
+                "{test} puts the binlog on a small tmpfs, and mounting one failed ({why}): \
+                 run the test as root (or with CAP_SYS_ADMIN, e.g. a --privileged container)"
+            ))
+        });
         let wal = root.join("wal");
         fs::create_dir(&wal).unwrap();
         let filler_path = root.join("filler");
@@ -1683,7 +1695,7 @@ impl FullDisk {
             n: 0,
         };
         d.restart(None);
-        Some(d)
+        d
     }
 
     fn restart(&mut self, sig: Option<i32>) {
@@ -1789,9 +1801,7 @@ impl FullDisk {
 /// keep working; once space is freed, puts work again without a restart; after a
 /// restart every acknowledged job is there.
 fn disk_full(test: &str, flags: &[&str]) {
-    let Some(mut d) = FullDisk::new(test, 512 * 1024, 320 * 1024, flags) else {
-        return;
-    };
+    let mut d = FullDisk::new(test, 512 * 1024, 320 * 1024, flags);
     let mut c = d.conn();
     d.fill(&mut c);
     let filled = d.acked.len();
@@ -1871,14 +1881,12 @@ fn disk_full_default_fsync() {
 /// A put answered OUT_OF_MEMORY must not leave a job behind.
 #[test]
 fn disk_full_refused_put_leaves_no_job() {
-    let Some(mut d) = FullDisk::new(
+    let mut d = FullDisk::new(
         "disk_full_refused_put_leaves_no_job",
         512 * 1024,
         320 * 1024,
         &["-f", "0"],
-    ) else {
-        return;
-    };
+    );
     let mut c = d.conn();
     d.fill(&mut c);
     let st = c.yaml("stats-tube full");
@@ -1906,14 +1914,12 @@ fn disk_full_refused_put_leaves_no_job() {
 #[test]
 fn disk_full_refused_put_stays_gone_after_restart() {
     for round in 0..30 {
-        let Some(mut d) = FullDisk::new(
+        let mut d = FullDisk::new(
             "disk_full_refused_put_stays_gone_after_restart",
             512 * 1024,
             320 * 1024,
             &["-f", "0"],
-        ) else {
-            return;
-        };
+        );
         let mut c = d.conn();
         d.fill(&mut c);
         fs::remove_file(&d.filler).unwrap();
@@ -1930,14 +1936,12 @@ fn disk_full_refused_put_stays_gone_after_restart() {
 /// again.
 #[test]
 fn disk_full_recovers_when_less_than_the_live_set_is_freed() {
-    let Some(mut d) = FullDisk::new(
+    let mut d = FullDisk::new(
         "disk_full_recovers_when_less_than_the_live_set_is_freed",
         512 * 1024,
         6 * FULL_SEG,
         &["-f", "0"],
-    ) else {
-        return;
-    };
+    );
     let mut c = d.conn();
     d.fill(&mut c);
     fs::remove_file(&d.filler).unwrap();
@@ -1952,14 +1956,12 @@ fn disk_full_recovers_when_less_than_the_live_set_is_freed() {
 /// acknowledged job is still there.
 #[test]
 fn disk_full_partly_freed_then_restart_keeps_acknowledged_jobs() {
-    let Some(mut d) = FullDisk::new(
+    let mut d = FullDisk::new(
         "disk_full_partly_freed_then_restart_keeps_acknowledged_jobs",
         512 * 1024,
         6 * FULL_SEG,
         &["-f", "0"],
-    ) else {
-        return;
-    };
+    );
     let mut c = d.conn();
     d.fill(&mut c);
     let last_seg = |d: &FullDisk| segment_files(&d.wal).last().unwrap().0;
@@ -1988,10 +1990,7 @@ fn disk_full_partly_freed_then_restart_keeps_acknowledged_jobs() {
 
 #[test]
 fn takeover_of_beanstalkd_binlog() {
-    if !beanstalkd_available() {
-        println!("SKIPPED takeover_of_beanstalkd_binlog: /usr/bin/beanstalkd not installed");
-        return;
-    }
+    require_beanstalkd();
     let dir = TempDir::new("takeover");
     let b = beanstalkd(dir.path()).expect("beanstalkd starts");
     let mut c = b.conn();

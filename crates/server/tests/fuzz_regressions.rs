@@ -157,9 +157,9 @@ fn segment_record_with_job_id_u64_max() {
 // Also found reviewing the first crash (fuzz input: flags 0x00, then the 24-byte header):
 // a segment header (it has no checksum) whose next job id is 2^64-1, and no records. The
 // server starts, the first put gets job id u64::MAX and `next_job += 1`
-// (in the engine's put_header) overflows: a panic with overflow checks; in a release build the
-// next put gets job id 0, whose FULL record recovery then rejects ("job id 0"), so the
-// following start fails without --binlog-salvage.
+// (`Engine::put_header`; a saturating add since) overflows: a panic with overflow checks; in
+// a release build the next put gets job id 0, whose FULL record recovery then rejects
+// ("job id 0"), so the following start fails without --binlog-salvage.
 #[test]
 fn segment_header_next_id_u64_max() {
     let dir = TempDir::new("seg-next");
@@ -172,7 +172,7 @@ fn segment_header_next_id_u64_max() {
 // Found reviewing recover's torn-write check while writing the binlog_reader target (too big
 // for the fuzzer's 4 KiB inputs): a record in the newest segment whose checksum fails, with
 // only zeros after the length it claims, is a torn write only if no valid record starts
-// anywhere after it, and `valid_record_after` (src/storage/recover.rs) tries `decode` at
+// anywhere after it, and `valid_record_after` (crates/storage/src/recover.rs) tries `decode` at
 // every later offset, checksumming up to the length read there. A large job body of binary
 // data (here 1 MiB of the u32 0x00400000) cut short by a crash in a 10 MiB segment makes that
 // about 800k checksums of 4 MiB each: 41 s in a release build for this input, ~40 s per MiB

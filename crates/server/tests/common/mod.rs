@@ -54,6 +54,22 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Fails the calling test because something it needs is missing on this machine. Tests
+/// never skip themselves: one that cannot run fails, and `what` says what is missing and
+/// how to provide it.
+#[track_caller]
+pub fn cannot_run(what: &str) -> ! {
+    panic!("cannot run: {what}");
+}
+
+/// `cannot_run(what)` unless `ok`.
+#[track_caller]
+pub fn require(what: &str, ok: bool) {
+    if !ok {
+        cannot_run(what);
+    }
+}
+
 /// A scratch directory under /tmp (short paths: unix socket paths are limited to 107
 /// bytes), removed on drop.
 pub struct TempDir(PathBuf);
