@@ -9,19 +9,21 @@ impl Engine {
     /// O(everything): for tests only.
     pub fn check_invariants(&self) -> Result<(), String> {
         let (mut ready, mut urgent, mut reserved, mut delayed, mut buried) = (0, 0, 0, 0, 0);
-        for (&id, j) in self.jobs.iter() {
+        for (&id, j) in self.q.jobs.iter() {
             if j.id != id {
                 return Err(format!("job {id} stored as {}", j.id));
             }
-            let t = self.tubes.get(j.tube);
+            let t = self.q.tubes.get(j.tube);
             let in_ready = self
+                .q
                 .jobs
                 .slot(id)
                 .is_some_and(|s| t.ready.get(j.heap_pos as usize) == Some(&s));
             let in_delayed = t.delayed.contains(&(j.deadline, id));
-            let in_gdelayed = self.delayed.contains(&(j.deadline, id));
+            let in_gdelayed = self.q.delayed.contains(&(j.deadline, id));
             let in_buried = t.buried.contains(&(j.seq, id));
             let in_reserved = self
+                .q
                 .reserved
                 .range((j.deadline, id, 0)..=(j.deadline, id, u64::MAX))
                 .next()
@@ -45,12 +47,13 @@ impl Engine {
                 JobState::Reserved => {
                     reserved += 1;
                     let holder = self
+                        .q
                         .reserved
                         .range((j.deadline, id, 0)..=(j.deadline, id, u64::MAX))
                         .next()
                         .map(|e| e.2);
                     let held = holder
-                        .and_then(|c| self.conns.get(&c))
+                        .and_then(|c| self.s.conns.get(&c))
                         .is_some_and(|c| c.reserved.contains(&(j.deadline, id)));
                     if !held {
                         return Err(format!("reserved job {id} not held by its connection"));
@@ -64,56 +67,56 @@ impl Engine {
             }
         }
         let counts = [
-            (ready, self.ready, "ready"),
-            (urgent, self.urgent, "urgent"),
-            (reserved, self.reserved.len() as u64, "reserved"),
-            (delayed, self.delayed.len() as u64, "delayed"),
-            (buried, self.buried, "buried"),
+            (ready, self.q.ready, "ready"),
+            (urgent, self.q.urgent, "urgent"),
+            (reserved, self.q.reserved.len() as u64, "reserved"),
+            (delayed, self.q.delayed.len() as u64, "delayed"),
+            (buried, self.q.buried, "buried"),
         ];
         for (n, have, what) in counts {
             if n != have {
                 return Err(format!("{what}: {n} jobs, counter says {have}"));
             }
         }
-        let bytes: u64 = self.jobs.iter().map(|(_, j)| j.body.len() as u64).sum();
-        if bytes != self.body_bytes {
+        let bytes: u64 = self.q.jobs.iter().map(|(_, j)| j.body.len() as u64).sum();
+        if bytes != self.q.body_bytes {
             return Err(format!(
                 "body bytes {bytes}, counter says {}",
-                self.body_bytes
+                self.q.body_bytes
             ));
         }
-        let held: usize = self.conns.values().map(|c| c.reserved.len()).sum();
-        if held != self.reserved.len() {
+        let held: usize = self.s.conns.values().map(|c| c.reserved.len()).sum();
+        if held != self.q.reserved.len() {
             return Err(format!(
                 "{held} reservations held, {} reserved",
-                self.reserved.len()
+                self.q.reserved.len()
             ));
         }
         let (mut tube_jobs, mut using, mut watching, mut waiters) = (0u64, 0, 0, 0);
-        for &tid in self.tubes.ids() {
-            let t = self.tubes.get(tid);
-            if self.tubes.find(&t.name) != Some(tid) {
+        for &tid in self.q.tubes.ids() {
+            let t = self.q.tubes.get(tid);
+            if self.q.tubes.find(&t.name) != Some(tid) {
                 return Err(format!("tube {} not findable", t.name));
             }
             tube_jobs += t.job_count();
-            using += t.using;
-            watching += t.watching;
-            waiters += t.waiters.len();
+            using += t.sess.using;
+            watching += t.sess.watching;
+            waiters += t.sess.waiters.len();
             if tid != 0 && t.unreferenced() {
                 return Err(format!("tube {} unreferenced but alive", t.name));
             }
             let urgent = t
                 .ready
                 .iter()
-                .filter(|&&s| self.jobs.at(s).pri < URGENT_THRESHOLD)
+                .filter(|&&s| self.q.jobs.at(s).pri < URGENT_THRESHOLD)
                 .count() as u64;
             for (i, &s) in t.ready.iter().enumerate() {
-                let j = self.jobs.at(s);
+                let j = self.q.jobs.at(s);
                 if j.heap_pos as usize != i || j.tube != tid || j.state != JobState::Ready {
                     return Err(format!("tube {}: ready heap slot {i} is wrong", t.name));
                 }
                 if i > 0 {
-                    let p = self.jobs.at(t.ready[(i - 1) / 2]);
+                    let p = self.q.jobs.at(t.ready[(i - 1) / 2]);
                     if (p.pri, p.id) > (j.pri, j.id) {
                         return Err(format!("tube {}: ready heap order broken", t.name));
                     }
@@ -132,7 +135,7 @@ impl Engine {
             }
             if let Some(o) = t.ages.oldest() {
                 // Exact or at most one bucket too old.
-                let min = t.ready.iter().map(|&s| self.jobs.at(s).deadline).min();
+                let min = t.ready.iter().map(|&s| self.q.jobs.at(s).deadline).min();
                 if min.is_none_or(|m| o > m || m - o >= super::ages::WIDTH) {
                     return Err(format!(
                         "tube {}: oldest ready {o}, jobs say {min:?}",
@@ -143,61 +146,63 @@ impl Engine {
             if urgent != t.urgent {
                 return Err(format!("tube {} urgent {} != {urgent}", t.name, t.urgent));
             }
-            let want = if t.unpause_at.is_none() && !t.waiters.is_empty() {
+            let want = if t.unpause_at.is_none() && !t.sess.waiters.is_empty() {
                 t.ready.first().map(|&s| {
-                    let j = self.jobs.at(s);
+                    let j = self.q.jobs.at(s);
                     (j.pri, j.id)
                 })
             } else {
                 None
             };
-            if want != t.candidate {
+            if want != t.sess.candidate {
                 return Err(format!(
                     "tube {} candidate {:?} != {want:?}",
-                    t.name, t.candidate
+                    t.name, t.sess.candidate
                 ));
             }
             if let Some((p, id)) = want {
-                if !self.candidates.contains(&(p, id, tid)) {
+                if !self.s.candidates.contains(&(p, id, tid)) {
                     return Err(format!("tube {} candidate missing from set", t.name));
                 }
             }
             if t.unpause_at
-                .is_some_and(|at| !self.paused.contains(&(at, tid)))
+                .is_some_and(|at| !self.q.paused.contains(&(at, tid)))
             {
                 return Err(format!("tube {} pause not scheduled", t.name));
             }
         }
-        if tube_jobs != self.jobs.len() as u64 {
+        if tube_jobs != self.q.jobs.len() as u64 {
             return Err(format!(
                 "tubes hold {tube_jobs} jobs, {} exist",
-                self.jobs.len()
+                self.q.jobs.len()
             ));
         }
         let live_candidates = self
+            .q
             .tubes
             .ids()
             .iter()
-            .filter(|&&t| self.tubes.get(t).candidate.is_some())
+            .filter(|&&t| self.q.tubes.get(t).sess.candidate.is_some())
             .count();
-        if live_candidates != self.candidates.len() {
+        if live_candidates != self.s.candidates.len() {
             return Err("stale candidate entries".into());
         }
-        if !self.candidates.is_empty() {
+        if !self.s.candidates.is_empty() {
             return Err("a waiter and a ready job coexist in an unpaused tube".into());
         }
-        let conns = self.conns.len() as u64;
-        let watch: u64 = self.conns.values().map(|c| c.watch.len() as u64).sum();
+        let conns = self.s.conns.len() as u64;
+        let watch: u64 = self.s.conns.values().map(|c| c.watch.len() as u64).sum();
         if using != conns || watching != watch {
             return Err(format!(
                 "using {using}/{conns}, watching {watching}/{watch}"
             ));
         }
-        let waiting = self.conns.values().filter(|c| c.wait.is_some()).count() as u64;
-        if waiting != self.waiting {
-            return Err(format!("waiting {waiting} != counter {}", self.waiting));
+        let waiting = self.s.conns.values().filter(|c| c.wait.is_some()).count() as u64;
+        if waiting != self.s.waiting {
+            return Err(format!("waiting {waiting} != counter {}", self.s.waiting));
         }
         let wait_entries: usize = self
+            .s
             .conns
             .values()
             .filter(|c| c.wait.is_some())
@@ -207,16 +212,17 @@ impl Engine {
             return Err(format!("{waiters} waiter entries, want {wait_entries}"));
         }
         let timers = self
+            .s
             .conns
             .iter()
             .filter_map(|(&id, c)| c.wait.and_then(|w| w.timer).map(|t| (t, id)))
             .count();
-        if timers != self.wait_timers.len() {
+        if timers != self.s.wait_timers.len() {
             return Err("wait timer set out of step".into());
         }
-        let producers = self.conns.values().filter(|c| c.producer).count() as u64;
-        let workers = self.conns.values().filter(|c| c.worker).count() as u64;
-        if producers != self.producers || workers != self.workers {
+        let producers = self.s.conns.values().filter(|c| c.producer).count() as u64;
+        let workers = self.s.conns.values().filter(|c| c.worker).count() as u64;
+        if producers != self.s.producers || workers != self.s.workers {
             return Err("producer/worker counts out of step".into());
         }
         Ok(())

@@ -73,7 +73,7 @@ impl Engine {
             j.push(op);
             // Its position is known once the server appends it (see `LSN_PENDING`).
             if let JournalOp::Full(id) | JournalOp::Update(id) = op {
-                if let Some(job) = self.jobs.get_mut(&id) {
+                if let Some(job) = self.q.jobs.get_mut(&id) {
                     job.lsn = LSN_PENDING;
                 }
             }
@@ -89,61 +89,61 @@ impl Engine {
     }
 
     pub fn set_job_file(&mut self, id: JobId, file: u32) {
-        if let Some(j) = self.jobs.get_mut(&id) {
+        if let Some(j) = self.q.jobs.get_mut(&id) {
             j.file = file;
         }
     }
 
     /// Sets the log position of job `id`'s latest change.
     pub fn set_job_lsn(&mut self, id: JobId, lsn: u64) {
-        if let Some(j) = self.jobs.get_mut(&id) {
+        if let Some(j) = self.q.jobs.get_mut(&id) {
             j.lsn = lsn;
         }
     }
 
     pub fn tube_name(&self, j: &Job) -> &str {
-        &self.tubes.get(j.tube).name
+        &self.q.tubes.get(j.tube).name
     }
 
     /// Ids of every job (for a full rewrite of the log).
     pub fn job_ids(&self) -> Vec<JobId> {
-        self.jobs.keys().copied().collect()
+        self.q.jobs.keys().copied().collect()
     }
 
     /// The next job id to hand out.
     pub fn next_job_id(&self) -> JobId {
-        self.next_job
+        self.q.next_job
     }
 
     /// No id at or above this has been handed out: what segment headers record.
     pub fn id_limit(&self) -> JobId {
-        self.id_limit
+        self.q.id_limit
     }
 
     /// At startup: ids below `id` were handed out before.
     pub fn set_next_job_id(&mut self, id: JobId) {
-        self.next_job = self.next_job.max(id);
-        self.id_limit = self.id_limit.max(self.next_job);
+        self.q.next_job = self.q.next_job.max(id);
+        self.q.id_limit = self.q.id_limit.max(self.q.next_job);
     }
 
     /// At a clean shutdown: records the exact next id, so that a restart continues from
     /// it rather than from the end of the current block.
     pub fn close_ids(&mut self) {
-        self.id_limit = self.next_job;
-        self.log(JournalOp::IdLimit(self.next_job));
+        self.q.id_limit = self.q.next_job;
+        self.log(JournalOp::IdLimit(self.q.next_job));
     }
 
     /// Puts a job read from the log back in its state: reserved jobs become ready, delayed
     /// jobs whose time has passed become ready, buried jobs keep their order.
     pub fn restore(&mut self, r: Restored, now: u64) {
         self.now = now;
-        if self.jobs.contains_key(&r.id) || r.id == 0 {
+        if self.q.jobs.contains_key(&r.id) || r.id == 0 {
             return;
         }
-        let tube = self.tubes.find_or_make(&r.tube);
+        let tube = self.q.tubes.find_or_make(&r.tube);
         let id = r.id;
-        self.body_bytes += r.body.len() as u64;
-        self.jobs.insert(
+        self.q.body_bytes += r.body.len() as u64;
+        self.q.jobs.insert(
             id,
             Job {
                 id,
@@ -166,17 +166,17 @@ impl Engine {
                 body: Body::from_bytes(r.body),
             },
         );
-        self.next_job = self.next_job.max(id.saturating_add(1));
-        self.id_limit = self.id_limit.max(self.next_job);
+        self.q.next_job = self.q.next_job.max(id.saturating_add(1));
+        self.q.id_limit = self.q.id_limit.max(self.q.next_job);
         match r.state {
             JobState::Delayed if r.deadline > now => self.make_delayed(id, r.deadline),
             JobState::Buried => {
-                self.seq = self.seq.max(r.bury_seq);
+                self.q.seq = self.q.seq.max(r.bury_seq);
                 let j = self.job_mut(id);
                 j.state = JobState::Buried;
                 j.seq = r.bury_seq;
-                self.tubes.get_mut(tube).buried.insert((r.bury_seq, id));
-                self.buried += 1;
+                self.q.tubes.get_mut(tube).buried.insert((r.bury_seq, id));
+                self.q.buried += 1;
             }
             _ => self.make_ready(id),
         }

@@ -52,11 +52,12 @@ pub struct TubeMetrics {
 impl Engine {
     /// Every tube's metrics: O(tubes).
     pub fn tube_metrics(&self, now: u64) -> Vec<TubeMetrics> {
-        self.tubes
+        self.q
+            .tubes
             .ids()
             .iter()
             .map(|&t| {
-                let tube = self.tubes.get(t);
+                let tube = self.q.tubes.get(t);
                 let oldest = tube.ages.oldest();
                 TubeMetrics {
                     stats: self.tube_stats(t, now),

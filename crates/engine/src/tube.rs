@@ -29,12 +29,8 @@ pub(crate) struct Tube {
     pub(crate) buried: BTreeSet<(u64, JobId)>,
     pub(crate) urgent: u64,
     pub(crate) reserved: u64,
-    pub(crate) using: u64,
-    pub(crate) watching: u64,
-    /// Connections blocked in reserve that watch this tube, by arrival.
-    pub(crate) waiters: BTreeSet<(u64, ConnId)>,
-    /// This tube's entry in the engine's candidate set, if it has one.
-    pub(crate) candidate: Option<(u32, JobId)>,
+    /// Session state: this node's connections using, watching and waiting on the tube.
+    pub(crate) sess: TubeSessions,
     /// Requested pause in ns; 0 when not paused.
     pub(crate) pause: u64,
     pub(crate) unpause_at: Option<u64>,
@@ -42,6 +38,18 @@ pub(crate) struct Tube {
     pub(crate) cmd_delete: u64,
     pub(crate) cmd_pause: u64,
     pub counters: super::metrics::TubeCounters,
+}
+
+/// The part of a tube that is session state (see `Sessions`): a tube lives while it
+/// holds jobs or while a connection uses or watches it.
+#[derive(Debug, Default)]
+pub(crate) struct TubeSessions {
+    pub(crate) using: u64,
+    pub(crate) watching: u64,
+    /// Connections blocked in reserve that watch this tube, by arrival.
+    pub(crate) waiters: BTreeSet<(u64, ConnId)>,
+    /// This tube's entry in the engine's candidate set, if it has one.
+    pub(crate) candidate: Option<(u32, JobId)>,
 }
 
 impl Tube {
@@ -55,10 +63,7 @@ impl Tube {
             buried: BTreeSet::new(),
             urgent: 0,
             reserved: 0,
-            using: 0,
-            watching: 0,
-            waiters: BTreeSet::new(),
-            candidate: None,
+            sess: TubeSessions::default(),
             pause: 0,
             unpause_at: None,
             total_jobs: 0,
@@ -76,7 +81,7 @@ impl Tube {
     }
 
     pub(crate) fn unreferenced(&self) -> bool {
-        self.using == 0 && self.watching == 0 && self.job_count() == 0
+        self.sess.using == 0 && self.sess.watching == 0 && self.job_count() == 0
     }
 }
 

@@ -1,0 +1,35 @@
+//! `release`: a reserved job goes back to ready (to a waiter at once) or delayed.
+
+use sprout_protocol::Reply;
+
+use crate::{ConnId, Deliveries, Engine, JobId, JournalOp, SECOND};
+
+impl Engine {
+    pub(super) fn release(
+        &mut self,
+        c: ConnId,
+        id: JobId,
+        pri: u32,
+        delay: u32,
+        now: u64,
+        out: &mut Deliveries,
+    ) -> Reply {
+        self.s.cmd.release += 1;
+        if !self.take_reserved(c, id) {
+            return Reply::NotFound;
+        }
+        if let Some(j) = self.q.jobs.get_mut(&id) {
+            j.pri = pri;
+            j.delay = delay;
+            j.releases += 1;
+        }
+        self.log(JournalOp::Update(id));
+        if delay > 0 {
+            self.make_delayed(id, now.saturating_add(u64::from(delay) * SECOND));
+        } else {
+            self.make_ready(id);
+            self.process_queue(now, out);
+        }
+        Reply::Released
+    }
+}
