@@ -359,8 +359,8 @@ impl Binlog {
             p.lost.insert(id);
             return;
         }
-        let (_, lsn) = p.push_record(&Record::Delete { id }, seg_size, next_id);
-        p.deleted_lsn = lsn;
+        // Not a delete anything waits for: the job was never shown to anyone.
+        p.push_record(&Record::Delete { id }, seg_size, next_id);
         let _ = self.appended(p);
     }
 
