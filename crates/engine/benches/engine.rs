@@ -6,7 +6,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
-use sprout_engine::{ConnId, Deliveries, Engine, Outcome};
+use sprout_engine::{ConnId, Effects, Engine, Input, Output};
 use sprout_protocol::command::PutHeader;
 use sprout_protocol::{Command, Reply};
 
@@ -17,42 +17,57 @@ const HEADER: PutHeader = PutHeader {
     bytes: 100,
 };
 
-fn put(e: &mut Engine, c: ConnId, body: &Bytes, out: &mut Deliveries) -> u64 {
-    let id = e.put_header(c);
-    match e.put_body(c, id, HEADER, body.clone(), 0, out) {
-        Reply::Inserted(id) => id,
-        r => panic!("put: {r:?}"),
+/// A command through the engine's entry point.
+fn cmd(e: &mut Engine, c: ConnId, command: Command, fx: &mut Effects) -> Output {
+    e.apply(0, Input::Command(c, command), fx);
+    std::mem::take(&mut fx.output)
+}
+
+/// A put as the server makes one without a log: header, admission, apply.
+fn put(e: &mut Engine, c: ConnId, body: &Bytes, fx: &mut Effects) -> u64 {
+    e.apply(0, Input::PutHeader(c), fx);
+    let Output::Job(id) = fx.output else {
+        panic!("put header: {:?}", fx.output)
+    };
+    let p = e.put_admit(c, id, HEADER, body.clone(), 0).expect("admitted");
+    e.apply(0, Input::Put(p), fx);
+    match &fx.output {
+        Output::Reply(Reply::Inserted(id)) => *id,
+        o => panic!("put: {o:?}"),
     }
 }
 
-fn reserve(e: &mut Engine, c: ConnId, out: &mut Deliveries) -> u64 {
-    match e.execute(c, Command::ReserveWithTimeout(0), 0, out) {
-        Outcome::Reply(Reply::Reserved { id, .. }) => id,
+fn reserve(e: &mut Engine, c: ConnId, fx: &mut Effects) -> u64 {
+    match cmd(e, c, Command::ReserveWithTimeout(0), fx) {
+        Output::Reply(Reply::Reserved { id, .. }) => id,
         o => panic!("reserve: {o:?}"),
     }
 }
 
-fn delete(e: &mut Engine, c: ConnId, id: u64, out: &mut Deliveries) {
-    let o = e.execute(c, Command::Delete(id), 0, out);
-    assert_eq!(o, Outcome::Reply(Reply::Deleted));
+fn delete(e: &mut Engine, c: ConnId, id: u64, fx: &mut Effects) {
+    let o = cmd(e, c, Command::Delete(id), fx);
+    assert_eq!(o, Output::Reply(Reply::Deleted));
 }
 
 /// An engine holding `backlog` ready jobs in `default`, and `tubes` further tubes each
 /// holding one job (watched by the returned connection if `watch`).
 fn engine(backlog: usize, tubes: usize, watch: bool) -> (Engine, ConnId, Bytes) {
     let mut e = Engine::new();
-    let c = e.connect();
+    let mut out = Effects::default();
+    e.apply(0, Input::Connect, &mut out);
+    let Output::Conn(c) = out.output else {
+        panic!("connect")
+    };
     let body = Bytes::from(vec![b'x'; 100]);
-    let mut out = Deliveries::new();
     for i in 0..tubes {
         let name = format!("tube-{i}");
-        e.execute(c, Command::Use(name.clone()), 0, &mut out);
+        cmd(&mut e, c, Command::Use(name.clone()), &mut out);
         put(&mut e, c, &body, &mut out);
         if watch {
-            e.execute(c, Command::Watch(name), 0, &mut out);
+            cmd(&mut e, c, Command::Watch(name), &mut out);
         }
     }
-    e.execute(c, Command::Use("default".into()), 0, &mut out);
+    cmd(&mut e, c, Command::Use("default".into()), &mut out);
     for _ in 0..backlog {
         put(&mut e, c, &body, &mut out);
     }
@@ -70,7 +85,7 @@ fn hot(c: &mut Criterion) {
         ("watching 100 tubes", 0, 100, true),
     ] {
         let (mut e, conn, body) = engine(backlog, tubes, watch);
-        let mut out = Deliveries::new();
+        let mut out = Effects::default();
         g.bench_function(format!("put+delete/{label}"), |b| {
             b.iter(|| {
                 let id = put(&mut e, conn, &body, &mut out);
@@ -90,17 +105,17 @@ fn hot(c: &mut Criterion) {
         g.bench_function(format!("reserve+release/{label}"), |b| {
             b.iter(|| {
                 let id = reserve(&mut e, conn, &mut out);
-                let o = e.execute(
+                let o = cmd(
+                    &mut e,
                     conn,
                     Command::Release {
                         id,
                         pri: 1024,
                         delay: 0,
                     },
-                    0,
                     &mut out,
                 );
-                assert_eq!(o, Outcome::Reply(Reply::Released));
+                assert_eq!(o, Output::Reply(Reply::Released));
             })
         });
     }
@@ -110,7 +125,7 @@ fn hot(c: &mut Criterion) {
 /// Deleting one of a connection's many reservations (beanstalkd scans them all).
 fn reservations(c: &mut Criterion) {
     let (mut e, conn, body) = engine(0, 0, false);
-    let mut out = Deliveries::new();
+    let mut out = Effects::default();
     for _ in 0..100_000 {
         put(&mut e, conn, &body, &mut out);
         reserve(&mut e, conn, &mut out);

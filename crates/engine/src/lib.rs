@@ -16,6 +16,7 @@ pub(crate) mod conn;
 pub mod heap;
 pub mod job;
 pub mod journal;
+mod machine;
 pub mod metrics;
 mod queue;
 mod session;
@@ -36,6 +37,7 @@ use conn::Conn;
 pub use conn::ConnId;
 pub use job::{Job, JobId, JobState, URGENT_THRESHOLD};
 pub use journal::JournalOp;
+pub use machine::{Effects, Input, Output};
 use tube::{TubeId, Tubes};
 
 pub const SECOND: u64 = 1_000_000_000;
@@ -91,7 +93,7 @@ struct Local {
 }
 
 /// A put that was admitted (and, with a log, logged): what applying it needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewPut {
     pub conn: ConnId,
     pub id: JobId,

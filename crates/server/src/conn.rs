@@ -16,7 +16,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{oneshot, watch};
 
 use super::{Delivered, Shared};
-use sprout_engine::{ConnId, JobId, NewPut, Outcome, Reveal};
+use sprout_engine::{ConnId, Input, JobId, NewPut, Output, Reveal};
 use sprout_protocol::command::PutHeader;
 use sprout_protocol::{Command, Decoder, Event, LineError, Reply};
 use sprout_storage::{Acked, NewJob, SyncPolicy, Ticket};
@@ -240,7 +240,7 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
         c.settle().await;
     }
     let shared = c.shared.clone();
-    let _ = shared.with_engine(|e, now, out| e.disconnect(id, now, out));
+    shared.step(Input::Disconnect(id));
     shared.lock().waiters.remove(&id);
     tracing::debug!("close {id}");
 }
@@ -356,7 +356,10 @@ impl Conn {
         let id = self.id;
         let cancelled = {
             let mut st = self.shared.lock();
-            let c = st.engine.cancel_wait(id);
+            let (out, _, _) = self
+                .shared
+                .step_with(&mut st, Input::CancelWait(id), |_, _| {});
+            let c = out == Output::Cancelled(true);
             if c {
                 st.waiters.remove(&id);
             }
@@ -409,9 +412,10 @@ impl Conn {
                     self.unapplied -= 1;
                     self.unapplied_bytes -= p.body.len();
                     let r = if self.ticket_ok(t, policy).await {
-                        self.shared
-                            .with_engine(|e, now, out| e.put_apply(*p, now, out))
-                            .0
+                        match self.shared.step(Input::Put(*p)).0 {
+                            Output::Reply(r) => r,
+                            o => unreachable!("put gave {o:?}"),
+                        }
                     } else {
                         // Not logged: the job never existed. Its record may still reach
                         // the disk (a write that failed late), so its id is marked dead.
@@ -518,15 +522,8 @@ impl Conn {
             self.reply(Reply::OutOfMemory);
             return;
         }
-        let Some(b) = self.shared.binlog.clone() else {
-            let (r, t) = self
-                .shared
-                .with_engine(|e, now, out| e.put_body(id, job, h, body, now, out));
-            self.reply_after(r, t, Reveal::Nothing);
-            return;
-        };
         let shared = self.shared.clone();
-        let st = shared.lock();
+        let mut st = shared.lock();
         let now = shared.clock.now();
         let mut p = match st.engine.put_admit(id, job, h, body, now) {
             Ok(p) => p,
@@ -535,6 +532,15 @@ impl Conn {
                 self.reply(r);
                 return;
             }
+        };
+        let Some(b) = self.shared.binlog.clone() else {
+            // No log: applied at once.
+            let (out, _, _) = shared.step_with(&mut st, Input::Put(p), |_, _| {});
+            drop(st);
+            if let Output::Reply(r) = out {
+                self.reply(r);
+            }
+            return;
         };
         let (t, file) = b.append_put(
             &NewJob {
@@ -580,40 +586,36 @@ impl Conn {
                     return Next::Continue;
                 }
                 let shared = self.shared.clone();
-                let mut st = shared.lock();
-                let now = shared.clock.now();
-                let mut out = std::mem::take(&mut st.scratch);
-                let outcome = st.engine.execute(id, cmd, now, &mut out);
-                let ticket = shared.persist(&mut st);
-                let next = match outcome {
-                    Outcome::Reply(r) => {
-                        let reveal = match st.engine.reveal() {
-                            Reveal::Job(lsn) => Reveal::Job(Shared::resolve(&st, lsn)),
-                            other => other,
-                        };
-                        shared.finish(&mut st, now, &mut out);
-                        st.scratch = out;
-                        drop(st);
+                let mut rx = None;
+                let (out, reveal, ticket) = {
+                    let mut st = shared.lock();
+                    shared.step_with(&mut st, Input::Command(id, cmd), |st, out| {
+                        if *out == Output::Wait {
+                            // Registered before anything is delivered.
+                            let (tx, r) = oneshot::channel();
+                            st.waiters.insert(id, tx);
+                            rx = Some(r);
+                        }
+                    })
+                };
+                return match (out, rx) {
+                    (Output::Reply(r), _) => {
                         self.reply_after(r, ticket, reveal);
                         Next::Continue
                     }
-                    Outcome::Wait => {
-                        let (tx, rx) = oneshot::channel();
-                        st.waiters.insert(id, tx);
-                        shared.finish(&mut st, now, &mut out);
-                        st.scratch = out;
-                        Next::Wait(rx)
-                    }
+                    (_, Some(rx)) => Next::Wait(rx),
+                    (o, None) => unreachable!("command gave {o:?}"),
                 };
-                return next;
             }
             Event::Put(h) => {
                 let shared = self.shared.clone();
                 let (job, refuse) = {
                     let mut st = shared.lock();
-                    let job = st.engine.put_header(id);
-                    // The id block it may have opened is logged before the id is used.
-                    let _ = shared.persist(&mut st);
+                    // The id block it may open is logged before the id is used.
+                    let (out, _, _) = shared.step_with(&mut st, Input::PutHeader(id), |_, _| {});
+                    let Output::Job(job) = out else {
+                        unreachable!("put header gave {out:?}")
+                    };
                     (job, st.engine.put_would_exceed(u64::from(h.bytes)))
                 };
                 if refuse {
@@ -636,14 +638,16 @@ impl Conn {
             Event::Error(e) => {
                 tracing::debug!("conn {id}: protocol error: {e:?}");
                 match e {
-                    LineError::PutTooBig(_) => self.shared.lock().engine.count_put(),
+                    LineError::PutTooBig(_) => {
+                        self.shared.step(Input::CountPut);
+                    }
                     LineError::PutBadFormat => {
-                        self.shared.lock().engine.count_put();
+                        self.shared.step(Input::CountPut);
                         self.reply(Reply::BadFormat);
                     }
                     LineError::BadFormat => self.reply(Reply::BadFormat),
                     LineError::PauseTubeBadName => {
-                        self.shared.lock().engine.count_pause_tube();
+                        self.shared.step(Input::CountPauseTube);
                         self.reply(Reply::BadFormat);
                     }
                     LineError::UnknownCommand => self.reply(Reply::UnknownCommand),

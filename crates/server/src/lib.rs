@@ -20,7 +20,9 @@ use tokio::sync::{oneshot, Notify};
 
 use config::Config;
 use listen::{Accepted, Listener};
-use sprout_engine::{ConnId, Deliveries, Delivery, Engine, JournalOp, LSN_PENDING};
+use sprout_engine::{
+    ConnId, Delivery, Effects, Engine, Input, JournalOp, Output, Reveal, LSN_PENDING,
+};
 use sprout_protocol::reply::ProcessStats;
 use sprout_protocol::Reply;
 use sprout_storage::{Binlog, Ticket};
@@ -71,8 +73,10 @@ pub(crate) struct State {
     waiters: FxHashMap<ConnId, oneshot::Sender<Delivered>>,
     /// When the timer task will next wake; u64::MAX if never.
     timer_at: u64,
-    scratch: Deliveries,
-    ops: Vec<JournalOp>,
+    /// The effects of the input being applied.
+    fx: Effects,
+    /// The effects of inputs applied while delivering (a connection found gone).
+    fx2: Effects,
     /// Where the last append ended (the end of the log, if it could not be written):
     /// what a reply showing a change made by the same call waits for.
     last_end: u64,
@@ -109,8 +113,8 @@ impl Shared {
                 engine,
                 waiters: FxHashMap::default(),
                 timer_at: u64::MAX,
-                scratch: Vec::new(),
-                ops: Vec::new(),
+                fx: Effects::default(),
+                fx2: Effects::default(),
                 last_end: 0,
             }),
             timer: Notify::new(),
@@ -135,23 +139,61 @@ impl Shared {
         self.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Writes the engine's recorded changes to the log; the ticket is what a reply that
-    /// acknowledges them must wait for.
-    pub(crate) fn persist(&self, st: &mut State) -> Option<Ticket> {
+    /// Writes an input's changes to the log; the ticket is what a reply that acknowledges
+    /// them must wait for.
+    fn persist(
+        &self,
+        engine: &mut Engine,
+        ops: &[JournalOp],
+        last_end: &mut u64,
+    ) -> Option<Ticket> {
         let b = self.binlog.as_ref()?;
-        let mut ops = std::mem::take(&mut st.ops);
-        st.engine.take_journal(&mut ops);
-        let t = b.append(&mut st.engine, &ops);
-        st.ops = ops;
+        let t = b.append(engine, ops);
         if let Some(t) = t {
             // The ticket's position is the end, unless it is already settled (written
             // directly) or failed.
-            st.last_end = match t.lsn {
+            *last_end = match t.lsn {
                 0 | u64::MAX => b.end(),
                 lsn => lsn,
             };
         }
         t
+    }
+
+    /// Applies one input to the engine (the only way the server changes it): logs the
+    /// changes, lets `before` act on the output under the same lock (a connection that
+    /// waits registers for its reply), delivers what is owed to other connections, and
+    /// reschedules the timer. Returns the output, what the reply shows (a position, or the
+    /// latest delete for NOT_FOUND), and the ticket of the changes.
+    pub(crate) fn step_with(
+        &self,
+        st: &mut State,
+        input: Input,
+        before: impl FnOnce(&mut State, &Output),
+    ) -> (Output, Reveal, Option<Ticket>) {
+        let now = self.clock.now();
+        st.engine.apply(now, input, &mut st.fx);
+        let State {
+            engine,
+            fx,
+            last_end,
+            ..
+        } = st;
+        let t = self.persist(engine, &fx.journal, last_end);
+        let output = std::mem::take(&mut st.fx.output);
+        let reveal = match st.fx.reveal {
+            Reveal::Job(lsn) => Reveal::Job(Self::resolve(st, lsn)),
+            r => r,
+        };
+        before(st, &output);
+        self.finish(st, now);
+        (output, reveal, t)
+    }
+
+    /// [`Shared::step_with`] under a lock of its own, with nothing to do before delivering.
+    pub(crate) fn step(&self, input: Input) -> (Output, Reveal, Option<Ticket>) {
+        let mut st = self.lock();
+        self.step_with(&mut st, input, |_, _| {})
     }
 
     /// True when changes must be refused because the log cannot be written.
@@ -165,22 +207,6 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the engine with a deliveries buffer, then delivers what it produced and
-    /// reschedules the timer if the engine's next deadline moved earlier.
-    pub(crate) fn with_engine<R>(
-        &self,
-        f: impl FnOnce(&mut Engine, u64, &mut Deliveries) -> R,
-    ) -> (R, Option<Ticket>) {
-        let mut st = self.lock();
-        let now = self.clock.now();
-        let mut out = std::mem::take(&mut st.scratch);
-        let r = f(&mut st.engine, now, &mut out);
-        let t = self.persist(&mut st);
-        self.finish(&mut st, now, &mut out);
-        st.scratch = out;
-        (r, t)
-    }
-
     /// The position a reply showing `lsn` waits for: a change of the current call is at the
     /// end of what was just appended.
     pub(crate) fn resolve(st: &State, lsn: u64) -> u64 {
@@ -191,8 +217,10 @@ impl Shared {
         }
     }
 
-    fn finish(&self, st: &mut State, now: u64, out: &mut Deliveries) {
-        let _ = self.persist(st);
+    /// Sends the deliveries of the input just applied, and wakes the timer if the engine's
+    /// next deadline moved earlier.
+    fn finish(&self, st: &mut State, now: u64) {
+        let mut out = std::mem::take(&mut st.fx.deliveries);
         let mut i = 0;
         while i < out.len() {
             let d = std::mem::replace(
@@ -212,13 +240,22 @@ impl Shared {
                         // The connection's task is gone: return the job as a disconnect
                         // would (it was never shown to anyone).
                         tracing::warn!("conn {to}: reply undeliverable ({})", reply.head());
-                        st.engine.disconnect(to, now, out);
+                        st.engine.apply(now, Input::Disconnect(to), &mut st.fx2);
+                        let State {
+                            engine,
+                            fx2,
+                            last_end,
+                            ..
+                        } = st;
+                        let _ = self.persist(engine, &fx2.journal, last_end);
+                        out.append(&mut st.fx2.deliveries);
                     }
                 }
                 None => tracing::error!("conn {to}: reply with no waiter ({})", d.reply.head()),
             }
         }
         out.clear();
+        st.fx.deliveries = out;
         if let Some(at) = st.engine.next_wakeup() {
             if at < st.timer_at {
                 st.timer_at = at;
@@ -256,13 +293,9 @@ async fn timer_task(shared: Arc<Shared>) {
     loop {
         let next = {
             let mut st = shared.lock();
-            let now = shared.clock.now();
-            let mut out = std::mem::take(&mut st.scratch);
-            st.engine.tick(now, &mut out);
             // The timer schedules itself below; keep `finish` from waking it again.
             st.timer_at = 0;
-            shared.finish(&mut st, now, &mut out);
-            st.scratch = out;
+            shared.step_with(&mut st, Input::Tick, |_, _| {});
             st.timer_at = st.engine.next_wakeup().unwrap_or(u64::MAX);
             st.timer_at
         };
@@ -336,7 +369,10 @@ pub async fn run_until(
                     let alive = alive_tx.clone();
                     shared.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Registered now, in accept order, so `stats` counts it at once.
-                    let id = shared.lock().engine.connect();
+                    let id = match shared.step(Input::Connect).0 {
+                        Output::Conn(id) => id,
+                        o => unreachable!("connect gave {o:?}"),
+                    };
                     tokio::spawn(async move {
                         let counted = shared.clone();
                         match sock {
@@ -377,9 +413,7 @@ pub async fn run_until(
     let _ = tokio::time::timeout(Duration::from_secs(5), alive_rx.recv()).await;
     if shared.binlog.is_some() {
         // The exact next id, so that a restart continues from it.
-        let mut st = shared.lock();
-        st.engine.close_ids();
-        let _ = shared.persist(&mut st);
+        shared.step(Input::CloseIds);
     }
     if let Some(b) = shared.binlog.clone() {
         let _ = tokio::task::spawn_blocking(move || b.shutdown()).await;

@@ -1,0 +1,267 @@
+//! The engine is a deterministic state machine: a recorded sequence of inputs, applied to
+//! two fresh engines, gives equal effects at every step and equal state (canonical dumps).
+//! The inputs cover every command, puts admitted and applied, timers, disconnects with
+//! reservations and waits, and id blocks; they are generated from a seeded generator and
+//! recorded first, then replayed.
+
+use bytes::Bytes;
+use sprout_engine::{ConnId, Effects, Engine, Input, Output, SECOND};
+use sprout_protocol::command::PutHeader;
+use sprout_protocol::{Command, Reply};
+
+/// xorshift64*: no rand dependency, and the same numbers everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len() as u64) as usize]
+    }
+}
+
+const TUBES: [&str; 4] = ["default", "a", "b", "c"];
+
+fn engine() -> Engine {
+    let mut e = Engine::new();
+    e.enable_journal();
+    e
+}
+
+/// A random command for connection `c`; ids around the ones handed out so far.
+fn command(r: &mut Rng, next_id: u64) -> Command {
+    let id = r.below(next_id + 2);
+    let tube = r.pick(&TUBES).to_string();
+    match r.below(24) {
+        0..=2 => Command::ReserveWithTimeout(r.below(3) as u32),
+        3 => Command::Reserve,
+        4 => Command::ReserveJob(id),
+        5..=7 => Command::Delete(id),
+        8 | 9 => Command::Release {
+            id,
+            pri: r.below(3000) as u32,
+            delay: r.below(3) as u32,
+        },
+        10 => Command::Bury {
+            id,
+            pri: r.below(10) as u32,
+        },
+        11 => Command::Touch(id),
+        12 => Command::Use(tube),
+        13 => Command::Watch(tube),
+        14 => Command::Ignore(tube),
+        15 => Command::Peek(id),
+        16 => r
+            .pick(&[
+                Command::PeekReady,
+                Command::PeekDelayed,
+                Command::PeekBuried,
+            ])
+            .clone(),
+        17 => Command::Kick(r.below(4) as u32),
+        18 => Command::KickJob(id),
+        19 => Command::StatsJob(id),
+        20 => Command::StatsTube(tube),
+        21 => r
+            .pick(&[
+                Command::Stats,
+                Command::ListTubes,
+                Command::ListTubeUsed,
+                Command::ListTubesWatched,
+            ])
+            .clone(),
+        _ => Command::PauseTube {
+            tube,
+            delay: r.below(3) as u32,
+        },
+    }
+}
+
+/// Records `n` inputs by driving engine `e` (whose state decides which inputs make sense:
+/// only live connections act, a connection waiting in reserve only waits or leaves).
+fn record(seed: u64, n: usize, e: &mut Engine) -> Vec<(u64, Input)> {
+    let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut now = 1_000 * SECOND;
+    let mut conns: Vec<ConnId> = Vec::new();
+    let mut waiting: Vec<ConnId> = Vec::new();
+    let mut next_id = 1;
+    let mut fx = Effects::default();
+    let mut inputs = Vec::new();
+    let step = |inputs: &mut Vec<(u64, Input)>,
+                now: u64,
+                input: Input,
+                e: &mut Engine,
+                fx: &mut Effects| {
+        inputs.push((now, input.clone()));
+        e.apply(now, input, fx);
+    };
+    while inputs.len() < n {
+        let idle: Vec<ConnId> = conns
+            .iter()
+            .copied()
+            .filter(|c| !waiting.contains(c))
+            .collect();
+        let k = r.below(100);
+        if conns.len() < 2 || k < 4 {
+            step(&mut inputs, now, Input::Connect, e, &mut fx);
+            if let Output::Conn(c) = fx.output {
+                conns.push(c);
+            }
+        } else if k < 7 {
+            let c = *r.pick(&conns);
+            step(&mut inputs, now, Input::Disconnect(c), e, &mut fx);
+            conns.retain(|&x| x != c);
+            waiting.retain(|&x| x != c);
+        } else if k < 30 && !idle.is_empty() {
+            // A put: header, then (usually) the body, admitted and applied.
+            let c = *r.pick(&idle);
+            step(&mut inputs, now, Input::PutHeader(c), e, &mut fx);
+            let Output::Job(id) = fx.output else {
+                panic!("put header: {:?}", fx.output)
+            };
+            next_id = id + 1;
+            let h = PutHeader {
+                pri: r.below(2000) as u32,
+                delay: if r.below(5) == 0 {
+                    1 + r.below(3) as u32
+                } else {
+                    0
+                },
+                ttr: 1 + r.below(3) as u32,
+                bytes: 0,
+            };
+            let body = Bytes::from(format!("job {id} {}", r.next()));
+            if r.below(10) == 0 {
+                step(&mut inputs, now, Input::CountPut, e, &mut fx);
+            } else if let Ok(p) = e.put_admit(c, id, h, body, now) {
+                step(&mut inputs, now, Input::Put(p), e, &mut fx);
+            }
+        } else if k < 33 && !waiting.is_empty() {
+            let c = *r.pick(&waiting);
+            step(&mut inputs, now, Input::CancelWait(c), e, &mut fx);
+        } else if k < 45 {
+            now += r.below(1500) * SECOND / 1000;
+            step(&mut inputs, now, Input::Tick, e, &mut fx);
+        } else if k < 46 {
+            step(&mut inputs, now, Input::CountPauseTube, e, &mut fx);
+        } else if !idle.is_empty() {
+            let c = *r.pick(&idle);
+            step(
+                &mut inputs,
+                now,
+                Input::Command(c, command(&mut r, next_id)),
+                e,
+                &mut fx,
+            );
+            if fx.output == Output::Wait {
+                waiting.push(c);
+            }
+        }
+        // Replies delivered end those connections' waits.
+        for d in &fx.deliveries {
+            waiting.retain(|&x| x != d.conn);
+        }
+        waiting.retain(|&c| e.is_waiting(c));
+        if inputs.len() % 16 == 0 {
+            if let Err(m) = e.check_invariants() {
+                panic!("seed {seed}, input {}: {m}", inputs.len());
+            }
+        }
+    }
+    step(&mut inputs, now, Input::CloseIds, e, &mut fx);
+    inputs
+}
+
+#[test]
+fn same_inputs_same_effects_and_state() {
+    // What the inputs exercised, so that the test cannot pass by doing little.
+    let (mut reserved, mut delivered, mut deleted, mut logged) = (0, 0, 0, 0);
+    for seed in 1..=12 {
+        let mut a = engine();
+        let inputs = record(seed, 2500, &mut a);
+        // Replay on two fresh engines, step by step.
+        let (mut b, mut c) = (engine(), engine());
+        let (mut fb, mut fc) = (Effects::default(), Effects::default());
+        for (i, (now, input)) in inputs.iter().enumerate() {
+            b.apply(*now, input.clone(), &mut fb);
+            c.apply(*now, input.clone(), &mut fc);
+            assert_eq!(
+                fb, fc,
+                "seed {seed}: effects differ at input {i}: {input:?}"
+            );
+            match &fb.output {
+                Output::Reply(Reply::Reserved { .. }) => reserved += 1,
+                Output::Reply(Reply::Deleted) => deleted += 1,
+                _ => {}
+            }
+            delivered += fb.deliveries.len();
+            logged += fb.journal.len();
+            if i % 500 == 0 {
+                assert_eq!(
+                    b.dump(),
+                    c.dump(),
+                    "seed {seed}: state differs after input {i}"
+                );
+            }
+        }
+        assert_eq!(b.dump(), c.dump(), "seed {seed}: final state differs");
+        // The recording engine went through the same inputs too.
+        assert_eq!(
+            a.dump(),
+            b.dump(),
+            "seed {seed}: the recording engine differs"
+        );
+    }
+    assert!(
+        reserved > 500 && delivered > 100 && deleted > 200 && logged > 5000,
+        "too little exercised: {reserved} reserved, {delivered} delivered, {deleted} \
+         deleted, {logged} changes logged"
+    );
+}
+
+/// The dump is a real comparison: it sees a difference in a job's body, a connection's
+/// watch list, and a counter.
+#[test]
+fn dump_sees_differences() {
+    let mut fx = Effects::default();
+    let run = |body: &str, watch: &str, stats: bool| {
+        let mut e = engine();
+        let mut fx = Effects::default();
+        e.apply(SECOND, Input::Connect, &mut fx);
+        let Output::Conn(c) = fx.output else { panic!() };
+        e.apply(SECOND, Input::PutHeader(c), &mut fx);
+        let Output::Job(id) = fx.output else { panic!() };
+        let h = PutHeader {
+            pri: 1,
+            delay: 0,
+            ttr: 5,
+            bytes: 0,
+        };
+        let p = e
+            .put_admit(c, id, h, Bytes::from(body.to_string()), SECOND)
+            .unwrap();
+        e.apply(SECOND, Input::Put(p), &mut fx);
+        e.apply(
+            SECOND,
+            Input::Command(c, Command::Watch(watch.into())),
+            &mut fx,
+        );
+        if stats {
+            e.apply(SECOND, Input::Command(c, Command::Stats), &mut fx);
+        }
+        e.dump()
+    };
+    let base = run("x", "a", false);
+    assert_eq!(base, run("x", "a", false));
+    assert_ne!(base, run("y", "a", false));
+    assert_ne!(base, run("x", "b", false));
+    assert_ne!(base, run("x", "a", true));
+    fx.clear();
+}
