@@ -1,17 +1,15 @@
 //! Persistence tests for sproutd's binlog (`-b DIR`): recovery of every job state and
 //! field across SIGTERM and SIGKILL, damaged segments, the directory lock (against a
-//! second sproutd and against beanstalkd), a kill-at-random-moments crash test, the disk
-//! bound under pathological workloads, a full disk, taking over a beanstalkd binlog, and
-//! the sync on graceful shutdown.
+//! second sproutd and against beanstalkd), the disk bound under pathological workloads, a
+//! full disk, taking over a beanstalkd binlog, and the sync on graceful shutdown. The
+//! kill-at-random-moments crash test under load from many clients is tests/crash.rs.
 //!
 //! Every wait is a bounded poll of a condition (or a blocking read with a timeout); no
-//! sleep stands in for an event. The other sleeps are workload timing: the crash test's
-//! random "kill after" delays and the disk-full test's put retry interval.
+//! sleep stands in for an event. The other sleep is workload timing: the disk-full test's
+//! put retry interval.
 //!
-//! Measured figures (crash cycles, worst disk ratios) are printed; run
-//! `cargo test --test binlog -- --nocapture` to see them. `SPROUT_CRASH_CYCLES=N` makes the
-//! crash test run N cycles (default 20), `SPROUT_CRASH_SEED=S` replays a seed;
-//! `scripts/crash-test` wraps the long run.
+//! Measured figures (worst disk ratios) are printed; run
+//! `cargo test --test binlog -- --nocapture` to see them.
 //!
 //! Nothing here is skipped: the disk-full tests mount a tmpfs (root), the lock and
 //! takeover tests run Debian's beanstalkd (/usr/bin/beanstalkd); where that is not
@@ -19,9 +17,8 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -118,15 +115,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum()
-}
-
-/// Copies the files of `src` (not the lock) into the empty dir `dst`.
-fn copy_dir(src: &Path, dst: &Path) {
-    for e in fs::read_dir(src).unwrap().flatten() {
-        if e.file_name() != "lock" {
-            fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -894,455 +882,7 @@ fn lock_excludes_second_sproutd_and_beanstalkd() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 4. Crash test: SIGKILL at random moments under load, with -f 0
-// ---------------------------------------------------------------------------------------
-
-/// xorshift64*: the tests have no rand dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum St {
-    Ready,
-    Reserved,
-    Buried,
-    Delayed,
-}
-
-impl St {
-    /// The states stats-job may show after a restart for a job last known in this state.
-    fn after_restart(self) -> &'static [&'static str] {
-        match self {
-            St::Ready | St::Reserved => &["ready"],
-            St::Buried => &["buried"],
-            St::Delayed => &["delayed", "ready"],
-        }
-    }
-    fn parse(s: &str) -> St {
-        match s {
-            "ready" => St::Ready,
-            "buried" => St::Buried,
-            "delayed" => St::Delayed,
-            other => panic!("unexpected state after restart: {other}"),
-        }
-    }
-}
-
-/// A change sent whose reply never came (the server died): either outcome is allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pending {
-    Delete,
-    To(St),
-}
-
-#[derive(Debug)]
-struct CJob {
-    body: Vec<u8>,
-    st: St,
-    pending: Option<Pending>,
-}
-
-/// One client thread's view: its tube, its jobs (INSERTED received, DELETED not), and
-/// the ids whose DELETED it received.
-struct Ledger {
-    tube: String,
-    jobs: BTreeMap<u64, CJob>,
-    deleted: Vec<u64>,
-    /// How many of `deleted` were checked after a restart.
-    deleted_checked: usize,
-    /// The body of a put whose INSERTED never came.
-    inflight_put: Option<Vec<u8>>,
-    acked: u64,
-    seed: u64,
-    seq: u64,
-}
-
-/// Sends `line` and reads the reply line.
-fn try_cmd(c: &mut Conn, line: &str) -> io::Result<String> {
-    c.try_send(format!("{line}\r\n").as_bytes())?;
-    c.try_line()
-}
-
-/// One random operation. Err only when the connection failed (the server was killed);
-/// any wrong reply panics.
-fn crash_step(
-    c: &mut Conn,
-    l: &mut Ledger,
-    reserved: &mut Vec<u64>,
-    rng: &mut Rng,
-) -> io::Result<()> {
-    if !reserved.is_empty() && rng.below(100) < 60 {
-        let i = rng.below(reserved.len() as u64) as usize;
-        let id = reserved[i];
-        let k = rng.below(100);
-        let (line, to, want) = if k < 45 {
-            (format!("delete {id}"), Pending::Delete, "DELETED")
-        } else if k < 65 {
-            (
-                format!("release {id} {} 0", rng.below(10)),
-                Pending::To(St::Ready),
-                "RELEASED",
-            )
-        } else if k < 80 {
-            (
-                format!("release {id} 5 1"),
-                Pending::To(St::Delayed),
-                "RELEASED",
-            )
-        } else {
-            (format!("bury {id} 3"), Pending::To(St::Buried), "BURIED")
-        };
-        l.jobs.get_mut(&id).unwrap().pending = Some(to);
-        let r = try_cmd(c, &line)?;
-        assert_eq!(r, want, "{}: {line}", l.tube);
-        reserved.swap_remove(i);
-        match to {
-            Pending::Delete => {
-                l.jobs.remove(&id);
-                l.deleted.push(id);
-            }
-            Pending::To(st) => {
-                let j = l.jobs.get_mut(&id).unwrap();
-                j.st = st;
-                j.pending = None;
-            }
-        }
-        l.acked += 1;
-        return Ok(());
-    }
-    let k = rng.below(100);
-    let not_reserved: Vec<u64> = l
-        .jobs
-        .iter()
-        .filter(|(_, j)| j.st != St::Reserved)
-        .map(|(&id, _)| id)
-        .collect();
-    // Keep the live set near 30 jobs per thread, so that verification stays quick.
-    let put_pct = if l.jobs.len() > 40 { 20 } else { 40 };
-    if k < put_pct || l.jobs.len() < 4 {
-        l.seq += 1;
-        let len = if rng.below(20) == 0 {
-            5000
-        } else {
-            rng.below(300) as usize
-        };
-        let b = body(&format!("{}-{}", l.tube, l.seed), l.seq as usize, len);
-        let delay = u64::from(rng.below(10) == 0);
-        let mut m = format!("put {} {delay} 60 {}\r\n", rng.below(100), b.len()).into_bytes();
-        m.extend_from_slice(&b);
-        m.extend_from_slice(b"\r\n");
-        l.inflight_put = Some(b.clone());
-        c.try_send(&m)?;
-        let r = c.try_line()?;
-        let id: u64 = r
-            .strip_prefix("INSERTED ")
-            .and_then(|i| i.parse().ok())
-            .unwrap_or_else(|| panic!("{}: put answered {r:?}", l.tube));
-        l.inflight_put = None;
-        let st = if delay > 0 { St::Delayed } else { St::Ready };
-        let old = l.jobs.insert(
-            id,
-            CJob {
-                body: b,
-                st,
-                pending: None,
-            },
-        );
-        assert!(old.is_none(), "id {id} handed out twice");
-        l.acked += 1;
-    } else if k < 70 {
-        let r = try_cmd(c, "reserve-with-timeout 0")?;
-        if r == "TIMED_OUT" {
-            return Ok(());
-        }
-        let f: Vec<&str> = r.split(' ').collect();
-        assert!(
-            f.len() == 3 && f[0] == "RESERVED",
-            "{}: reserve: {r:?}",
-            l.tube
-        );
-        let id: u64 = f[1].parse().unwrap();
-        let n: usize = f[2].parse().unwrap();
-        let mut data = c.try_exact(n + 2)?;
-        data.truncate(n);
-        let j = l
-            .jobs
-            .get_mut(&id)
-            .unwrap_or_else(|| panic!("{}: reserved unknown job {id}", l.tube));
-        assert!(j.body == data, "{}: job {id}: body differs", l.tube);
-        assert!(
-            matches!(j.st, St::Ready | St::Delayed),
-            "{}: reserved job {id} that should be {:?}",
-            l.tube,
-            j.st
-        );
-        j.st = St::Reserved;
-        reserved.push(id);
-    } else if k < 82 {
-        let buried: Vec<u64> = l
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.st == St::Buried)
-            .map(|(&id, _)| id)
-            .collect();
-        if buried.is_empty() {
-            return Ok(());
-        }
-        let id = buried[rng.below(buried.len() as u64) as usize];
-        l.jobs.get_mut(&id).unwrap().pending = Some(Pending::To(St::Ready));
-        let r = try_cmd(c, &format!("kick-job {id}"))?;
-        assert_eq!(r, "KICKED", "{}: kick-job {id}", l.tube);
-        let j = l.jobs.get_mut(&id).unwrap();
-        (j.st, j.pending) = (St::Ready, None);
-        l.acked += 1;
-    } else if !not_reserved.is_empty() && (k >= 90 || l.jobs.len() > 30) {
-        let id = not_reserved[rng.below(not_reserved.len() as u64) as usize];
-        l.jobs.get_mut(&id).unwrap().pending = Some(Pending::Delete);
-        let r = try_cmd(c, &format!("delete {id}"))?;
-        assert_eq!(r, "DELETED", "{}: delete {id}", l.tube);
-        l.jobs.remove(&id);
-        l.deleted.push(id);
-        l.acked += 1;
-    }
-    Ok(())
-}
-
-/// A client thread: runs random operations on its own tube until the server dies.
-fn crash_worker(addr: Addr, mut l: Ledger, seed: u64) -> Ledger {
-    let mut rng = Rng::new(seed);
-    let Ok(mut c) = Conn::try_connect(&addr) else {
-        return l;
-    };
-    let setup = [
-        format!("use {}", l.tube),
-        format!("watch {}", l.tube),
-        "ignore default".to_string(),
-    ];
-    for line in &setup {
-        if try_cmd(&mut c, line).is_err() {
-            return l;
-        }
-    }
-    let mut reserved = Vec::new();
-    while crash_step(&mut c, &mut l, &mut reserved, &mut rng).is_ok() {}
-    l
-}
-
-/// After a restart: every job whose INSERTED came and whose DELETED did not is there with
-/// its body and a state its last acknowledged change allows; no job whose DELETED came is
-/// back; any other job is an unacknowledged put (adopted). Returns the next unchecked id.
-fn crash_verify(c: &mut Conn, ledgers: &mut [Ledger], scan_from: u64, cycle: usize) -> u64 {
-    let mut known: HashSet<u64> = HashSet::new();
-    for l in ledgers.iter_mut() {
-        let ids: Vec<u64> = l.jobs.keys().copied().collect();
-        for id in ids {
-            known.insert(id);
-            let j = l.jobs.get_mut(&id).unwrap();
-            let Some(got) = peek(c, id) else {
-                assert_eq!(
-                    j.pending,
-                    Some(Pending::Delete),
-                    "cycle {cycle}: job {id} ({}) was acknowledged and not deleted, and is gone",
-                    l.tube
-                );
-                l.jobs.remove(&id);
-                l.deleted.push(id);
-                continue;
-            };
-            assert!(got == j.body, "cycle {cycle}: job {id}: body differs");
-            let s = stats_job(c, id);
-            assert_eq!(s["tube"], l.tube, "cycle {cycle}: job {id}");
-            let mut allowed: Vec<&str> = j.st.after_restart().to_vec();
-            if let Some(Pending::To(st)) = j.pending {
-                allowed.extend_from_slice(st.after_restart());
-            }
-            assert!(
-                allowed.contains(&s["state"].as_str()),
-                "cycle {cycle}: job {id} is {} but its last acknowledged state is {:?} \
-                 (pending {:?})",
-                s["state"],
-                j.st,
-                j.pending
-            );
-            j.st = St::parse(&s["state"]);
-            j.pending = None;
-        }
-        // Every id deleted since the last check, and a sample of the older ones.
-        for (i, &id) in l.deleted.iter().enumerate() {
-            known.insert(id);
-            if i >= l.deleted_checked || i % 16 == cycle % 16 {
-                assert_eq!(
-                    peek(c, id),
-                    None,
-                    "cycle {cycle}: deleted job {id} came back"
-                );
-            }
-        }
-        l.deleted_checked = l.deleted.len();
-    }
-    // Ids handed out since the last check and not acknowledged: puts whose INSERTED
-    // never came. They may be there (written, not yet answered); adopt those.
-    assert_eq!(c.cmd("use crash-probe"), "USING crash-probe");
-    let probe = c.put(0, 0, 60, b"probe");
-    assert_eq!(c.cmd(&format!("delete {probe}")), "DELETED");
-    for id in scan_from..probe {
-        if known.contains(&id) {
-            continue;
-        }
-        let Some(got) = peek(c, id) else { continue };
-        let l = ledgers
-            .iter_mut()
-            .find(|l| l.inflight_put.as_deref() == Some(&got[..]))
-            .unwrap_or_else(|| panic!("cycle {cycle}: job {id} was never put: {}", show(&got)));
-        let st = St::parse(&stats_job(c, id)["state"]);
-        l.jobs.insert(
-            id,
-            CJob {
-                body: got,
-                st,
-                pending: None,
-            },
-        );
-    }
-    for l in ledgers.iter_mut() {
-        l.inflight_put = None;
-    }
-    let live: usize = ledgers.iter().map(|l| l.jobs.len()).sum();
-    assert_eq!(
-        job_count(c),
-        live as i64,
-        "cycle {cycle}: jobs present vs ledger"
-    );
-    probe + 1
-}
-
-fn env_num(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-#[test]
-fn crash_test_sigkill_under_load() {
-    crash_test("crash", &["-f", "0", "-s", "16384"]);
-}
-
-/// With the default `-f 50` a reply waits until its records are written (not synced), and
-/// SIGKILL leaves written data in the page cache: acknowledged changes must survive too.
-/// This path writes through the server's flush task rather than the writer thread.
-#[test]
-fn crash_test_sigkill_under_load_default_fsync() {
-    crash_test("crash-f50", &["-s", "16384"]);
-}
-
-fn crash_test(name: &str, flags: &[&str]) {
-    let cycles = env_num("SPROUT_CRASH_CYCLES").unwrap_or(20) as usize;
-    let seed = env_num("SPROUT_CRASH_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    });
-    println!("crash test: {cycles} cycles, SPROUT_CRASH_SEED={seed}");
-    let dir = TempDir::new(name);
-    let mut rng = Rng::new(seed);
-    let mut ledgers: Vec<Ledger> = (0..8)
-        .map(|i| Ledger {
-            tube: format!("crash{i}"),
-            jobs: BTreeMap::new(),
-            deleted: Vec::new(),
-            deleted_checked: 0,
-            inflight_put: None,
-            acked: 0,
-            seed: seed.wrapping_add(i),
-            seq: 0,
-        })
-        .collect();
-    let mut scan_from = 1;
-    let t0 = Instant::now();
-    // sproutd's stderr, kept (with a copy of the log directory) if the test fails.
-    let log = std::env::temp_dir().join(format!("sproutd-crash-{}.log", std::process::id()));
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for cycle in 0..=cycles {
-            let mut a = vec!["-b", p(dir.path())];
-            a.extend_from_slice(flags);
-            let s = Server::start_with(&a, |c| {
-                let f = fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap();
-                c.stderr(f);
-            });
-            scan_from = crash_verify(&mut s.conn(), &mut ledgers, scan_from, cycle);
-            if cycle == cycles {
-                break;
-            }
-            let handles: Vec<_> = ledgers
-                .drain(..)
-                .map(|l| {
-                    let addr = s.addr.clone();
-                    let seed = rng.next();
-                    std::thread::spawn(move || crash_worker(addr, l, seed))
-                })
-                .collect();
-            std::thread::sleep(Duration::from_millis(50 + rng.below(251)));
-            stop(s, libc::SIGKILL);
-            for h in handles {
-                match h.join() {
-                    Ok(l) => ledgers.push(l),
-                    Err(e) => std::panic::resume_unwind(e),
-                }
-            }
-        }
-    }));
-    if let Err(e) = run {
-        let keep = PathBuf::from(format!("{}.wal", log.display()));
-        let _ = fs::create_dir_all(&keep);
-        copy_dir(dir.path(), &keep);
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        println!(
-            "crash test failed (SPROUT_CRASH_SEED={seed}); sproutd stderr in {}, log \
-             directory copied to {}; last lines:\n{}",
-            log.display(),
-            keep.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-        std::panic::resume_unwind(e);
-    }
-    let _ = fs::remove_file(&log);
-    let acked: u64 = ledgers.iter().map(|l| l.acked).sum();
-    let live: usize = ledgers.iter().map(|l| l.jobs.len()).sum();
-    let deleted: usize = ledgers.iter().map(|l| l.deleted.len()).sum();
-    let live_bytes: u64 = ledgers
-        .iter()
-        .flat_map(|l| l.jobs.values().map(|j| full_len(&l.tube, j.body.len())))
-        .sum();
-    println!(
-        "crash test: {cycles} SIGKILL cycles in {:.1} s, {acked} acknowledged changes, \
-         {live} jobs live ({live_bytes} B of records), {deleted} deleted, {} segment files, \
-         {} B on disk",
-        t0.elapsed().as_secs_f64(),
-        segment_files(dir.path()).len(),
-        dir_bytes(dir.path()),
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// 5. Disk bound under pathological workloads
+// 4. Disk bound under pathological workloads
 // ---------------------------------------------------------------------------------------
 
 /// Segment size for the disk-bound tests.
@@ -1605,7 +1145,7 @@ fn disk_bound_large_live_set_random_deletes() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 6. Disk full
+// 5. Disk full
 // ---------------------------------------------------------------------------------------
 
 /// A tmpfs mounted for the life of the guard (unmounted on drop, also when a test fails).
@@ -1985,7 +1525,7 @@ fn disk_full_partly_freed_then_restart_keeps_acknowledged_jobs() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 7. Taking over a beanstalkd binlog
+// 6. Taking over a beanstalkd binlog
 // ---------------------------------------------------------------------------------------
 
 #[test]
@@ -2118,7 +1658,7 @@ fn takeover_of_beanstalkd_binlog() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 8. Graceful shutdown
+// 7. Graceful shutdown
 // ---------------------------------------------------------------------------------------
 
 /// With a long fsync interval, SIGTERM still leaves every acknowledged job on disk, and
