@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sprout_engine::{Deliveries, Engine, SECOND};
+use sprout_engine::{Effects, Engine, Input, Output, SECOND};
 use sprout_protocol::command::PutHeader;
 use sprout_protocol::Reply;
 use sprout_storage::record::{self, Next};
@@ -58,8 +58,15 @@ fn known_bug_segment(data: &[u8]) -> bool {
 
 /// The server's next step after restoring: a client puts a job. Its id must be new.
 fn put_after_restore(e: &mut Engine, now: u64) {
-    let c = e.connect();
-    let id = e.put_header(c);
+    let mut fx = Effects::default();
+    e.apply(now, Input::Connect, &mut fx);
+    let Output::Conn(c) = fx.output else {
+        panic!("connect")
+    };
+    e.apply(now, Input::PutHeader(c), &mut fx);
+    let Output::Job(id) = fx.output else {
+        panic!("put header")
+    };
     assert!(id != 0, "put after restore got job id 0");
     assert!(e.job(id).is_none(), "put after restore reuses job id {id}");
     let h = PutHeader {
@@ -68,10 +75,12 @@ fn put_after_restore(e: &mut Engine, now: u64) {
         ttr: 1,
         bytes: 1,
     };
-    let mut out = Deliveries::new();
-    let r = e.put_body(c, id, h, Bytes::from_static(b"x"), now, &mut out);
-    assert_eq!(r, Reply::Inserted(id));
-    e.disconnect(c, now, &mut out);
+    let p = e
+        .put_admit(c, id, h, Bytes::from_static(b"x"), now)
+        .expect("put admitted");
+    e.apply(now, Input::Put(p), &mut fx);
+    assert_eq!(fx.output, Output::Reply(Reply::Inserted(id)));
+    e.apply(now, Input::Disconnect(c), &mut fx);
     if let Err(err) = e.check_invariants() {
         panic!("after a put: {err}");
     }

@@ -27,7 +27,9 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use sprout_engine::journal::Restored;
-use sprout_engine::{ConnId, Deliveries, Engine, JobState, JournalOp, Outcome, SECOND};
+use sprout_engine::{
+    ConnId, Deliveries, Effects, Engine, Input, JobState, JournalOp, Output, SECOND,
+};
 use sprout_protocol::command::PutHeader;
 use sprout_protocol::{Command, Reply};
 use sprout_storage::record::{self, Record};
@@ -331,9 +333,18 @@ impl Harness {
         }
     }
 
+    /// One input through the engine's entry point: deliveries go to `out`, changes to the
+    /// journal kept for the round trip.
+    fn apply(&mut self, now: u64, input: Input, out: &mut Deliveries) -> Output {
+        let mut fx = Effects::default();
+        self.e.apply(now, input, &mut fx);
+        out.append(&mut fx.deliveries);
+        self.ops.append(&mut fx.journal);
+        fx.output
+    }
+
     fn journal(&mut self) {
-        self.e.take_journal(&mut self.ops);
-        for op in self.ops.drain(..) {
+        for op in std::mem::take(&mut self.ops) {
             let r = match op {
                 JournalOp::Full(id) => full_record(&self.e, id),
                 JournalOp::Update(id) | JournalOp::Reserve(id) => {
@@ -371,7 +382,9 @@ impl Harness {
         match *op {
             Op::Connect => {
                 if self.conns.len() < MAX_CONNS {
-                    let id = self.e.connect();
+                    let Output::Conn(id) = self.apply(now, Input::Connect, &mut out) else {
+                        panic!("connect gave no connection")
+                    };
                     assert!(
                         self.conns.iter().all(|c| c.id != id),
                         "connection id reused"
@@ -386,13 +399,14 @@ impl Harness {
             Op::Disconnect(c) => {
                 if let Some(i) = self.conn(c) {
                     let c = self.conns.remove(i);
-                    self.e.disconnect(c.id, now, &mut out);
+                    self.apply(now, Input::Disconnect(c.id), &mut out);
                     assert!(!self.e.is_waiting(c.id));
                 }
             }
             Op::CancelWait(c) => {
                 if let Some(i) = self.conn(c) {
-                    let was = self.e.cancel_wait(self.conns[i].id);
+                    let was = self.apply(now, Input::CancelWait(self.conns[i].id), &mut out)
+                        == Output::Cancelled(true);
                     assert_eq!(was, self.conns[i].waiting, "cancel_wait");
                     self.conns[i].waiting = false;
                 }
@@ -413,30 +427,33 @@ impl Harness {
                     self.put_body(i, &mut out);
                 }
             }
-            Op::CountPut => self.e.count_put(),
+            Op::CountPut => {
+                self.apply(now, Input::CountPut, &mut out);
+            }
             Op::Cmd { conn, ref cmd } => {
                 if let Some(i) = self.idle_conn(conn) {
                     let c = self.conns[i].id;
                     let command = self.command(cmd);
                     let internal = matches!(command, Command::Put(_) | Command::Quit);
-                    match self.e.execute(c, command, now, &mut out) {
-                        Outcome::Wait => {
+                    match self.apply(now, Input::Command(c, command), &mut out) {
+                        Output::Wait => {
                             assert!(self.e.is_waiting(c), "Wait but not waiting");
                             self.conns[i].waiting = true;
                         }
-                        Outcome::Reply(r) => {
+                        Output::Reply(r) => {
                             assert!(!self.e.is_waiting(c), "replied {r:?} but waiting");
                             assert!(!internal || r == Reply::InternalError, "{r:?}");
                             if let Reply::Reserved { id, ref body } = r {
                                 check_reserved(&self.e, c, id, body);
                             }
                         }
+                        o => panic!("a command gave {o:?}"),
                     }
                 }
             }
             Op::Tick(a) => {
                 self.now = self.now.saturating_add(advance(a));
-                self.e.tick(self.now, &mut out);
+                self.apply(self.now, Input::Tick, &mut out);
                 if let Some(at) = self.e.next_wakeup() {
                     assert!(at > self.now, "tick left work due at {at} <= {}", self.now);
                 }
@@ -475,7 +492,11 @@ impl Harness {
         let h = header(a);
         let body = Bytes::from(vec![a.fill; h.bytes as usize]);
         let before = self.e.next_job_id();
-        let id = self.e.put_header(self.conns[i].id);
+        let mut out = Deliveries::new();
+        let Output::Job(id) = self.apply(self.now, Input::PutHeader(self.conns[i].id), &mut out)
+        else {
+            panic!("put header gave no id")
+        };
         assert_eq!(id, before, "put_header id");
         assert_eq!(self.e.next_job_id(), id + 1);
         self.conns[i].put = Some((id, h, body));
@@ -486,7 +507,13 @@ impl Harness {
             return;
         };
         let c = self.conns[i].id;
-        let r = self.e.put_body(c, id, h, body.clone(), self.now, out);
+        let r = match self.e.put_admit(c, id, h, body.clone(), self.now) {
+            Ok(p) => match self.apply(self.now, Input::Put(p), out) {
+                Output::Reply(r) => r,
+                o => panic!("put gave {o:?}"),
+            },
+            Err(r) => r,
+        };
         match r {
             Reply::Inserted(got) => {
                 assert_eq!(got, id, "INSERTED id");
@@ -503,8 +530,8 @@ impl Harness {
     fn used_tube(&mut self, c: ConnId) -> String {
         let mut out = Deliveries::new();
         // list-tube-used moves nothing but a counter.
-        match self.e.execute(c, Command::ListTubeUsed, self.now, &mut out) {
-            Outcome::Reply(Reply::Using(t)) => t.to_string(),
+        match self.apply(self.now, Input::Command(c, Command::ListTubeUsed), &mut out) {
+            Output::Reply(Reply::Using(t)) => t.to_string(),
             r => panic!("list-tube-used: {r:?}"),
         }
     }

@@ -29,7 +29,9 @@ fn put(e: &mut Engine, c: ConnId, body: &Bytes, fx: &mut Effects) -> u64 {
     let Output::Job(id) = fx.output else {
         panic!("put header: {:?}", fx.output)
     };
-    let p = e.put_admit(c, id, HEADER, body.clone(), 0).expect("admitted");
+    let p = e
+        .put_admit(c, id, HEADER, body.clone(), 0)
+        .expect("admitted");
     e.apply(0, Input::Put(p), fx);
     match &fx.output {
         Output::Reply(Reply::Inserted(id)) => *id,

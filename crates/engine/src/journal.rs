@@ -81,7 +81,7 @@ impl Engine {
     }
 
     /// Moves the recorded changes into `into` (which is cleared first).
-    pub fn take_journal(&mut self, into: &mut Vec<JournalOp>) {
+    pub(crate) fn take_journal(&mut self, into: &mut Vec<JournalOp>) {
         into.clear();
         if let Some(j) = &mut self.journal {
             std::mem::swap(j, into);
@@ -128,7 +128,7 @@ impl Engine {
 
     /// At a clean shutdown: records the exact next id, so that a restart continues from
     /// it rather than from the end of the current block.
-    pub fn close_ids(&mut self) {
+    pub(crate) fn close_ids(&mut self) {
         self.q.id_limit = self.q.next_job;
         self.log(JournalOp::IdLimit(self.q.next_job));
     }

@@ -8,7 +8,7 @@ use crate::tube::{TubeId, DEFAULT_TUBE};
 use crate::{ConnId, Deliveries, Delivery, Engine, JobId, SAFETY_MARGIN};
 
 impl Engine {
-    pub fn connect(&mut self) -> ConnId {
+    pub(crate) fn connect(&mut self) -> ConnId {
         let id = self.s.next_conn;
         self.s.next_conn += 1;
         self.s.total_connections += 1;
@@ -20,7 +20,7 @@ impl Engine {
     }
 
     /// The connection is gone: its reservations return to ready, its tubes are released.
-    pub fn disconnect(&mut self, c: ConnId, now: u64, out: &mut Deliveries) {
+    pub(crate) fn disconnect(&mut self, c: ConnId, now: u64, out: &mut Deliveries) {
         self.now = now;
         if self.s.conns.get(&c).is_some_and(|conn| conn.wait.is_some()) {
             self.stop_wait(c);
@@ -66,7 +66,7 @@ impl Engine {
 
     /// A waiting connection went away half-way (half-close): if it still waits, it stops
     /// and gets `TIMED_OUT`. Returns false if it was not waiting.
-    pub fn cancel_wait(&mut self, c: ConnId) -> bool {
+    pub(crate) fn cancel_wait(&mut self, c: ConnId) -> bool {
         if self.s.conns.get(&c).is_some_and(|conn| conn.wait.is_some()) {
             self.stop_wait(c);
             true

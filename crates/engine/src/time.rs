@@ -20,7 +20,7 @@ impl Engine {
 
     /// Runs everything due at `now`: delayed jobs become ready, pauses end, reservations
     /// time out, waiting reserves time out or see DEADLINE_SOON.
-    pub fn tick(&mut self, now: u64, out: &mut Deliveries) {
+    pub(crate) fn tick(&mut self, now: u64, out: &mut Deliveries) {
         self.now = now;
         while let Some(&(at, id)) = self.q.delayed.first() {
             if at > now {

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use sprout_engine::{Engine, SECOND};
+use sprout_engine::{Effects, Engine, Input, Output, SECOND};
 use sprout_protocol::command::PutHeader;
 use sprout_storage::{beanstalkd, record, recover};
 
@@ -54,22 +54,31 @@ fn v1_header(seq: u32, next_id: u64) -> [u8; record::HEADER_LEN] {
 
 /// A put on the engine gets a usable answer (no panic, never job id 0).
 fn put(e: &mut Engine) {
-    let c = e.connect();
-    let id = e.put_header(c);
+    let mut fx = Effects::default();
+    e.apply(NOW, Input::Connect, &mut fx);
+    let Output::Conn(c) = fx.output else {
+        panic!("connect")
+    };
+    e.apply(NOW, Input::PutHeader(c), &mut fx);
+    let Output::Job(id) = fx.output else {
+        panic!("put header")
+    };
     let h = PutHeader {
         pri: 0,
         delay: 0,
         ttr: 1,
         bytes: 1,
     };
-    let r = e.put_body(
-        c,
-        id,
-        h,
-        bytes::Bytes::from_static(b"x"),
-        NOW,
-        &mut Vec::new(),
-    );
+    let r = match e.put_admit(c, id, h, bytes::Bytes::from_static(b"x"), NOW) {
+        Ok(p) => {
+            e.apply(NOW, Input::Put(p), &mut fx);
+            match fx.output {
+                Output::Reply(r) => r,
+                o => panic!("put gave {o:?}"),
+            }
+        }
+        Err(r) => r,
+    };
     if let sprout_protocol::Reply::Inserted(got) = r {
         assert_ne!(got, 0, "job id 0 handed out");
     }

@@ -554,7 +554,7 @@ impl Binlog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sprout_engine::{Deliveries, Engine};
+    use sprout_engine::{Effects, Engine, Input, Output};
     use sprout_protocol::command::PutHeader;
     use sprout_protocol::Reply;
     use std::sync::atomic::AtomicBool;
@@ -614,17 +614,30 @@ mod tests {
                         bytes: 10,
                     };
                     let body = bytes::Bytes::from_static(b"0123456789");
-                    let mut out = Deliveries::new();
+                    let mut fx = Effects::default();
                     for _ in 0..2_000 {
                         let t = {
                             let mut e = engine.lock().unwrap();
-                            let c = e.connect();
-                            let id = e.put_header(c);
-                            let r = e.put_body(c, id, header, body.clone(), 0, &mut out);
-                            assert!(matches!(r, Reply::Inserted(_)), "{r:?}");
-                            e.disconnect(c, 0, &mut out);
                             let mut ops = Vec::new();
-                            e.take_journal(&mut ops);
+                            e.apply(0, Input::Connect, &mut fx);
+                            let Output::Conn(c) = fx.output else {
+                                panic!("connect")
+                            };
+                            e.apply(0, Input::PutHeader(c), &mut fx);
+                            ops.append(&mut fx.journal);
+                            let Output::Job(id) = fx.output else {
+                                panic!("put header")
+                            };
+                            let p = e.put_admit(c, id, header, body.clone(), 0).unwrap();
+                            e.apply(0, Input::Put(p), &mut fx);
+                            assert!(
+                                matches!(fx.output, Output::Reply(Reply::Inserted(_))),
+                                "{:?}",
+                                fx.output
+                            );
+                            ops.append(&mut fx.journal);
+                            e.apply(0, Input::Disconnect(c), &mut fx);
+                            ops.append(&mut fx.journal);
                             b.append(&mut e, &ops).unwrap()
                         };
                         let policy = b.policy();

@@ -21,7 +21,13 @@ use crate::{ConnId, Deliveries, Engine, Outcome, Reveal};
 impl Engine {
     /// Runs one command (not `put`, whose parts have their own calls, nor `quit`). What
     /// its reply shows is [`Engine::reveal`] afterwards.
-    pub fn execute(&mut self, c: ConnId, cmd: Command, now: u64, out: &mut Deliveries) -> Outcome {
+    pub(crate) fn execute(
+        &mut self,
+        c: ConnId,
+        cmd: Command,
+        now: u64,
+        out: &mut Deliveries,
+    ) -> Outcome {
         self.reveal = Reveal::Nothing;
         let o = self.run(c, cmd, now, out);
         if o == Outcome::Reply(Reply::NotFound) {

@@ -12,7 +12,7 @@ use crate::{
 
 impl Engine {
     /// A `put` header was accepted: takes the job id (used up even if the body fails).
-    pub fn put_header(&mut self, c: ConnId) -> JobId {
+    pub(crate) fn put_header(&mut self, c: ConnId) -> JobId {
         self.s.cmd.put += 1;
         if let Some(conn) = self.s.conns.get_mut(&c) {
             if !conn.producer {
@@ -33,19 +33,20 @@ impl Engine {
     }
 
     /// A `put` that was rejected after its numbers parsed (too big, trailing bytes).
-    pub fn count_put(&mut self) {
+    pub(crate) fn count_put(&mut self) {
         self.s.cmd.put += 1;
     }
 
     /// A `pause-tube` rejected for its tube name after it parsed (beanstalkd counts it).
-    pub fn count_pause_tube(&mut self) {
+    pub(crate) fn count_pause_tube(&mut self) {
         self.s.cmd.pause_tube += 1;
     }
 
     /// The body of the put whose header got `id` arrived: admits and applies it at once
     /// (without a log; with one, the server logs the put between [`Engine::put_admit`] and
     /// [`Engine::put_apply`]).
-    pub fn put_body(
+    #[cfg(test)]
+    pub(crate) fn put_body(
         &mut self,
         c: ConnId,
         id: JobId,
@@ -97,7 +98,7 @@ impl Engine {
 
     /// Applies an admitted put (logged first, with a log). Deterministic: it depends only
     /// on the put and the engine's state.
-    pub fn put_apply(&mut self, p: NewPut, now: u64, out: &mut Deliveries) -> Reply {
+    pub(crate) fn put_apply(&mut self, p: NewPut, now: u64, out: &mut Deliveries) -> Reply {
         self.now = now;
         let id = p.id;
         if id == 0 || self.q.jobs.contains_key(&id) {
