@@ -42,35 +42,124 @@ pub struct PutHeader {
     pub bytes: u32,
 }
 
+/// What the layers above need to know about a command: one row per command, in
+/// [`COMMANDS`], instead of lists repeated where commands are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Info {
+    /// As on the wire.
+    pub name: &'static str,
+    /// Its success reply acknowledges a change to the queue: the reply is sent once the
+    /// change is durable, and the command is refused while the log cannot be written.
+    pub acknowledges: bool,
+    /// Its reply can show a job, its state or its absence: the reply is sent once what it
+    /// shows is durable.
+    pub reveals: bool,
+    /// Not a beanstalkd 1.13 command.
+    pub extension: bool,
+}
+
+const fn row(name: &'static str, acknowledges: bool, reveals: bool) -> Info {
+    Info {
+        name,
+        acknowledges,
+        reveals,
+        extension: false,
+    }
+}
+
+/// Every command, in the order of [`Command`]'s variants.
+pub const COMMANDS: [Info; 25] = [
+    row("put", true, false),
+    row("use", false, false),
+    row("reserve", false, true),
+    row("reserve-with-timeout", false, true),
+    row("reserve-job", false, true),
+    row("delete", true, true),
+    row("release", true, true),
+    row("bury", true, true),
+    row("touch", false, true),
+    row("watch", false, false),
+    row("ignore", false, false),
+    row("peek", false, true),
+    row("peek-ready", false, true),
+    row("peek-delayed", false, true),
+    row("peek-buried", false, true),
+    row("kick", true, false),
+    row("kick-job", true, true),
+    row("stats-job", false, true),
+    // Counters may run ahead of the log (see COMPAT.md); a tube's absence is shown.
+    row("stats-tube", false, true),
+    row("stats", false, false),
+    row("list-tubes", false, false),
+    row("list-tube-used", false, false),
+    row("list-tubes-watched", false, false),
+    row("pause-tube", false, true),
+    row("quit", false, false),
+];
+
 impl Command {
+    /// The command's row in [`COMMANDS`].
+    pub fn info(&self) -> &'static Info {
+        let i = match self {
+            Command::Put(_) => 0,
+            Command::Use(_) => 1,
+            Command::Reserve => 2,
+            Command::ReserveWithTimeout(_) => 3,
+            Command::ReserveJob(_) => 4,
+            Command::Delete(_) => 5,
+            Command::Release { .. } => 6,
+            Command::Bury { .. } => 7,
+            Command::Touch(_) => 8,
+            Command::Watch(_) => 9,
+            Command::Ignore(_) => 10,
+            Command::Peek(_) => 11,
+            Command::PeekReady => 12,
+            Command::PeekDelayed => 13,
+            Command::PeekBuried => 14,
+            Command::Kick(_) => 15,
+            Command::KickJob(_) => 16,
+            Command::StatsJob(_) => 17,
+            Command::StatsTube(_) => 18,
+            Command::Stats => 19,
+            Command::ListTubes => 20,
+            Command::ListTubeUsed => 21,
+            Command::ListTubesWatched => 22,
+            Command::PauseTube { .. } => 23,
+            Command::Quit => 24,
+        };
+        &COMMANDS[i]
+    }
+
     /// The command's name as it appears on the wire (for logs).
     pub fn name(&self) -> &'static str {
-        match self {
-            Command::Put(_) => "put",
-            Command::Use(_) => "use",
-            Command::Reserve => "reserve",
-            Command::ReserveWithTimeout(_) => "reserve-with-timeout",
-            Command::ReserveJob(_) => "reserve-job",
-            Command::Delete(_) => "delete",
-            Command::Release { .. } => "release",
-            Command::Bury { .. } => "bury",
-            Command::Touch(_) => "touch",
-            Command::Watch(_) => "watch",
-            Command::Ignore(_) => "ignore",
-            Command::Peek(_) => "peek",
-            Command::PeekReady => "peek-ready",
-            Command::PeekDelayed => "peek-delayed",
-            Command::PeekBuried => "peek-buried",
-            Command::Kick(_) => "kick",
-            Command::KickJob(_) => "kick-job",
-            Command::StatsJob(_) => "stats-job",
-            Command::StatsTube(_) => "stats-tube",
-            Command::Stats => "stats",
-            Command::ListTubes => "list-tubes",
-            Command::ListTubeUsed => "list-tube-used",
-            Command::ListTubesWatched => "list-tubes-watched",
-            Command::PauseTube { .. } => "pause-tube",
-            Command::Quit => "quit",
+        self.info().name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_line;
+
+    /// Each row names its command: the line `name` (with an argument where one is needed)
+    /// parses to a command whose row it is.
+    #[test]
+    fn rows_match_commands() {
+        for info in COMMANDS {
+            let line = match info.name {
+                "put" => "put 0 0 1 1".to_string(),
+                "use" | "watch" | "ignore" | "stats-tube" => format!("{} t", info.name),
+                "pause-tube" => "pause-tube t 1".to_string(),
+                "reserve-with-timeout" | "kick" => format!("{} 1", info.name),
+                "release" => "release 1 1 1".to_string(),
+                "bury" => "bury 1 1".to_string(),
+                "reserve-job" | "delete" | "touch" | "peek" | "kick-job" | "stats-job" => {
+                    format!("{} 1", info.name)
+                }
+                n => n.to_string(),
+            };
+            let cmd = parse_line(line.as_bytes(), 100).unwrap_or_else(|e| panic!("{line}: {e:?}"));
+            assert_eq!(cmd.info(), &info, "{line}");
         }
     }
 }

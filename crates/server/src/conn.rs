@@ -446,20 +446,12 @@ impl Conn {
         waited.is_ok() && res == Some(true)
     }
 
-    /// Queues a reply to a command: one that acknowledges a change waits for the log to
-    /// hold it; one that shows state waits for the watermark to reach that state.
+    /// Queues a reply to a command: one that acknowledges a change (`t`: the command's
+    /// table row says it acknowledges, and it changed something) waits for the log to hold
+    /// it; one that shows state waits for the watermark to reach that state.
     fn reply_after(&mut self, r: Reply, t: Option<Ticket>, reveal: Reveal) {
-        let acks = matches!(
-            r,
-            Reply::Inserted(_)
-                | Reply::Deleted
-                | Reply::Released
-                | Reply::Buried
-                | Reply::Kicked(_)
-                | Reply::KickedJob
-        );
         let hold = match (t, reveal) {
-            (Some(t), _) if acks => Hold::Ack(t),
+            (Some(t), _) => Hold::Ack(t),
             (_, Reveal::Job(lsn)) => self.shows(lsn),
             (_, Reveal::Absence) => match self.shared.binlog.as_ref() {
                 Some(b) => self.shows(b.deleted_lsn()),
@@ -573,15 +565,8 @@ impl Conn {
                 if self.verbose {
                     tracing::trace!("<{id} command {}", cmd.name());
                 }
-                let mutates = matches!(
-                    cmd,
-                    Command::Delete(_)
-                        | Command::Release { .. }
-                        | Command::Bury { .. }
-                        | Command::Kick(_)
-                        | Command::KickJob(_)
-                );
-                if mutates && self.shared.log_failed() {
+                let info = cmd.info();
+                if info.acknowledges && self.shared.log_failed() {
                     self.reply(Reply::InternalError);
                     return Next::Continue;
                 }
@@ -598,9 +583,15 @@ impl Conn {
                         }
                     })
                 };
+                debug_assert!(
+                    info.reveals || reveal == Reveal::Nothing,
+                    "{} showed {reveal:?}",
+                    info.name
+                );
                 return match (out, rx) {
                     (Output::Reply(r), _) => {
-                        self.reply_after(r, ticket, reveal);
+                        let t = ticket.filter(|_| info.acknowledges);
+                        self.reply_after(r, t, reveal);
                         Next::Continue
                     }
                     (_, Some(rx)) => Next::Wait(rx),
