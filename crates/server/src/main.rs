@@ -96,9 +96,9 @@ fn main() {
         let (engine, binlog) = if cfg.binlog_dir.is_some() {
             match persist::open(&cfg, clock.now()) {
                 Ok((e, b)) => (e, Some(b)),
-                Err((msg, code)) => {
-                    eprintln!("{prog}: {msg}");
-                    return code;
+                Err(e) => {
+                    eprintln!("{prog}: {e}");
+                    return e.exit_code();
                 }
             }
         } else {

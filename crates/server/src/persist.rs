@@ -7,11 +7,51 @@ use super::config::Config;
 use sprout_engine::Engine;
 use sprout_storage::{beanstalkd, record, recover, Binlog, FileIo, SegmentIo, Start, SyncPolicy};
 
-/// Returns the restored engine and the running log. Errors carry beanstalkd's exit codes
-/// (10 for the directory lock).
-pub fn open(cfg: &Config, now: u64) -> Result<(Engine, Binlog), (String, i32)> {
+/// Why the log could not be opened.
+#[derive(Debug)]
+pub enum StartError {
+    /// No `-b` directory was given.
+    NoDirectory,
+    /// Locking or recovery failed.
+    Storage(sprout_storage::Error),
+    /// The rewrite of a beanstalkd binlog in sprout's format could not be synced.
+    Takeover(std::path::PathBuf),
+}
+
+impl StartError {
+    /// beanstalkd's exit status for it: 10 for the directory lock, else 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Storage(sprout_storage::Error::Lock { .. }) => 10,
+            _ => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::NoDirectory => write!(f, "no binlog directory"),
+            StartError::Storage(e @ sprout_storage::Error::Lock { .. }) => {
+                write!(f, "failed to lock wal dir: {e}")
+            }
+            StartError::Storage(e) => write!(f, "{e}"),
+            StartError::Takeover(dir) => write!(
+                f,
+                "{}: could not rewrite the beanstalkd binlog in sprout's format; the \
+                 beanstalkd files were left in place",
+                dir.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Returns the restored engine and the running log.
+pub fn open(cfg: &Config, now: u64) -> Result<(Engine, Binlog), StartError> {
     let Some(dir) = cfg.binlog_dir.as_deref() else {
-        return Err(("no binlog directory".into(), 1));
+        return Err(StartError::NoDirectory);
     };
     open_with_io(cfg, now, Box::new(FileIo::new(dir)))
 }
@@ -21,12 +61,11 @@ pub fn open_with_io(
     cfg: &Config,
     now: u64,
     io: Box<dyn SegmentIo>,
-) -> Result<(Engine, Binlog), (String, i32)> {
+) -> Result<(Engine, Binlog), StartError> {
     let Some(dir) = cfg.binlog_dir.as_deref() else {
-        return Err(("no binlog directory".into(), 1));
+        return Err(StartError::NoDirectory);
     };
-    let lock =
-        sprout_storage::lock_dir(dir).map_err(|e| (format!("failed to lock wal dir: {e}"), 10))?;
+    let lock = sprout_storage::lock_dir(dir).map_err(StartError::Storage)?;
     // Held for the life of the process.
     std::mem::forget(lock);
     let t0 = Instant::now();
@@ -39,7 +78,7 @@ pub fn open_with_io(
     for w in &warnings {
         tracing::warn!("binlog take-over: {w}");
     }
-    let rec = recover::recover(dir, cfg.binlog_salvage).map_err(|e| (e, 1))?;
+    let rec = recover::recover(dir, cfg.binlog_salvage).map_err(StartError::Storage)?;
     for n in &rec.notes {
         tracing::warn!("binlog: {n}");
     }
@@ -68,14 +107,7 @@ pub fn open_with_io(
     if takeover {
         let t = binlog.checkpoint(&mut engine);
         if !binlog.wait_synced(t) {
-            return Err((
-                format!(
-                    "{}: could not rewrite the beanstalkd binlog in sprout's format; \
-                     the beanstalkd files were left in place",
-                    dir.display()
-                ),
-                1,
-            ));
+            return Err(StartError::Takeover(dir.to_path_buf()));
         }
         tracing::warn!(
             "binlog: took over {n_bean} jobs from beanstalkd's binlog in {}; its files were \

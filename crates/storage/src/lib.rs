@@ -19,6 +19,7 @@
 pub mod ack;
 pub mod beanstalkd;
 mod compact;
+mod error;
 pub mod inspect;
 pub mod io;
 mod pending;
@@ -36,6 +37,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use ack::{Acked, SyncPolicy, Ticket};
+pub use error::Error;
 pub use io::{FaultIo, FileIo, SegmentIo};
 pub use pending::{full_record, snapshot, NewJob};
 use pending::{Chunk, Pending};
@@ -93,15 +95,24 @@ pub struct BinlogStats {
 
 /// Takes the directory lock (the same `lock` file and fcntl lock beanstalkd uses, so
 /// neither can run on a directory the other holds).
-pub fn lock_dir(dir: &Path) -> Result<File, String> {
+pub fn lock_dir(dir: &Path) -> Result<File, Error> {
     let path = dir.join("lock");
-    let f = std::fs::OpenOptions::new()
+    let f = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    {
+        Ok(f) => f,
+        Err(source) => {
+            return Err(Error::Lock {
+                path,
+                source,
+                held: false,
+            })
+        }
+    };
     // SAFETY: a plain fcntl on an fd we own, with a zeroed flock struct.
     let rc = unsafe {
         let mut fl: libc::flock = std::mem::zeroed();
@@ -110,11 +121,11 @@ pub fn lock_dir(dir: &Path) -> Result<File, String> {
         libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl)
     };
     if rc != 0 {
-        return Err(format!(
-            "{}: {} (is another sproutd or beanstalkd using this directory?)",
-            path.display(),
-            std::io::Error::last_os_error()
-        ));
+        return Err(Error::Lock {
+            path,
+            source: std::io::Error::last_os_error(),
+            held: true,
+        });
     }
     Ok(f)
 }

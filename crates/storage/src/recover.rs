@@ -6,6 +6,7 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use super::record::{self, Next, Record, Snapshot};
+use crate::Error;
 use sprout_engine::journal::Restored;
 use sprout_engine::JobState;
 
@@ -66,7 +67,7 @@ fn state(s: u8) -> JobState {
 /// Reads every segment in order. A damaged record at the end of the newest segment (a
 /// write cut short by a crash) is cut off; damage anywhere else is an error naming the
 /// file and offset, unless `salvage`, which keeps what precedes the damage in each file.
-pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
+pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, Error> {
     let segs = segments(dir);
     let mut out = Recovered::default();
     let mut jobs: FxHashMap<u64, Rec> = FxHashMap::default();
@@ -78,7 +79,10 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
     for (seq, path) in &segs {
         let seq = *seq;
         let p = path.display();
-        let data = std::fs::read(path).map_err(|e| format!("{p}: {e}"))?;
+        let data = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
         let Some((hseq, next_id)) = record::parse_header(&data) else {
             if Some(seq) == last && data.iter().all(|&b| b == 0) {
                 // Created but never written: nothing to read.
@@ -86,19 +90,22 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
                 let _ = std::fs::remove_file(path);
                 continue;
             }
-            let msg = format!("{p}: not a sprout log segment (bad header)");
+            let e = Error::NotASegment { path: path.clone() };
             if salvage {
-                out.notes.push(msg);
+                out.notes.push(e.to_string());
                 continue;
             }
-            return Err(msg);
+            return Err(e);
         };
         if hseq != seq {
-            let msg = format!("{p}: header says segment {hseq}");
+            let e = Error::WrongSegment {
+                path: path.clone(),
+                header: hseq,
+            };
             if !salvage {
-                return Err(msg);
+                return Err(e);
             }
-            out.notes.push(msg);
+            out.notes.push(e.to_string());
         }
         limit = next_id;
         let mut off = record::HEADER_LEN;
@@ -141,9 +148,11 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, String> {
                     } else if salvage {
                         out.notes.push(format!("{what}: rest of the file skipped"));
                     } else {
-                        return Err(format!(
-                            "{what}; start with --binlog-salvage to load what is readable"
-                        ));
+                        return Err(Error::Damaged {
+                            path: path.clone(),
+                            offset: off,
+                            error: e,
+                        });
                     }
                     break;
                 }
