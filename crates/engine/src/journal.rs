@@ -101,6 +101,11 @@ impl Engine {
         }
     }
 
+    /// The name of tube `t` (which must exist), shared.
+    pub fn tube_name_of(&self, t: crate::tube::TubeId) -> std::sync::Arc<str> {
+        self.q.tubes.get(t).name.clone()
+    }
+
     pub fn tube_name(&self, j: &Job) -> &str {
         &self.q.tubes.get(j.tube).name
     }

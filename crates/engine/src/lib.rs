@@ -97,10 +97,12 @@ struct Local {
 pub struct NewPut {
     pub conn: ConnId,
     pub id: JobId,
-    /// The connection's used tube when the put was admitted, and its name (the tube may be
-    /// gone by the time the put is applied, if the connection closed meanwhile).
+    /// The connection's used tube when the put was admitted.
     pub tube: TubeId,
-    pub tube_name: std::sync::Arc<str>,
+    /// Its name, for a put applied later than it was admitted (after it is logged): the
+    /// tube may be gone by then if the connection closed, and is made again. None when the
+    /// put is applied under the same lock as its admission.
+    pub tube_name: Option<std::sync::Arc<str>>,
     pub pri: u32,
     pub delay: u32,
     pub ttr: u32,

@@ -74,7 +74,33 @@ impl Effects {
     }
 }
 
+impl Input {
+    /// Whether the input can owe replies to other connections or move a timer earlier:
+    /// without that, nobody needs to look at deliveries or deadlines after it.
+    pub fn may_deliver(&self) -> bool {
+        !matches!(
+            self,
+            Input::Connect
+                | Input::PutHeader(_)
+                | Input::CountPut
+                | Input::CountPauseTube
+                | Input::CloseIds
+        )
+    }
+
+    /// Whether the input's effects depend on the time it is stamped with. Those that do not
+    /// may be stamped with the time of the input before them (no clock read).
+    pub fn uses_time(&self) -> bool {
+        self.may_deliver()
+    }
+}
+
 impl Engine {
+    /// The time the last input was stamped with.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
     /// Applies one input at time `now` (nanoseconds, never going back); `fx` is cleared,
     /// then receives what the input produced.
     pub fn apply(&mut self, now: u64, input: Input, fx: &mut Effects) {

@@ -90,6 +90,33 @@ impl JobTable {
         });
     }
 
+    /// Inserts `job` unless a job with its id is present (then hands it back): one hash
+    /// lookup for both.
+    pub(crate) fn try_insert(&mut self, job: Job) -> Result<(), Job> {
+        let id = job.id;
+        let h = self.hash(id);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        let entry = self.index.entry(
+            h,
+            |&s| slots[s as usize].as_ref().is_some_and(|j| j.id == id),
+            |&s| hasher.hash_one(slots[s as usize].as_ref().map_or(0, |j| j.id)),
+        );
+        let hashbrown::hash_table::Entry::Vacant(v) = entry else {
+            return Err(job);
+        };
+        let slot = match self.free.last() {
+            Some(&s) => s,
+            None => self.slots.len() as u32,
+        };
+        v.insert(slot);
+        if self.free.pop().is_some() {
+            self.slots[slot as usize] = Some(job);
+        } else {
+            self.slots.push(Some(job));
+        }
+        Ok(())
+    }
+
     pub(crate) fn remove(&mut self, id: &JobId) -> Option<Job> {
         let h = self.hash(*id);
         let slots = &self.slots;

@@ -527,13 +527,14 @@ impl Conn {
         };
         let Some(b) = self.shared.binlog.clone() else {
             // No log: applied at once.
-            let (out, _, _) = shared.step_with(&mut st, Input::Put(p), |_, _| {});
+            let (out, _, _) = shared.step_at(&mut st, now, Input::Put(p), |_, _| {});
             drop(st);
             if let Output::Reply(r) = out {
                 self.reply(r);
             }
             return;
         };
+        let name = st.engine.tube_name_of(p.tube);
         let (t, file) = b.append_put(
             &NewJob {
                 id: p.id,
@@ -544,12 +545,13 @@ impl Conn {
                 deadline: p
                     .created
                     .saturating_add(u64::from(p.delay) * sprout_engine::SECOND),
-                tube: &p.tube_name,
+                tube: &name,
                 body: &p.body,
             },
             st.engine.id_limit(),
         );
         drop(st);
+        p.tube_name = Some(name);
         p.file = file;
         p.lsn = t.lsn;
         self.unapplied += 1;

@@ -171,7 +171,24 @@ impl Shared {
         input: Input,
         before: impl FnOnce(&mut State, &Output),
     ) -> (Output, Reveal, Option<Ticket>) {
-        let now = self.clock.now();
+        let now = if input.uses_time() {
+            self.clock.now()
+        } else {
+            st.engine.now()
+        };
+        self.step_at(st, now, input, before)
+    }
+
+    /// [`Shared::step_with`] at a time the caller has read (for a put: the same as its
+    /// admission's).
+    pub(crate) fn step_at(
+        &self,
+        st: &mut State,
+        now: u64,
+        input: Input,
+        before: impl FnOnce(&mut State, &Output),
+    ) -> (Output, Reveal, Option<Ticket>) {
+        let deliver = input.may_deliver();
         st.engine.apply(now, input, &mut st.fx);
         let State {
             engine,
@@ -186,7 +203,9 @@ impl Shared {
             r => r,
         };
         before(st, &output);
-        self.finish(st, now);
+        if deliver {
+            self.finish(st, now);
+        }
         (output, reveal, t)
     }
 

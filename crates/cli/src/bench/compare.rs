@@ -96,7 +96,8 @@ pub struct Case {
 }
 
 /// The persistence suite: put+delete with `-b -f 0`, `-b` (fsync every 50 ms) and no
-/// binlog, at 1 and 50 connections; recovery of a large binlog; disk bytes per job.
+/// binlog, at 1 and 50 connections; put to RESERVED latency with `-b -f 0`; recovery of a
+/// large binlog; disk bytes per job.
 pub fn binlog_suite(quick: bool, secs: f64) -> Vec<Case> {
     let mut v = Vec::new();
     for (label, binlog, args) in [
@@ -117,6 +118,21 @@ pub fn binlog_suite(quick: bool, secs: f64) -> Vec<Case> {
                 binlog,
             });
         }
+    }
+    // Put sent -> RESERVED received while every change waits for its fsync: what the
+    // commit watermark costs a worker waiting for new jobs.
+    for conns in [2, 10] {
+        v.push(Case {
+            name: format!("pubsub c={conns} -b -f0"),
+            workload: Workload::Pubsub,
+            params: Params {
+                conns,
+                secs,
+                ..Params::default()
+            },
+            args: vec!["-f".to_string(), "0".to_string()],
+            binlog: true,
+        });
     }
     let jobs = if quick { 50_000 } else { 1_000_000 };
     v.push(Case {

@@ -85,7 +85,7 @@ impl Engine {
             conn: c,
             id,
             tube,
-            tube_name: self.q.tubes.get(tube).name.clone(),
+            tube_name: None,
             pri: h.pri,
             delay: h.delay,
             ttr: h.ttr.max(1),
@@ -101,22 +101,26 @@ impl Engine {
     pub(crate) fn put_apply(&mut self, p: NewPut, now: u64, out: &mut Deliveries) -> Reply {
         self.now = now;
         let id = p.id;
-        if id == 0 || self.q.jobs.contains_key(&id) {
-            return Reply::InternalError;
+        if id == 0 {
+            return Reply::OutOfMemory;
         }
-        let tube = if self
-            .q
-            .tubes
-            .try_get(p.tube)
-            .is_some_and(|t| t.name == p.tube_name)
-        {
-            p.tube
-        } else {
-            self.q.tubes.find_or_make(&p.tube_name)
+        let tube = match &p.tube_name {
+            None => p.tube,
+            Some(name) => {
+                let same =
+                    self.q.tubes.try_get(p.tube).is_some_and(|t| {
+                        std::sync::Arc::ptr_eq(&t.name, name) || *t.name == **name
+                    });
+                if same {
+                    p.tube
+                } else {
+                    self.q.tubes.find_or_make(name)
+                }
+            }
         };
-        self.q.body_bytes += p.body.len() as u64;
         let delay = u64::from(p.delay) * SECOND;
         let logged = p.lsn != 0;
+        let size = p.body.len() as u64;
         let job = Job {
             id,
             created: p.created,
@@ -137,7 +141,12 @@ impl Engine {
             state: JobState::Ready,
             body: Body::from_bytes(p.body),
         };
-        self.q.jobs.insert(id, job);
+        if self.q.jobs.try_insert(job).is_err() {
+            // Only a log that reused an id could get here (admission refuses a taken id).
+            self.gc_tube(tube);
+            return Reply::OutOfMemory;
+        }
+        self.q.body_bytes += size;
         if !logged {
             self.log(JournalOp::Full(id));
         }
