@@ -31,6 +31,7 @@ use sprout_engine::{
     ConnId, Deliveries, Effects, Engine, Input, JobState, JournalOp, Output, SECOND,
 };
 use sprout_protocol::command::PutHeader;
+use sprout_protocol::{Backoff, Exhaust, ListState, PolicySet};
 use sprout_protocol::{Command, Reply};
 use sprout_storage::record::{self, Record};
 use sprout_storage::recover;
@@ -114,8 +115,15 @@ pub enum Cmd {
     ReserveWithTimeout(u8),
     ReserveJob(u8),
     Delete(u8),
-    Release { id: u8, pri: u8, delay: u8 },
-    Bury { id: u8, pri: u8 },
+    Release {
+        id: u8,
+        pri: u8,
+        delay: u8,
+    },
+    Bury {
+        id: u8,
+        pri: u8,
+    },
     Touch(u8),
     Watch(u8),
     Ignore(u8),
@@ -131,8 +139,40 @@ pub enum Cmd {
     ListTubes,
     ListTubeUsed,
     ListTubesWatched,
-    PauseTube { tube: u8, delay: u8 },
+    PauseTube {
+        tube: u8,
+        delay: u8,
+    },
     Quit,
+    // sprout's own commands.
+    FlushTube(u8),
+    ReserveBatch {
+        max: u8,
+        timeout: u8,
+    },
+    ListJobs {
+        tube: u8,
+        state: u8,
+        after: u8,
+        limit: u8,
+    },
+    PutUnique {
+        key: u8,
+        args: PutArgs,
+    },
+    Reprioritize {
+        id: u8,
+        pri: u8,
+    },
+    MoveJob {
+        id: u8,
+        tube: u8,
+    },
+    TubePolicy {
+        tube: u8,
+        key: u8,
+        value: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -310,6 +350,64 @@ impl Harness {
                 delay: secs(delay),
             },
             Cmd::Quit => Command::Quit,
+            Cmd::FlushTube(t) => Command::FlushTube(tube(t)),
+            Cmd::ReserveBatch { max, timeout: t } => Command::ReserveBatch {
+                max: u32::from(max % 8) + 1,
+                timeout: timeout(t),
+            },
+            Cmd::ListJobs {
+                tube: t,
+                state,
+                after,
+                limit,
+            } => Command::ListJobs {
+                tube: tube(t),
+                state: [
+                    ListState::Ready,
+                    ListState::Delayed,
+                    ListState::Buried,
+                    ListState::Reserved,
+                ][usize::from(state % 4)],
+                after: j(after),
+                limit: u32::from(limit % 8) + 1,
+            },
+            Cmd::PutUnique { key, args } => Command::PutUnique {
+                key: format!("k{}", key % 4),
+                header: header(args),
+            },
+            Cmd::Reprioritize { id, pri: p } => Command::Reprioritize {
+                id: j(id),
+                pri: pri(p),
+            },
+            Cmd::MoveJob { id, tube: t } => Command::MoveJob {
+                id: j(id),
+                tube: tube(t),
+            },
+            Cmd::TubePolicy {
+                tube: t,
+                key,
+                value,
+            } => Command::TubePolicy {
+                tube: tube(t),
+                set: match key % 5 {
+                    0 => None,
+                    1 => Some(PolicySet::MaxReserves(u32::from(value % 4))),
+                    2 => Some(PolicySet::OnExhaust(match value % 3 {
+                        0 => Exhaust::Bury,
+                        1 => Exhaust::Delete,
+                        _ => Exhaust::Tube(tube(value / 3)),
+                    })),
+                    3 => Some(PolicySet::RetryBackoff(match value % 3 {
+                        0 => Backoff::None,
+                        1 => Backoff::Fixed(u32::from(value % 4)),
+                        _ => Backoff::Exp {
+                            base: 1,
+                            cap: u32::from(value % 8) + 1,
+                        },
+                    })),
+                    _ => Some(PolicySet::MaxReady(u64::from(value % 8))),
+                },
+            },
         }
     }
 
@@ -354,6 +452,20 @@ impl Harness {
                     })
                 }
                 JournalOp::Delete { id, .. } => Some(Record::Delete { id }),
+                JournalOp::Flush(t) => Some(Record::Flush {
+                    tube: t.to_string(),
+                }),
+                JournalOp::Move(id) => {
+                    if let Some(j) = self.e.job(id) {
+                        let tube = self.e.tube_name(j).to_string();
+                        record::encode(&mut self.log, &Record::Move { id, tube });
+                    }
+                    self.e.job(id).map(|j| Record::Update {
+                        id,
+                        snap: snapshot(j),
+                    })
+                }
+                JournalOp::Freed { .. } => None,
                 JournalOp::IdLimit(limit) => Some(Record::IdLimit { limit }),
             };
             if let Some(r) = r {
@@ -620,6 +732,31 @@ fn every_command_is_covered(c: &Command) -> Cmd {
         Command::ListTubesWatched => Cmd::ListTubesWatched,
         Command::PauseTube { .. } => Cmd::PauseTube { tube: 0, delay: 0 },
         Command::Quit => Cmd::Quit,
+        Command::FlushTube(_) => Cmd::FlushTube(0),
+        Command::ReserveBatch { .. } => Cmd::ReserveBatch { max: 0, timeout: 0 },
+        Command::ListJobs { .. } => Cmd::ListJobs {
+            tube: 0,
+            state: 0,
+            after: 0,
+            limit: 0,
+        },
+        Command::PutUnique { .. } => Cmd::PutUnique {
+            key: 0,
+            args: PutArgs {
+                pri: 0,
+                delay: 0,
+                ttr: 0,
+                len: 0,
+                fill: 0,
+            },
+        },
+        Command::Reprioritize { .. } => Cmd::Reprioritize { id: 0, pri: 0 },
+        Command::MoveJob { .. } => Cmd::MoveJob { id: 0, tube: 0 },
+        Command::TubePolicy { .. } => Cmd::TubePolicy {
+            tube: 0,
+            key: 0,
+            value: 0,
+        },
     }
 }
 
@@ -740,7 +877,7 @@ impl Encode for RestoreArgs {
 
 impl Encode for Cmd {
     fn encode(&self, out: &mut Vec<u8>) {
-        let v = |out: &mut Vec<u8>, k| variant(out, k, 25);
+        let v = |out: &mut Vec<u8>, k| variant(out, k, 32);
         match *self {
             Cmd::Put(a) => {
                 v(out, 0);
@@ -815,6 +952,40 @@ impl Encode for Cmd {
                 out.extend_from_slice(&[tube, delay]);
             }
             Cmd::Quit => v(out, 24),
+            Cmd::FlushTube(t) => {
+                v(out, 25);
+                out.push(t);
+            }
+            Cmd::ReserveBatch { max, timeout } => {
+                v(out, 26);
+                out.extend_from_slice(&[max, timeout]);
+            }
+            Cmd::ListJobs {
+                tube,
+                state,
+                after,
+                limit,
+            } => {
+                v(out, 27);
+                out.extend_from_slice(&[tube, state, after, limit]);
+            }
+            Cmd::PutUnique { key, args } => {
+                v(out, 28);
+                out.push(key);
+                args.encode(out);
+            }
+            Cmd::Reprioritize { id, pri } => {
+                v(out, 29);
+                out.extend_from_slice(&[id, pri]);
+            }
+            Cmd::MoveJob { id, tube } => {
+                v(out, 30);
+                out.extend_from_slice(&[id, tube]);
+            }
+            Cmd::TubePolicy { tube, key, value } => {
+                v(out, 31);
+                out.extend_from_slice(&[tube, key, value]);
+            }
         }
     }
 }

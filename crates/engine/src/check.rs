@@ -65,12 +65,22 @@ impl Engine {
             if have != want {
                 return Err(format!("job {id} in {:?}: sets {have:?}", j.state));
             }
+            if !t.ids[j.state as usize].contains(id) {
+                return Err(format!(
+                    "job {id} missing from its tube's {:?} ids",
+                    j.state
+                ));
+            }
         }
         let counts = [
             (ready, self.q.ready, "ready"),
             (urgent, self.q.urgent, "urgent"),
             (reserved, self.q.reserved.len() as u64, "reserved"),
-            (delayed, self.q.delayed.len() as u64, "delayed"),
+            (
+                delayed,
+                self.q.delayed.len() as u64 - self.q.delayed_dead,
+                "delayed",
+            ),
             (buried, self.q.buried, "buried"),
         ];
         for (n, have, what) in counts {
@@ -78,7 +88,7 @@ impl Engine {
                 return Err(format!("{what}: {n} jobs, counter says {have}"));
             }
         }
-        let bytes: u64 = self.q.jobs.iter().map(|(_, j)| j.body.len() as u64).sum();
+        let bytes: u64 = self.q.jobs.iter_all().map(|j| j.body.len() as u64).sum();
         if bytes != self.q.body_bytes {
             return Err(format!(
                 "body bytes {bytes}, counter says {}",
@@ -104,6 +114,21 @@ impl Engine {
             waiters += t.sess.waiters.len();
             if tid != 0 && t.unreferenced() {
                 return Err(format!("tube {} unreferenced but alive", t.name));
+            }
+            let sizes = [
+                t.ready.len() as u64,
+                t.reserved,
+                t.buried.len() as u64,
+                t.delayed.len() as u64,
+            ];
+            for (state, n) in sizes.iter().enumerate() {
+                if t.ids[state].len() != *n {
+                    return Err(format!(
+                        "tube {}: {} ids for state {state}, {n} jobs",
+                        t.name,
+                        t.ids[state].len()
+                    ));
+                }
             }
             let urgent = t
                 .ready
@@ -171,11 +196,9 @@ impl Engine {
                 return Err(format!("tube {} pause not scheduled", t.name));
             }
         }
-        if tube_jobs != self.q.jobs.len() as u64 {
-            return Err(format!(
-                "tubes hold {tube_jobs} jobs, {} exist",
-                self.q.jobs.len()
-            ));
+        let live = self.q.jobs.len() as u64 - self.q.jobs.dead_count();
+        if tube_jobs != live {
+            return Err(format!("tubes hold {tube_jobs} jobs, {live} exist"));
         }
         let live_candidates = self
             .q

@@ -8,7 +8,7 @@ use super::job::{Job, JobId, JobState};
 use super::{Engine, LSN_PENDING};
 
 /// One change to write to the log. The log writer reads the job's current fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JournalOp {
     /// A new job: write a full record.
     Full(JobId),
@@ -24,6 +24,14 @@ pub enum JournalOp {
     /// From here on no id at or above this is handed out (until the next such op): ids
     /// are taken in blocks, so that none is ever handed out twice, even across crashes.
     IdLimit(JobId),
+    /// `flush-tube`: every ready, delayed and buried job of the tube is deleted (one
+    /// record for all of them).
+    Flush(std::sync::Arc<str>),
+    /// The job moved to another tube (its current one): a move record, then an update.
+    Move(JobId),
+    /// A job deleted by a flush was freed: no record, only the log's count of live bytes
+    /// (`file` held its full record; `size` as for `Delete`).
+    Freed { file: u32, size: u64 },
 }
 
 impl JournalOp {
@@ -33,8 +41,9 @@ impl JournalOp {
             JournalOp::Full(id)
             | JournalOp::Update(id)
             | JournalOp::Reserve(id)
+            | JournalOp::Move(id)
             | JournalOp::Delete { id, .. } => Some(id),
-            JournalOp::IdLimit(_) => None,
+            JournalOp::IdLimit(_) | JournalOp::Flush(_) | JournalOp::Freed { .. } => None,
         }
     }
 }
@@ -70,9 +79,13 @@ impl Engine {
 
     pub(super) fn log(&mut self, op: JournalOp) {
         if let Some(j) = &mut self.journal {
-            j.push(op);
             // Its position is known once the server appends it (see `LSN_PENDING`).
-            if let JournalOp::Full(id) | JournalOp::Update(id) = op {
+            let pending = match op {
+                JournalOp::Full(id) | JournalOp::Update(id) | JournalOp::Move(id) => Some(id),
+                _ => None,
+            };
+            j.push(op);
+            if let Some(id) = pending {
                 if let Some(job) = self.q.jobs.get_mut(&id) {
                     job.lsn = LSN_PENDING;
                 }
@@ -180,7 +193,9 @@ impl Engine {
                 let j = self.job_mut(id);
                 j.state = JobState::Buried;
                 j.seq = r.bury_seq;
-                self.q.tubes.get_mut(tube).buried.insert((r.bury_seq, id));
+                let t = self.q.tubes.get_mut(tube);
+                t.buried.insert((r.bury_seq, id));
+                t.ids[crate::queue::BURIED].insert(id);
                 self.q.buried += 1;
             }
             _ => self.make_ready(id),

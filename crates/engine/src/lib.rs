@@ -74,6 +74,8 @@ pub enum Reveal {
     /// That something is not there (NOT_FOUND): it may have just been deleted, so the
     /// reply waits for the latest delete to be durable.
     Absence,
+    /// Which jobs are in which state (`list-jobs`): everything logged so far.
+    All,
 }
 
 /// The log position of a change made in the current call, not yet appended: whoever
@@ -143,8 +145,13 @@ pub(crate) struct Queue {
     pub(crate) buried: u64,
     pub(crate) job_timeouts: u64,
     pub(crate) total_jobs: u64,
-    /// Bytes of job bodies held.
+    /// Bytes of job bodies held (of jobs deleted by a flush too, until they are freed).
     pub(crate) body_bytes: u64,
+    /// Entries of `delayed` whose jobs a flush deleted (removed as they are freed).
+    pub(crate) delayed_dead: u64,
+    /// The delayed and buried sets flushed tubes handed over, emptied a few entries at a
+    /// time.
+    pub(crate) graveyard: Vec<BTreeSet<(u64, JobId)>>,
 }
 
 /// Session state: this node's connections, their used and watched tubes, the reserves
@@ -164,6 +171,20 @@ pub(crate) struct Sessions {
     pub(crate) producers: u64,
     pub(crate) workers: u64,
     pub(crate) waiting: u64,
+    /// Counts of sprout's own commands (not in `stats`, which stays beanstalkd's).
+    pub(crate) ext: ExtCounts,
+}
+
+/// Counts of sprout's own commands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtCounts {
+    pub flush_tube: u64,
+    pub reserve_batch: u64,
+    pub list_jobs: u64,
+    pub put_unique: u64,
+    pub reprioritize: u64,
+    pub move_job: u64,
+    pub tube_policy: u64,
 }
 
 /// The queue as a deterministic state machine (see the crate documentation).
@@ -204,6 +225,8 @@ impl Engine {
                 job_timeouts: 0,
                 total_jobs: 0,
                 body_bytes: 0,
+                delayed_dead: 0,
+                graveyard: Vec::new(),
             },
             s: Sessions {
                 conns: FxHashMap::default(),
@@ -216,6 +239,7 @@ impl Engine {
                 producers: 0,
                 workers: 0,
                 waiting: 0,
+                ext: ExtCounts::default(),
             },
             local: Local::default(),
             reveal: Reveal::Nothing,

@@ -137,6 +137,9 @@ impl Engine {
                 Output::None
             }
         };
+        if self.has_dead() {
+            self.free_dead(crate::cmd::flush::FREE_PER_INPUT);
+        }
         fx.reveal = self.reveal;
         self.take_journal(&mut fx.journal);
     }

@@ -7,6 +7,11 @@ use crate::heap;
 use crate::tube::{TubeId, DEFAULT_TUBE};
 use crate::{ConnId, Engine, Job, JobId, JobState, JournalOp, SECOND, URGENT_THRESHOLD};
 
+pub(crate) const READY: usize = JobState::Ready as usize;
+pub(crate) const RESERVED: usize = JobState::Reserved as usize;
+pub(crate) const BURIED: usize = JobState::Buried as usize;
+pub(crate) const DELAYED: usize = JobState::Delayed as usize;
+
 impl Engine {
     pub(crate) fn job_mut(&mut self, id: JobId) -> &mut Job {
         match self.q.jobs.get_mut(&id) {
@@ -35,6 +40,7 @@ impl Engine {
         let (pri, t) = (j.pri, j.tube);
         let tube = self.q.tubes.get_mut(t);
         heap::push(&mut tube.ready, &mut self.q.jobs, slot);
+        tube.ids[READY].insert(id);
         tube.ages.add(now);
         if pri < URGENT_THRESHOLD {
             tube.urgent += 1;
@@ -53,6 +59,7 @@ impl Engine {
         let tube = self.q.tubes.get_mut(t);
         if j.state == JobState::Ready && tube.ready.get(pos) == Some(&slot) {
             heap::remove(&mut tube.ready, &mut self.q.jobs, pos);
+            tube.ids[READY].remove(id);
             tube.ages.remove(since);
             if pri < URGENT_THRESHOLD {
                 tube.urgent -= 1;
@@ -68,14 +75,18 @@ impl Engine {
         j.state = JobState::Delayed;
         j.deadline = at;
         let t = j.tube;
-        self.q.tubes.get_mut(t).delayed.insert((at, id));
+        let tube = self.q.tubes.get_mut(t);
+        tube.delayed.insert((at, id));
+        tube.ids[DELAYED].insert(id);
         self.q.delayed.insert((at, id));
     }
 
     pub(crate) fn remove_delayed(&mut self, id: JobId) {
         let j = self.job_mut(id);
         let (at, t) = (j.deadline, j.tube);
-        self.q.tubes.get_mut(t).delayed.remove(&(at, id));
+        let tube = self.q.tubes.get_mut(t);
+        tube.delayed.remove(&(at, id));
+        tube.ids[DELAYED].remove(id);
         self.q.delayed.remove(&(at, id));
     }
 
@@ -86,14 +97,18 @@ impl Engine {
         j.state = JobState::Buried;
         j.seq = seq;
         let t = j.tube;
-        self.q.tubes.get_mut(t).buried.insert((seq, id));
+        let tube = self.q.tubes.get_mut(t);
+        tube.buried.insert((seq, id));
+        tube.ids[BURIED].insert(id);
         self.q.buried += 1;
     }
 
     pub(crate) fn remove_buried(&mut self, id: JobId) {
         let j = self.job_mut(id);
         let (seq, t) = (j.seq, j.tube);
-        if self.q.tubes.get_mut(t).buried.remove(&(seq, id)) {
+        let tube = self.q.tubes.get_mut(t);
+        if tube.buried.remove(&(seq, id)) {
+            tube.ids[BURIED].remove(id);
             self.q.buried -= 1;
         }
     }
@@ -111,7 +126,9 @@ impl Engine {
         j.reserves += 1;
         let (deadline, t) = (j.deadline, j.tube);
         let body = j.body.to_bytes();
-        self.q.tubes.get_mut(t).reserved += 1;
+        let tube = self.q.tubes.get_mut(t);
+        tube.reserved += 1;
+        tube.ids[RESERVED].insert(id);
         self.q.reserved.insert((deadline, id, c));
         self.conn_mut(c).reserved.insert((deadline, id));
         self.log(JournalOp::Reserve(id));
@@ -151,7 +168,9 @@ impl Engine {
         if let Some(conn) = self.s.conns.get_mut(&c) {
             conn.reserved.remove(&(deadline, id));
         }
-        self.q.tubes.get_mut(t).reserved -= 1;
+        let tube = self.q.tubes.get_mut(t);
+        tube.reserved -= 1;
+        tube.ids[RESERVED].remove(id);
         true
     }
 

@@ -39,7 +39,9 @@ impl Engine {
         for (_, deadline, id) in held {
             self.q.reserved.remove(&(deadline, id, c));
             if let Some(j) = self.q.jobs.get(&id) {
-                self.q.tubes.get_mut(j.tube).reserved -= 1;
+                let tube = self.q.tubes.get_mut(j.tube);
+                tube.reserved -= 1;
+                tube.ids[crate::queue::RESERVED].remove(id);
             }
             self.make_ready(id);
             self.process_queue(now, out);

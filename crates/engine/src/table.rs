@@ -15,6 +15,9 @@ pub(crate) struct JobTable {
     free: Vec<u32>,
     index: HashTable<u32>,
     hasher: FxBuildHasher,
+    /// Jobs deleted by `flush-tube` whose memory is not freed yet (a few thousand at a
+    /// time, see `Engine::free_dead`): every lookup treats them as gone.
+    dead: roaring::RoaringTreemap,
 }
 
 impl std::fmt::Debug for JobTable {
@@ -29,6 +32,14 @@ impl JobTable {
     }
 
     fn slot_of(&self, id: JobId) -> Option<u32> {
+        if !self.dead.is_empty() && self.dead.contains(id) {
+            return None;
+        }
+        self.any_slot_of(id)
+    }
+
+    /// `slot_of`, dead jobs included.
+    fn any_slot_of(&self, id: JobId) -> Option<u32> {
         let slots = &self.slots;
         self.index
             .find(self.hash(id), |&s| {
@@ -131,12 +142,45 @@ impl JobTable {
         self.slots[slot as usize].take()
     }
 
+    /// Jobs held, dead ones (not freed yet) included.
     pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
 
+    /// Live jobs, in slot order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&JobId, &Job)> {
-        self.slots.iter().flatten().map(|j| (&j.id, j))
+        let dead = &self.dead;
+        self.slots
+            .iter()
+            .flatten()
+            .filter(move |j| dead.is_empty() || !dead.contains(j.id))
+            .map(|j| (&j.id, j))
+    }
+
+    /// Every job held, dead ones (not freed yet) included.
+    pub(crate) fn iter_all(&self) -> impl Iterator<Item = &Job> {
+        self.slots.iter().flatten()
+    }
+
+    /// From now on these jobs are gone to every lookup; their memory is freed later by
+    /// `free_dead`.
+    pub(crate) fn kill(&mut self, ids: roaring::RoaringTreemap) {
+        self.dead |= ids;
+    }
+
+    pub(crate) fn dead_count(&self) -> u64 {
+        self.dead.len()
+    }
+
+    /// Frees up to `max` dead jobs, handing them to `out` (lowest ids first).
+    pub(crate) fn free_dead(&mut self, max: usize, out: &mut Vec<Job>) {
+        let ids: Vec<JobId> = self.dead.iter().take(max).collect();
+        for id in ids {
+            self.dead.remove(id);
+            if let Some(j) = self.remove(&id) {
+                out.push(j);
+            }
+        }
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = &JobId> {

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::*;
 use sprout_protocol::command::PutHeader;
 use sprout_protocol::reply::{CmdCounts, JobStats, ServerStats, TubeStats};
-use sprout_protocol::{Command, Reply};
+use sprout_protocol::{Command, ListState, Reply};
 
 const S: u64 = SECOND;
 /// Start the clock well away from 0 so that "deadline - 1 s" never saturates.
@@ -93,6 +93,7 @@ fn js(id: JobId, tube: &str, state: &'static str, pri: u32, ttr: u64) -> JobStat
         releases: 0,
         buries: 0,
         kicks: 0,
+        origin: None,
     }
 }
 
@@ -113,6 +114,7 @@ fn ts(name: &str) -> TubeStats {
         cmd_pause_tube: 0,
         pause: 0,
         pause_time_left: 0,
+        policy: None,
     }
 }
 
@@ -1969,6 +1971,253 @@ fn late_tick_runs_everything_due() {
     assert_eq!(h.e.next_wakeup(), None);
 }
 
+// ===== sprout's own commands: flush-tube, list-jobs, reprioritize, move-job ======================
+
+fn flush(name: &str) -> Command {
+    Command::FlushTube(name.into())
+}
+
+fn list_jobs(name: &str, state: ListState, after: JobId, limit: u32) -> Command {
+    Command::ListJobs {
+        tube: name.into(),
+        state,
+        after,
+        limit,
+    }
+}
+
+fn ids(v: &[JobId]) -> Reply {
+    Reply::Ids(v.to_vec())
+}
+
+/// A tube `t` holding two ready jobs, one delayed, one buried, and one reserved by `w`.
+/// Returns (producer, worker, [ready, ready, delayed, buried, reserved]).
+fn flush_setup(h: &mut H) -> (ConnId, ConnId, [JobId; 5]) {
+    let c = h.conn();
+    let w = h.conn();
+    h.cmd(c, use_("t"));
+    h.cmd(w, watch("t"));
+    h.cmd(w, ignore("default"));
+    let held = h.put(c, 0, 0, 60);
+    assert_eq!(h.cmd(w, Command::Reserve), reserved(held));
+    let buried = h.put(c, 0, 0, 60);
+    assert_eq!(h.cmd(w, Command::Reserve), reserved(buried));
+    assert_eq!(h.cmd(w, bury(buried, 5)), Reply::Buried);
+    let r1 = h.put(c, 1, 0, 60);
+    let r2 = h.put(c, 2000, 0, 60);
+    let d = h.put(c, 1, 10, 60);
+    (c, w, [r1, r2, d, buried, held])
+}
+
+#[test]
+fn flush_tube_deletes_ready_delayed_and_buried_jobs_not_reserved_ones() {
+    let mut h = H::new();
+    let (c, w, [r1, r2, d, b, held]) = flush_setup(&mut h);
+    let other = h.put(c, 0, 0, 60);
+    h.cmd(c, use_("other"));
+    let elsewhere = h.put(c, 0, 0, 60);
+    assert_eq!(
+        h.cmd(c, flush("t")),
+        Reply::Flushed(5),
+        "r1, r2, d, b and `other`"
+    );
+    for id in [r1, r2, d, b, other] {
+        assert_eq!(h.cmd(c, Command::Peek(id)), Reply::NotFound, "job {id}");
+        assert_eq!(h.state(c, id), "gone");
+        assert_eq!(h.cmd(c, Command::Delete(id)), Reply::NotFound);
+        assert_eq!(h.cmd(c, Command::KickJob(id)), Reply::NotFound);
+    }
+    let st = h.st(c, "t");
+    assert_eq!(
+        (st.ready, st.delayed, st.buried, st.reserved, st.urgent),
+        (0, 0, 0, 1, 0)
+    );
+    assert_eq!(
+        h.counts(c),
+        (1, 1, 1, 0, 0),
+        "only `elsewhere` and `held` remain"
+    );
+    assert_eq!(h.state(c, held), "reserved");
+    assert_eq!(h.state(c, elsewhere), "ready");
+    // The delayed job's time passes without it coming back.
+    h.advance(11 * S);
+    assert_eq!(h.st(c, "t").ready, 0);
+    // The reserved job stays its worker's, and goes back to the tube as usual.
+    assert_eq!(h.cmd(w, release(held, 1, 0)), Reply::Released);
+    assert_eq!(h.st(c, "t").ready, 1);
+    assert_eq!(h.cmd(c, flush("t")), Reply::Flushed(1));
+    assert_eq!(h.cmd(c, flush("t")), Reply::Flushed(0));
+    assert_eq!(h.cmd(c, flush("no-such-tube")), Reply::Flushed(0));
+}
+
+#[test]
+fn flush_tube_is_freed_incrementally_and_the_tube_stays_until_then() {
+    let mut h = H::new();
+    let c = h.conn();
+    h.cmd(c, use_("big"));
+    for i in 0..10_000 {
+        // Without the invariant check after each put (it is O(jobs)).
+        let id = h.e.put_header(c);
+        let r = h.e.put_body(
+            c,
+            id,
+            hdr(i % 3, (i % 5 == 0) as u32, 60),
+            body(id),
+            h.now,
+            &mut h.out,
+        );
+        assert_eq!(r, Reply::Inserted(id));
+    }
+    h.check();
+    h.cmd(c, use_("default"));
+    let before = h.e.q.jobs.len();
+    assert_eq!(h.cmd(c, flush("big")), Reply::Flushed(10_000));
+    // Constant time for the caller: a few dozen jobs freed with the command, the rest
+    // later, on ticks.
+    let left = h.e.q.jobs.len();
+    assert!(
+        left > before - 200,
+        "{} of {before} freed at once",
+        before - left
+    );
+    assert_eq!(h.counts(c), (0, 0, 0, 0, 0));
+    assert!(h.cmd(c, Command::ListTubes) == list(&["default", "big"]));
+    assert_eq!(h.e.next_wakeup(), Some(h.now), "freeing is due at once");
+    let mut ticks = 0;
+    while h.e.next_wakeup() == Some(h.now) {
+        h.e.tick(h.now, &mut h.out);
+        h.check();
+        ticks += 1;
+        assert!(ticks < 10, "still freeing after {ticks} ticks");
+    }
+    assert_eq!(h.e.q.jobs.len(), 0);
+    assert_eq!(h.e.q.body_bytes, 0);
+    assert!(h.cmd(c, Command::ListTubes) == list(&["default"]));
+}
+
+#[test]
+fn flush_tube_is_one_logged_change() {
+    let mut h = H::new();
+    h.e.enable_journal();
+    let (c, _, _) = flush_setup(&mut h);
+    let mut ops = Vec::new();
+    h.e.take_journal(&mut ops);
+    assert_eq!(h.cmd(c, flush("t")), Reply::Flushed(4));
+    h.e.take_journal(&mut ops);
+    assert_eq!(ops, vec![JournalOp::Flush("t".into())]);
+}
+
+#[test]
+fn list_jobs_pages_each_state_by_id() {
+    let mut h = H::new();
+    let (c, _, [r1, r2, d, b, held]) = flush_setup(&mut h);
+    let r3 = h.put(c, 0, 0, 60);
+    assert_eq!(
+        h.cmd(c, list_jobs("t", ListState::Ready, 0, 10)),
+        ids(&[r1, r2, r3])
+    );
+    assert_eq!(
+        h.cmd(c, list_jobs("t", ListState::Ready, 0, 2)),
+        ids(&[r1, r2])
+    );
+    assert_eq!(
+        h.cmd(c, list_jobs("t", ListState::Ready, r2, 2)),
+        ids(&[r3])
+    );
+    assert_eq!(h.cmd(c, list_jobs("t", ListState::Ready, r3, 2)), ids(&[]));
+    assert_eq!(
+        h.cmd(c, list_jobs("t", ListState::Delayed, 0, 10)),
+        ids(&[d])
+    );
+    assert_eq!(
+        h.cmd(c, list_jobs("t", ListState::Buried, 0, 10)),
+        ids(&[b])
+    );
+    assert_eq!(
+        h.cmd(c, list_jobs("t", ListState::Reserved, 0, 10)),
+        ids(&[held])
+    );
+    assert_eq!(
+        h.cmd(c, list_jobs("nope", ListState::Ready, 0, 10)),
+        ids(&[])
+    );
+    assert_eq!(
+        h.cmd(c, list_jobs("t", ListState::Ready, u64::MAX, 10)),
+        ids(&[])
+    );
+    // States move with the jobs.
+    assert_eq!(h.cmd(c, Command::KickJob(b)), Reply::KickedJob);
+    assert_eq!(h.cmd(c, list_jobs("t", ListState::Buried, 0, 10)), ids(&[]));
+    assert_eq!(
+        h.cmd(c, list_jobs("t", ListState::Ready, 0, 10)),
+        ids(&[b, r1, r2, r3]),
+        "ascending ids"
+    );
+}
+
+#[test]
+fn reprioritize_in_every_state() {
+    let mut h = H::new();
+    let (c, w, [r1, r2, d, b, held]) = flush_setup(&mut h);
+    let rp = |id, pri| Command::Reprioritize { id, pri };
+    // Ready: the heap order and the urgent count follow.
+    assert_eq!(h.st(c, "t").urgent, 1);
+    assert_eq!(h.cmd(c, rp(r2, 0)), Reply::Reprioritized);
+    assert_eq!(h.st(c, "t").urgent, 2);
+    assert_eq!(h.cmd(c, Command::PeekReady), found(r2));
+    assert_eq!(h.cmd(c, rp(r2, 5000)), Reply::Reprioritized);
+    assert_eq!(h.cmd(c, Command::PeekReady), found(r1));
+    assert_eq!(h.cmd(c, rp(r1, 1)), Reply::Reprioritized, "unchanged");
+    for (id, pri) in [(d, 7), (b, 8)] {
+        assert_eq!(h.cmd(c, rp(id, pri)), Reply::Reprioritized);
+        assert_eq!(h.sj(c, id).pri, pri);
+    }
+    // Reserved: only by its holder.
+    assert_eq!(h.cmd(c, rp(held, 9)), Reply::NotFound);
+    assert_eq!(h.cmd(w, rp(held, 9)), Reply::Reprioritized);
+    assert_eq!(h.sj(c, held).pri, 9);
+    assert_eq!(h.cmd(c, rp(12345, 1)), Reply::NotFound);
+}
+
+#[test]
+fn move_job_keeps_id_state_and_counters() {
+    let mut h = H::new();
+    let (c, w, [r1, _, d, b, held]) = flush_setup(&mut h);
+    let mv = |id, t: &str| Command::MoveJob { id, tube: t.into() };
+    let before = h.sj(c, b);
+    assert_eq!(h.cmd(c, mv(b, "dlq")), Reply::Moved);
+    let after = h.sj(c, b);
+    assert_eq!(&*after.tube, "dlq");
+    assert_eq!(after.state, "buried");
+    assert_eq!(
+        (after.buries, after.reserves, after.pri),
+        (before.buries, before.reserves, before.pri)
+    );
+    assert_eq!(h.st(c, "dlq").buried, 1);
+    assert_eq!(h.st(c, "t").buried, 0);
+    assert_eq!(h.cmd(c, mv(d, "dlq")), Reply::Moved);
+    assert_eq!(h.sj(c, d).state, "delayed");
+    // A ready job moved to a tube someone waits on is handed out at once.
+    let x = h.conn();
+    h.cmd(x, watch("dlq"));
+    h.cmd(x, ignore("default"));
+    h.wait(x, Command::Reserve);
+    assert_eq!(h.cmd(c, mv(r1, "dlq")), Reply::Moved);
+    assert_eq!(h.take(), vec![(x, reserved(r1))]);
+    // A reserved job: only by its holder, and it stays reserved.
+    assert_eq!(h.cmd(c, mv(held, "dlq")), Reply::NotFound);
+    assert_eq!(h.cmd(w, mv(held, "dlq")), Reply::Moved);
+    assert_eq!(h.sj(c, held).state, "reserved");
+    assert_eq!(h.st(c, "dlq").reserved, 2);
+    assert_eq!(h.cmd(w, Command::Delete(held)), Reply::Deleted);
+    assert_eq!(h.cmd(c, mv(999, "dlq")), Reply::NotFound);
+    assert_eq!(
+        h.cmd(c, mv(d, "dlq")),
+        Reply::Moved,
+        "to its own tube: nothing to do"
+    );
+}
+
 // ===== property test against a model ============================================================
 
 /// A small reimplementation of beanstalkd's queue semantics (put and job bodies, reserve
@@ -2974,6 +3223,7 @@ impl Sim {
             want_jobs.push((
                 id,
                 Reply::StatsJob(Box::new(JobStats {
+                    origin: None,
                     id,
                     tube: j.tube.as_str().into(),
                     state: j.st.name(),

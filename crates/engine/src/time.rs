@@ -7,6 +7,10 @@ use crate::{Deliveries, Delivery, Engine, JournalOp};
 impl Engine {
     /// When [`Engine::tick`] next has work to do.
     pub fn next_wakeup(&self) -> Option<u64> {
+        if self.has_dead() {
+            // Jobs a flush deleted are freed on ticks, a few thousand at a time.
+            return Some(self.now);
+        }
         [
             self.q.delayed.first().map(|e| e.0),
             self.q.reserved.first().map(|e| e.0),
@@ -22,9 +26,18 @@ impl Engine {
     /// time out, waiting reserves time out or see DEADLINE_SOON.
     pub(crate) fn tick(&mut self, now: u64, out: &mut Deliveries) {
         self.now = now;
+        if self.has_dead() {
+            self.free_dead(crate::cmd::flush::FREE_PER_TICK);
+        }
         while let Some(&(at, id)) = self.q.delayed.first() {
             if at > now {
                 break;
+            }
+            if self.q.jobs.slot(id).is_none() {
+                // A job a flush deleted, not freed yet.
+                self.q.delayed.pop_first();
+                self.q.delayed_dead -= 1;
+                continue;
             }
             self.remove_delayed(id);
             self.make_ready(id);

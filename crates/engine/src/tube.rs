@@ -29,6 +29,11 @@ pub(crate) struct Tube {
     pub(crate) buried: BTreeSet<(u64, JobId)>,
     pub(crate) urgent: u64,
     pub(crate) reserved: u64,
+    /// The tube's job ids in each state (indexed by `JobState as usize`), in id order:
+    /// `list-jobs` pages through them, `flush-tube` hands them over whole.
+    pub(crate) ids: [roaring::RoaringTreemap; 4],
+    /// Jobs a flush deleted that are not freed yet: the tube lives until they are.
+    pub(crate) dead_jobs: u64,
     /// Session state: this node's connections using, watching and waiting on the tube.
     pub(crate) sess: TubeSessions,
     /// Requested pause in ns; 0 when not paused.
@@ -63,6 +68,8 @@ impl Tube {
             buried: BTreeSet::new(),
             urgent: 0,
             reserved: 0,
+            ids: Default::default(),
+            dead_jobs: 0,
             sess: TubeSessions::default(),
             pause: 0,
             unpause_at: None,
@@ -81,7 +88,10 @@ impl Tube {
     }
 
     pub(crate) fn unreferenced(&self) -> bool {
-        self.sess.using == 0 && self.sess.watching == 0 && self.job_count() == 0
+        self.sess.using == 0
+            && self.sess.watching == 0
+            && self.job_count() == 0
+            && self.dead_jobs == 0
     }
 }
 

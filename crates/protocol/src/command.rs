@@ -12,8 +12,15 @@ pub enum Command {
     ReserveWithTimeout(u32),
     ReserveJob(JobId),
     Delete(JobId),
-    Release { id: JobId, pri: u32, delay: u32 },
-    Bury { id: JobId, pri: u32 },
+    Release {
+        id: JobId,
+        pri: u32,
+        delay: u32,
+    },
+    Bury {
+        id: JobId,
+        pri: u32,
+    },
     Touch(JobId),
     Watch(String),
     Ignore(String),
@@ -29,8 +36,100 @@ pub enum Command {
     ListTubes,
     ListTubeUsed,
     ListTubesWatched,
-    PauseTube { tube: String, delay: u32 },
+    PauseTube {
+        tube: String,
+        delay: u32,
+    },
     Quit,
+    // sprout's own commands (COMPAT.md; `--strict` turns them off).
+    /// `flush-tube <tube>`
+    FlushTube(String),
+    /// `reserve-batch <max> <timeout>`
+    ReserveBatch {
+        max: u32,
+        timeout: u32,
+    },
+    /// `list-jobs <tube> <state> <after-id> <limit>`
+    ListJobs {
+        tube: String,
+        state: ListState,
+        after: JobId,
+        limit: u32,
+    },
+    /// `put-unique <key> <pri> <delay> <ttr> <bytes>`: its body follows, as for `put`.
+    PutUnique {
+        key: String,
+        header: PutHeader,
+    },
+    /// `reprioritize <id> <pri>`
+    Reprioritize {
+        id: JobId,
+        pri: u32,
+    },
+    /// `move-job <id> <tube>`
+    MoveJob {
+        id: JobId,
+        tube: String,
+    },
+    /// `tube-policy <tube> [<key> <value>]`
+    TubePolicy {
+        tube: String,
+        set: Option<PolicySet>,
+    },
+}
+
+/// The job states `list-jobs` can list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListState {
+    Ready,
+    Delayed,
+    Buried,
+    Reserved,
+}
+
+impl ListState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ListState::Ready => "ready",
+            ListState::Delayed => "delayed",
+            ListState::Buried => "buried",
+            ListState::Reserved => "reserved",
+        }
+    }
+}
+
+/// What happens to a job that has been reserved `max-reserves` times and would become
+/// ready again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Exhaust {
+    #[default]
+    Bury,
+    Delete,
+    /// Moved, ready, to this (dead-letter) tube.
+    Tube(String),
+}
+
+/// The delay given to a job returned to ready by TTR timeout, disconnect or a release
+/// with delay 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Backoff {
+    #[default]
+    None,
+    /// Always this many seconds.
+    Fixed(u32),
+    /// `base * 2^(reserves-1)` seconds, at most `cap`, with jitter.
+    Exp { base: u32, cap: u32 },
+}
+
+/// One `tube-policy <tube> <key> <value>` setting.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PolicySet {
+    /// 0: off.
+    MaxReserves(u32),
+    OnExhaust(Exhaust),
+    RetryBackoff(Backoff),
+    /// 0: off.
+    MaxReady(u64),
 }
 
 /// The arguments of `put <pri> <delay> <ttr> <bytes>`; delay and ttr in seconds.
@@ -67,8 +166,17 @@ const fn row(name: &'static str, acknowledges: bool, reveals: bool) -> Info {
     }
 }
 
+const fn ext(name: &'static str, acknowledges: bool, reveals: bool) -> Info {
+    Info {
+        name,
+        acknowledges,
+        reveals,
+        extension: true,
+    }
+}
+
 /// Every command, in the order of [`Command`]'s variants.
-pub const COMMANDS: [Info; 25] = [
+pub const COMMANDS: [Info; 32] = [
     row("put", true, false),
     row("use", false, false),
     row("reserve", false, true),
@@ -95,6 +203,13 @@ pub const COMMANDS: [Info; 25] = [
     row("list-tubes-watched", false, false),
     row("pause-tube", false, true),
     row("quit", false, false),
+    ext("flush-tube", true, true),
+    ext("reserve-batch", false, true),
+    ext("list-jobs", false, true),
+    ext("put-unique", true, true),
+    ext("reprioritize", true, true),
+    ext("move-job", true, true),
+    ext("tube-policy", true, true),
 ];
 
 impl Command {
@@ -126,6 +241,13 @@ impl Command {
             Command::ListTubesWatched => 22,
             Command::PauseTube { .. } => 23,
             Command::Quit => 24,
+            Command::FlushTube(_) => 25,
+            Command::ReserveBatch { .. } => 26,
+            Command::ListJobs { .. } => 27,
+            Command::PutUnique { .. } => 28,
+            Command::Reprioritize { .. } => 29,
+            Command::MoveJob { .. } => 30,
+            Command::TubePolicy { .. } => 31,
         };
         &COMMANDS[i]
     }
@@ -156,6 +278,12 @@ mod tests {
                 "reserve-job" | "delete" | "touch" | "peek" | "kick-job" | "stats-job" => {
                     format!("{} 1", info.name)
                 }
+                "flush-tube" | "tube-policy" => format!("{} t", info.name),
+                "reserve-batch" => "reserve-batch 2 0".to_string(),
+                "list-jobs" => "list-jobs t ready 0 10".to_string(),
+                "put-unique" => "put-unique k 0 0 1 1".to_string(),
+                "reprioritize" => "reprioritize 1 1".to_string(),
+                "move-job" => "move-job 1 t".to_string(),
                 n => n.to_string(),
             };
             let cmd = parse_line(line.as_bytes(), 100).unwrap_or_else(|e| panic!("{line}: {e:?}"));

@@ -9,7 +9,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::command::{Command, PutHeader};
-use super::parse::{parse_line, LineError};
+use super::parse::{parse_line_with, LineError};
 use super::LINE_MAX;
 
 /// What the input produced.
@@ -20,6 +20,8 @@ pub enum Event {
     /// A `put` header was accepted; its body follows as [`Event::Body`] or
     /// [`Event::ExpectedCrlf`].
     Put(PutHeader),
+    /// A `put-unique` header was accepted (key, header); its body follows as for `put`.
+    PutUnique(String, PutHeader),
     /// The body of the preceding `put`, without its CRLF.
     Body(Bytes),
     /// The body of the preceding `put` was not followed by CRLF.
@@ -51,6 +53,8 @@ enum State {
 pub struct Decoder {
     state: State,
     max_job_size: u32,
+    /// sprout's own commands are recognised (off with `--strict`).
+    extensions: bool,
 }
 
 /// Position of the line end in `window` per beanstalkd: the first `\r`, if `\n` follows it.
@@ -64,6 +68,15 @@ impl Decoder {
         Decoder {
             state: State::Line,
             max_job_size,
+            extensions: true,
+        }
+    }
+
+    /// A decoder that reads exactly beanstalkd 1.13's commands (`--strict`).
+    pub fn strict(max_job_size: u32) -> Self {
+        Decoder {
+            extensions: false,
+            ..Self::new(max_job_size)
         }
     }
 
@@ -154,10 +167,14 @@ impl Decoder {
     }
 
     fn on_line(&mut self, line: &[u8]) -> Event {
-        match parse_line(line, self.max_job_size) {
+        match parse_line_with(line, self.max_job_size, self.extensions) {
             Ok(Command::Put(h)) => {
                 self.state = State::Body(h.bytes as usize + 2);
                 Event::Put(h)
+            }
+            Ok(Command::PutUnique { key, header }) => {
+                self.state = State::Body(header.bytes as usize + 2);
+                Event::PutUnique(key, header)
             }
             Ok(cmd) => Event::Command(cmd),
             Err(e @ LineError::PutTooBig(bytes)) => {

@@ -5,9 +5,9 @@ pub(crate) mod frame;
 pub mod parse;
 pub mod reply;
 
-pub use command::Command;
+pub use command::{Backoff, Command, Exhaust, ListState, PolicySet};
 pub use frame::{Decoder, Event};
-pub use parse::{parse_line, LineError};
+pub use parse::{parse_line, parse_line_with, LineError};
 pub use reply::Reply;
 
 /// Longest command line beanstalkd accepts, CRLF included.

@@ -2,7 +2,7 @@
 //! rules: prefix matching in beanstalkd's order, strict integers (spaces only, no sign,
 //! no trailing bytes) except for `kick`, which reads like C's `strtoul`.
 
-use super::command::{Command, PutHeader};
+use super::command::{Backoff, Command, Exhaust, ListState, PolicySet, PutHeader};
 use super::MAX_TUBE_NAME;
 
 /// Why a line was not a command. Every variant is answered with one reply line.
@@ -26,11 +26,22 @@ pub enum LineError {
 
 type Parsed = Result<Command, LineError>;
 
-/// Parses a command line. `line` excludes the terminating CRLF.
+/// Parses a command line, sprout's own commands included. `line` excludes the
+/// terminating CRLF.
 pub fn parse_line(line: &[u8], max_job_size: u32) -> Parsed {
+    parse_line_with(line, max_job_size, true)
+}
+
+/// Parses a command line; without `extensions` (`--strict`), exactly as beanstalkd 1.13.
+pub fn parse_line_with(line: &[u8], max_job_size: u32, extensions: bool) -> Parsed {
     use Command as C;
     if line.contains(&0) {
         return Err(LineError::BadFormat);
+    }
+    if extensions {
+        if let Some(r) = parse_extension(line, max_job_size) {
+            return r;
+        }
     }
     if let Some(rest) = line.strip_prefix(b"put ") {
         return parse_put(rest, max_job_size);
@@ -122,6 +133,164 @@ pub fn parse_line(line: &[u8], max_job_size: u32) -> Parsed {
         return parse_pause(rest);
     }
     Err(LineError::UnknownCommand)
+}
+
+/// sprout's own commands: None if the line's first word is not one of them. A wrong
+/// argument count or value is BAD_FORMAT.
+fn parse_extension(line: &[u8], max_job_size: u32) -> Option<Parsed> {
+    let word_len = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    let (word, rest) = line.split_at(word_len);
+    let r = match word {
+        b"flush-tube" => last_name(rest).map(Command::FlushTube),
+        b"reserve-batch" => parse_reserve_batch(rest),
+        b"list-jobs" => parse_list_jobs(rest),
+        b"put-unique" => parse_put_unique(rest, max_job_size),
+        b"reprioritize" => (|| {
+            let (id, rest) = read_uint(rest, u64::MAX)?;
+            let pri = last_u32(rest)?;
+            Ok(Command::Reprioritize { id, pri })
+        })(),
+        b"move-job" => (|| {
+            let (id, rest) = read_uint(rest, u64::MAX)?;
+            let tube = last_name(rest)?;
+            Ok(Command::MoveJob { id, tube })
+        })(),
+        b"tube-policy" => parse_tube_policy(rest),
+        _ => return None,
+    };
+    Some(r.map_err(|e| match e {
+        LineError::PutTooBig(n) => LineError::PutTooBig(n),
+        _ => LineError::BadFormat,
+    }))
+}
+
+/// A name argument (leading spaces skipped) and what follows it.
+fn name_arg(s: &[u8]) -> Result<(String, &[u8]), LineError> {
+    let start = s.iter().take_while(|&&b| b == b' ').count();
+    let s = &s[start..];
+    let len = s.iter().take_while(|&&b| b != b' ').count();
+    let (name, rest) = s.split_at(len);
+    Ok((tube_name(name)?, rest))
+}
+
+/// A name that ends the line.
+fn last_name(s: &[u8]) -> Result<String, LineError> {
+    match name_arg(s)? {
+        (name, []) => Ok(name),
+        _ => Err(LineError::BadFormat),
+    }
+}
+
+/// A word (leading spaces skipped) and what follows it.
+fn word_arg(s: &[u8]) -> (&[u8], &[u8]) {
+    let start = s.iter().take_while(|&&b| b == b' ').count();
+    let s = &s[start..];
+    let len = s.iter().take_while(|&&b| b != b' ').count();
+    s.split_at(len)
+}
+
+fn parse_reserve_batch(rest: &[u8]) -> Parsed {
+    let (max, rest) = read_uint(rest, u64::from(u32::MAX))?;
+    let timeout = last_u32(rest)?;
+    if !(1..=1000).contains(&max) || timeout > i32::MAX as u32 {
+        return Err(LineError::BadFormat);
+    }
+    Ok(Command::ReserveBatch {
+        max: max as u32,
+        timeout,
+    })
+}
+
+fn parse_list_jobs(rest: &[u8]) -> Parsed {
+    let (tube, rest) = name_arg(rest)?;
+    let (state, rest) = word_arg(rest);
+    let state = match state {
+        b"ready" => ListState::Ready,
+        b"delayed" => ListState::Delayed,
+        b"buried" => ListState::Buried,
+        b"reserved" => ListState::Reserved,
+        _ => return Err(LineError::BadFormat),
+    };
+    let (after, rest) = read_uint(rest, u64::MAX)?;
+    let limit = last_u32(rest)?;
+    if !(1..=1000).contains(&limit) {
+        return Err(LineError::BadFormat);
+    }
+    Ok(Command::ListJobs {
+        tube,
+        state,
+        after,
+        limit,
+    })
+}
+
+fn parse_put_unique(rest: &[u8], max_job_size: u32) -> Parsed {
+    let (key, rest) = name_arg(rest)?;
+    match parse_put(rest, max_job_size)? {
+        Command::Put(header) => Ok(Command::PutUnique { key, header }),
+        _ => Err(LineError::BadFormat),
+    }
+}
+
+fn parse_tube_policy(rest: &[u8]) -> Parsed {
+    let (tube, rest) = name_arg(rest)?;
+    if rest.is_empty() {
+        return Ok(Command::TubePolicy { tube, set: None });
+    }
+    let (key, rest) = word_arg(rest);
+    let (value, rest) = word_arg(rest);
+    if value.is_empty() || !rest.is_empty() {
+        return Err(LineError::BadFormat);
+    }
+    let set = match key {
+        b"max-reserves" => PolicySet::MaxReserves(last_u32(value)?),
+        b"max-ready" => PolicySet::MaxReady(last_u64(value)?),
+        b"on-exhaust" => PolicySet::OnExhaust(match value {
+            b"bury" => Exhaust::Bury,
+            b"delete" => Exhaust::Delete,
+            v => match v.strip_prefix(b"tube:") {
+                Some(name) => Exhaust::Tube(tube_name(name)?),
+                None => return Err(LineError::BadFormat),
+            },
+        }),
+        b"retry-backoff" => PolicySet::RetryBackoff(parse_backoff(value)?),
+        _ => return Err(LineError::BadFormat),
+    };
+    Ok(Command::TubePolicy {
+        tube,
+        set: Some(set),
+    })
+}
+
+/// `none`, `fixed:<s>` or `exp:<base>,<cap>` (seconds).
+pub fn parse_backoff(v: &[u8]) -> Result<Backoff, LineError> {
+    if v == b"none" {
+        return Ok(Backoff::None);
+    }
+    if let Some(s) = v.strip_prefix(b"fixed:") {
+        return Ok(Backoff::Fixed(strict_u32(s)?));
+    }
+    if let Some(s) = v.strip_prefix(b"exp:") {
+        let comma = s
+            .iter()
+            .position(|&b| b == b',')
+            .ok_or(LineError::BadFormat)?;
+        let base = strict_u32(&s[..comma])?;
+        let cap = strict_u32(&s[comma + 1..])?;
+        if base == 0 || cap < base {
+            return Err(LineError::BadFormat);
+        }
+        return Ok(Backoff::Exp { base, cap });
+    }
+    Err(LineError::BadFormat)
+}
+
+/// Digits only (no spaces), at most u32::MAX.
+fn strict_u32(s: &[u8]) -> Result<u32, LineError> {
+    if s.first() == Some(&b' ') {
+        return Err(LineError::BadFormat);
+    }
+    last_u32(s)
 }
 
 fn exact(line: &[u8], name: &[u8], cmd: Command) -> Parsed {

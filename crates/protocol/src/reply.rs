@@ -44,6 +44,21 @@ pub enum Reply {
     Stats(Box<ServerStats>),
     /// `list-tubes` / `list-tubes-watched`.
     List(Vec<Arc<str>>),
+    // Replies to sprout's own commands.
+    /// `FLUSHED <count>`
+    Flushed(u64),
+    /// `RESERVED_BATCH <k>`, then k `RESERVED` replies.
+    ReservedBatch(Vec<(u64, Bytes)>),
+    /// `list-jobs`: `OK <bytes>` and a YAML list of ids.
+    Ids(Vec<u64>),
+    /// `EXISTS <id>` (put-unique of a key in use).
+    Exists(u64),
+    Reprioritized,
+    Moved,
+    /// `OK` (a tube policy set).
+    Ok,
+    /// `OK <bytes>` and a YAML document (a tube policy).
+    Yaml(String),
 }
 
 /// The engine's part of `stats-job`.
@@ -63,6 +78,24 @@ pub struct JobStats {
     pub releases: u32,
     pub buries: u32,
     pub kicks: u32,
+    /// For a job dead-lettered by a tube policy: the tube it came from (`origin-tube`,
+    /// shown only then).
+    pub origin: Option<Arc<str>>,
+}
+
+/// A tube's policy and its counters, shown in `stats-tube` only for tubes with a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TubePolicyStats {
+    pub max_reserves: u32,
+    /// `bury`, `delete` or `tube:<name>`.
+    pub on_exhaust: String,
+    /// `none`, `fixed:<s>` or `exp:<base>,<cap>`.
+    pub retry_backoff: String,
+    pub max_ready: u64,
+    /// Jobs this tube sent to its dead-letter tube.
+    pub dead_lettered: u64,
+    /// Returns to ready that the retry backoff delayed instead.
+    pub retries_delayed: u64,
 }
 
 /// `stats-tube`.
@@ -82,6 +115,8 @@ pub struct TubeStats {
     pub cmd_pause_tube: u64,
     pub pause: u64,
     pub pause_time_left: i64,
+    /// Shown only for a tube with a policy (sprout's own fields).
+    pub policy: Option<Box<TubePolicyStats>>,
 }
 
 /// Cumulative per-command counters, in `stats` order. `reserve-job` and `kick-job` are
@@ -230,6 +265,29 @@ impl Reply {
                 }
                 yaml(out, &s);
             }
+            Reply::Flushed(n) => {
+                let _ = write!(Fmt(out), "FLUSHED {n}\r\n");
+            }
+            Reply::ReservedBatch(jobs) => {
+                let _ = write!(Fmt(out), "RESERVED_BATCH {}\r\n", jobs.len());
+                for (id, body) in jobs {
+                    job(out, "RESERVED", *id, body);
+                }
+            }
+            Reply::Ids(ids) => {
+                let mut s = String::from("---\n");
+                for id in ids {
+                    let _ = writeln!(s, "- {id}");
+                }
+                yaml(out, &s);
+            }
+            Reply::Exists(id) => {
+                let _ = write!(Fmt(out), "EXISTS {id}\r\n");
+            }
+            Reply::Reprioritized => word(out, "REPRIORITIZED"),
+            Reply::Moved => word(out, "MOVED"),
+            Reply::Ok => word(out, "OK"),
+            Reply::Yaml(s) => yaml(out, s),
         }
     }
 
@@ -243,7 +301,7 @@ impl Reply {
 }
 
 fn job_yaml(s: &JobStats) -> String {
-    format!(
+    let mut y = format!(
         "---\nid: {}\ntube: \"{}\"\nstate: {}\npri: {}\nage: {}\ndelay: {}\nttr: {}\n\
          time-left: {}\nfile: {}\nreserves: {}\ntimeouts: {}\nreleases: {}\nburies: {}\n\
          kicks: {}\n",
@@ -261,11 +319,15 @@ fn job_yaml(s: &JobStats) -> String {
         s.releases,
         s.buries,
         s.kicks
-    )
+    );
+    if let Some(o) = &s.origin {
+        let _ = writeln!(y, "origin-tube: \"{o}\"");
+    }
+    y
 }
 
 fn tube_yaml(s: &TubeStats) -> String {
-    format!(
+    let mut y = format!(
         "---\nname: \"{}\"\ncurrent-jobs-urgent: {}\ncurrent-jobs-ready: {}\n\
          current-jobs-reserved: {}\ncurrent-jobs-delayed: {}\ncurrent-jobs-buried: {}\n\
          total-jobs: {}\ncurrent-using: {}\ncurrent-watching: {}\ncurrent-waiting: {}\n\
@@ -284,7 +346,21 @@ fn tube_yaml(s: &TubeStats) -> String {
         s.cmd_pause_tube,
         s.pause,
         s.pause_time_left
-    )
+    );
+    if let Some(p) = &s.policy {
+        let _ = write!(
+            y,
+            "max-reserves: {}\non-exhaust: {}\nretry-backoff: {}\nmax-ready: {}\n\
+             dead-lettered: {}\nretries-delayed: {}\n",
+            p.max_reserves,
+            p.on_exhaust,
+            p.retry_backoff,
+            p.max_ready,
+            p.dead_lettered,
+            p.retries_delayed
+        );
+    }
+    y
 }
 
 fn stats_yaml(s: &ServerStats, p: &ProcessStats) -> String {
@@ -412,6 +488,7 @@ mod tests {
             releases: 0,
             buries: 0,
             kicks: 0,
+            origin: None,
         };
         let out = enc(Reply::StatsJob(Box::new(s)));
         assert!(out.starts_with(b"OK 148\r\n---\nid: 1\ntube: \"foo\"\nstate: reserved\n"));

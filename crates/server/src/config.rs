@@ -30,6 +30,8 @@ pub struct Config {
     pub verbosity: u8,
     /// `--binlog-salvage`: load what is readable from a damaged binlog.
     pub(crate) binlog_salvage: bool,
+    /// `--strict`: exactly beanstalkd 1.13's commands; sprout's own are unknown.
+    pub strict: bool,
     /// `--metrics ADDR`: serve /metrics and /healthz over HTTP.
     pub metrics: Option<String>,
     /// `--metrics-tube-cap N`: tubes with their own series (the rest are summed).
@@ -57,6 +59,7 @@ impl Default for Config {
             user: None,
             verbosity: 0,
             binlog_salvage: false,
+            strict: false,
             metrics: None,
             metrics_tube_cap: 100,
             max_connections: None,
@@ -98,6 +101,7 @@ pub fn usage(prog: &str) -> String {
          --max-connections N   close connections beyond N at once (default: no limit)\n \
          --max-jobs N          put answers OUT_OF_MEMORY once N jobs exist\n \
          --max-memory BYTES    put answers OUT_OF_MEMORY beyond BYTES of job bodies\n \
+         --strict  only beanstalkd 1.13's commands (sprout's own answer as beanstalkd would)\n \
          -c, -n   accepted for compatibility, no effect\n \
          -v       show version information\n \
          -V       increase verbosity\n \
@@ -124,6 +128,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
         }
         if arg == "--binlog-salvage" {
             cfg.binlog_salvage = true;
+            continue;
+        }
+        if arg == "--strict" {
+            cfg.strict = true;
             continue;
         }
         let long = [

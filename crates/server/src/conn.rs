@@ -193,6 +193,8 @@ struct Conn {
     input: BytesMut,
     out: BytesMut,
     put: Option<(JobId, PutHeader)>,
+    /// The reply to a put whose body is skipped.
+    skipped_reply: Reply,
     eof: bool,
     verbose: bool,
     /// Bytes read since this task last yielded.
@@ -212,13 +214,18 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
     tracing::debug!("accept {id}");
     let mut c = Conn {
         id,
-        decoder: Decoder::new(shared.config.max_job_size),
+        decoder: if shared.config.strict {
+            Decoder::strict(shared.config.max_job_size)
+        } else {
+            Decoder::new(shared.config.max_job_size)
+        },
         verbose: shared.config.verbosity >= 2,
         shared,
         sock,
         input: BytesMut::new(),
         out: BytesMut::new(),
         put: None,
+        skipped_reply: Reply::OutOfMemory,
         eof: false,
         held: VecDeque::new(),
         unapplied: 0,
@@ -457,6 +464,10 @@ impl Conn {
                 Some(b) => self.shows(b.deleted_lsn()),
                 None => Hold::None,
             },
+            (_, Reveal::All) => match self.shared.binlog.as_ref() {
+                Some(b) => self.shows(b.end()),
+                None => Hold::None,
+            },
             _ => Hold::None,
         };
         self.queue(r, hold);
@@ -618,7 +629,15 @@ impl Conn {
                     self.put = Some((job, h));
                 }
             }
-            Event::BodySkipped => self.reply(Reply::OutOfMemory),
+            Event::PutUnique(..) => {
+                // Not yet supported: the body is skipped and the command is unknown.
+                self.decoder.skip_body();
+                self.skipped_reply = Reply::UnknownCommand;
+            }
+            Event::BodySkipped => {
+                let r = std::mem::replace(&mut self.skipped_reply, Reply::OutOfMemory);
+                self.reply(r);
+            }
             Event::Body(body) => {
                 if let Some((job, h)) = self.put.take() {
                     self.on_put(job, h, body);

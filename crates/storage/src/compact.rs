@@ -44,9 +44,14 @@ impl Binlog {
         let mut p = self.pend();
         let mut lost: Vec<JobId> = std::mem::take(&mut p.lost).into_iter().collect();
         lost.sort_unstable();
+        let flushes = std::mem::take(&mut p.lost_flushes);
         p.new_epoch(seg_size, next_id);
-        // The id limit, in case the failed records held one.
+        // The id limit, in case the failed records held one; flushes that failed, before
+        // the current state of the jobs whose changes failed.
         p.push_record(&Record::IdLimit { limit: next_id }, seg_size, next_id);
+        for tube in flushes {
+            p.push_record(&Record::Flush { tube }, seg_size, next_id);
+        }
         for id in lost {
             let new = e.job(id).is_some_and(|j| j.file == 0);
             match p.push_full(e, id, seg_size, next_id) {

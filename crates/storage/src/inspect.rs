@@ -43,6 +43,8 @@ pub fn inspect(dir: &Path) -> std::io::Result<Report> {
     // id -> (file index, full record len, update location)
     let mut full: FxHashMap<u64, (usize, u64)> = FxHashMap::default();
     let mut update: FxHashMap<u64, (usize, u64)> = FxHashMap::default();
+    // id -> (tube, reserved), for flush records.
+    let mut where_: FxHashMap<u64, (String, bool)> = FxHashMap::default();
     // As recovery: the latest id limit in log order, and the largest job id seen.
     let (mut limit, mut max_id) = (0u64, 0u64);
     for (seq, path) in recover::segments(dir) {
@@ -73,21 +75,43 @@ pub fn inspect(dir: &Path) -> std::io::Result<Report> {
                     f.records += 1;
                     max_id = max_id.max(r.job_id().unwrap_or(0));
                     match r {
-                        Record::Full { id, .. } => {
+                        Record::Full { id, tube, snap, .. } => {
                             f.full += 1;
                             full.insert(id, (idx, n as u64));
                             update.remove(&id);
+                            where_.insert(id, (tube, snap.state == record::STATE_RESERVED));
                         }
-                        Record::Update { id, .. } => {
+                        Record::Update { id, snap } => {
                             f.updates += 1;
                             if full.contains_key(&id) {
                                 update.insert(id, (idx, n as u64));
+                            }
+                            if let Some(w) = where_.get_mut(&id) {
+                                w.1 = snap.state == record::STATE_RESERVED;
                             }
                         }
                         Record::Delete { id } => {
                             f.deletes += 1;
                             full.remove(&id);
                             update.remove(&id);
+                            where_.remove(&id);
+                        }
+                        Record::Flush { tube } => {
+                            f.deletes += 1;
+                            where_.retain(|id, (t, reserved)| {
+                                let keep = *t != tube || *reserved;
+                                if !keep {
+                                    full.remove(id);
+                                    update.remove(id);
+                                }
+                                keep
+                            });
+                        }
+                        Record::Move { id, tube } => {
+                            f.updates += 1;
+                            if let Some(w) = where_.get_mut(&id) {
+                                w.0 = tube;
+                            }
                         }
                         // Counted among the records only (one every 1024 ids).
                         Record::IdLimit { limit: l } => limit = l,

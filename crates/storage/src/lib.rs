@@ -195,6 +195,7 @@ impl Binlog {
                 lost: Default::default(),
                 heal_end: 0,
                 deleted_lsn: 0,
+                lost_flushes: Vec::new(),
             }),
             cv: Condvar::new(),
             acked,
@@ -294,8 +295,13 @@ impl Binlog {
                 if let Some(id) = op.job() {
                     p.lost.insert(id);
                 }
-                if let JournalOp::Full(id) | JournalOp::Update(id) = *op {
-                    e.set_job_lsn(id, end);
+                match op {
+                    JournalOp::Full(id) | JournalOp::Update(id) | JournalOp::Move(id) => {
+                        e.set_job_lsn(*id, end)
+                    }
+                    JournalOp::Flush(tube) => p.lost_flushes.push(tube.to_string()),
+                    JournalOp::Freed { file, size } => p.forget(*file, *size),
+                    _ => {}
                 }
             }
             return Some(Ticket {
@@ -305,6 +311,28 @@ impl Binlog {
         }
         for op in ops {
             match *op {
+                JournalOp::Flush(ref tube) => {
+                    let r = Record::Flush {
+                        tube: tube.to_string(),
+                    };
+                    let (_, lsn) = p.push_record(&r, seg_size, next_id);
+                    p.deleted_lsn = lsn;
+                }
+                JournalOp::Move(id) => {
+                    let Some(j) = e.job(id) else { continue };
+                    let r = Record::Move {
+                        id,
+                        tube: e.tube_name(j).to_string(),
+                    };
+                    p.push_record(&r, seg_size, next_id);
+                    let r = Record::Update {
+                        id,
+                        snap: snapshot(j),
+                    };
+                    let (_, lsn) = p.push_record(&r, seg_size, next_id);
+                    e.set_job_lsn(id, lsn);
+                }
+                JournalOp::Freed { file, size } => p.forget(file, size),
                 JournalOp::Full(id) => {
                     let Some((seq, lsn)) = p.push_full(e, id, seg_size, next_id) else {
                         continue;
@@ -327,10 +355,7 @@ impl Binlog {
                 JournalOp::Delete { id, size, file } => {
                     let (_, lsn) = p.push_record(&Record::Delete { id }, seg_size, next_id);
                     p.deleted_lsn = lsn;
-                    if file != 0 {
-                        let full = record::full_len(0, 0) as u64 + size;
-                        p.live = p.live.saturating_sub(full);
-                    }
+                    p.forget(file, size);
                 }
                 JournalOp::IdLimit(limit) => {
                     p.push_record(&Record::IdLimit { limit }, seg_size, next_id);
@@ -468,7 +493,10 @@ impl Binlog {
                 tracing::error!("binlog: {msg}; changes are refused until writes succeed again");
                 p.failed = Some(msg);
                 p.tail = Tail::Idle;
-                p.lost.extend(writer::record_ids(&ch.bytes));
+                let Pending {
+                    lost, lost_flushes, ..
+                } = p;
+                writer::lost_into(&ch.bytes, lost, lost_flushes);
                 // Leave no partial record behind.
                 let _ = f.set_len(p.used);
                 let epoch = p.epoch;

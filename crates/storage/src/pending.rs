@@ -63,6 +63,9 @@ pub(crate) struct Pending {
     pub(crate) heal_end: u64,
     /// Where the latest delete record ends.
     pub(crate) deleted_lsn: u64,
+    /// While writes fail: flushes whose record may be missing from the log (written again
+    /// first by the resume).
+    pub(crate) lost_flushes: Vec<String>,
 }
 
 /// A job's persistent state as a log snapshot.
@@ -116,6 +119,15 @@ pub struct NewJob<'a> {
 }
 
 impl Pending {
+    /// A job whose full record was in segment `file` (0: none) is gone: its record no
+    /// longer counts as live. `size` is its tube name plus body length.
+    pub(crate) fn forget(&mut self, file: u32, size: u64) {
+        if file != 0 {
+            let full = record::full_len(0, 0) as u64 + size;
+            self.live = self.live.saturating_sub(full);
+        }
+    }
+
     /// Drops whatever was pending, clears a failure, and starts a new epoch whose records go
     /// to a new segment. Returns that segment's number.
     pub(crate) fn new_epoch(&mut self, seg_size: u64, next_id: u64) -> u32 {

@@ -13,6 +13,9 @@
 //!   IDS    (4): limit u64 (version 2): from here on, no id at or above `limit` is handed
 //!               out until a later IDS record; ids are taken in blocks, and a clean
 //!               shutdown writes the exact next id
+//!   FLUSH  (5): 0 u64 | tube_len u8 | tube (version 2): every job of the tube not reserved
+//!               at this point is deleted
+//!   MOVE   (6): id u64 | tube_len u8 | tube (version 2): the job is now in this tube
 //! snapshot := state u8 | pri u32 | delay u32 (s) | deadline u64 (ns) | bury_seq u64 |
 //!             reserves u32 | timeouts u32 | releases u32 | buries u32 | kicks u32
 //! ```
@@ -78,16 +81,26 @@ pub enum Record {
     IdLimit {
         limit: u64,
     },
+    /// Every job of the tube that is not reserved at this point is deleted.
+    Flush {
+        tube: String,
+    },
+    /// The job is now in this tube.
+    Move {
+        id: u64,
+        tube: String,
+    },
 }
 
 impl Record {
     /// The job the record is about (None for an id limit).
     pub fn job_id(&self) -> Option<u64> {
         match self {
-            Record::Full { id, .. } | Record::Update { id, .. } | Record::Delete { id } => {
-                Some(*id)
-            }
-            Record::IdLimit { .. } => None,
+            Record::Full { id, .. }
+            | Record::Update { id, .. }
+            | Record::Delete { id }
+            | Record::Move { id, .. } => Some(*id),
+            Record::IdLimit { .. } | Record::Flush { .. } => None,
         }
     }
 }
@@ -155,6 +168,18 @@ pub fn encode(out: &mut Vec<u8>, r: &Record) -> usize {
         Record::IdLimit { limit } => framed(out, |out| {
             out.put_u8(4);
             out.put_u64_le(*limit);
+        }),
+        Record::Flush { tube } => framed(out, |out| {
+            out.put_u8(5);
+            out.put_u64_le(0);
+            out.put_u8(tube.len() as u8);
+            out.extend_from_slice(tube.as_bytes());
+        }),
+        Record::Move { id, tube } => framed(out, |out| {
+            out.put_u8(6);
+            out.put_u64_le(*id);
+            out.put_u8(tube.len() as u8);
+            out.extend_from_slice(tube.as_bytes());
         }),
     }
 }
@@ -286,6 +311,9 @@ pub(crate) fn plausible(buf: &[u8]) -> bool {
         }
         2 => len == UPDATE_LEN - FRAME_LEN,
         3 | 4 => len == 1 + 8,
+        5 | 6 => buf
+            .get(FRAME_LEN + 9)
+            .is_some_and(|&tl| len == 1 + 8 + 1 + tl as usize),
         _ => false,
     }
 }
@@ -324,7 +352,7 @@ fn parse(payload: &[u8]) -> Result<Record, DecodeError> {
     let mut c = Cur(payload);
     let kind = c.u8()?;
     let id = c.u64()?;
-    if id == 0 && kind != 4 {
+    if id == 0 && kind != 4 && kind != 5 {
         return Err(DecodeError::Malformed("job id 0"));
     }
     let r = match kind {
@@ -356,6 +384,20 @@ fn parse(payload: &[u8]) -> Result<Record, DecodeError> {
         },
         3 => Record::Delete { id },
         4 => Record::IdLimit { limit: id },
+        5 | 6 => {
+            let tl = c.u8()? as usize;
+            let tube = std::str::from_utf8(c.take(tl)?)
+                .map_err(|_| DecodeError::Malformed("tube name"))?
+                .to_string();
+            if sprout_protocol::parse::tube_name(tube.as_bytes()).is_err() {
+                return Err(DecodeError::Malformed("tube name"));
+            }
+            if kind == 5 {
+                Record::Flush { tube }
+            } else {
+                Record::Move { id, tube }
+            }
+        }
         _ => return Err(DecodeError::Malformed("unknown record kind")),
     };
     if !c.0.is_empty() {
@@ -400,6 +442,13 @@ mod tests {
             },
             Record::Delete { id: 3 },
             Record::IdLimit { limit: 4096 },
+            Record::Flush {
+                tube: "emails".into(),
+            },
+            Record::Move {
+                id: 7,
+                tube: "dead".into(),
+            },
         ];
         let mut buf = Vec::new();
         let lens: Vec<usize> = recs.iter().map(|r| encode(&mut buf, r)).collect();

@@ -224,6 +224,14 @@ fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32) {
         Record::Delete { id } => {
             jobs.remove(&id);
         }
+        Record::Flush { tube } => {
+            jobs.retain(|_, j| j.tube != tube || j.snap.state == record::STATE_RESERVED);
+        }
+        Record::Move { id, tube } => {
+            if let Some(j) = jobs.get_mut(&id) {
+                j.tube = tube;
+            }
+        }
         Record::IdLimit { .. } => {}
     }
 }

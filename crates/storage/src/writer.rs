@@ -45,6 +45,8 @@ struct Outcome {
     error: Option<String>,
     /// Jobs whose records could not be written.
     lost: Vec<JobId>,
+    /// Flushes whose records could not be written.
+    lost_flushes: Vec<String>,
 }
 
 pub(crate) struct Writer {
@@ -182,14 +184,14 @@ impl Writer {
         let mut out = Outcome::default();
         for ch in chunks {
             if self.failed_from != u64::MAX {
-                out.lost.extend(record_ids(&ch.bytes));
+                lost_records(&ch.bytes, &mut out);
                 continue;
             }
             let before = self.used;
             if let Err(e) = self.write_chunk(ch) {
                 self.failed_from = ch.end_lsn - ch.bytes.len() as u64;
                 out.error = Some(e);
-                out.lost.extend(record_ids(&ch.bytes));
+                lost_records(&ch.bytes, &mut out);
                 // Leave no partial record behind: the file ends where the good data does.
                 if let Some((seq, f)) = self.cur.as_ref() {
                     if *seq == ch.seq && !ch.create {
@@ -279,6 +281,7 @@ impl Writer {
                 self.used = p.used;
             }
             p.lost.extend(out.lost.iter().copied());
+            p.lost_flushes.extend(out.lost_flushes);
             if let Some(e) = &out.error {
                 tracing::error!("binlog: {e}; changes are refused until writes succeed again");
                 if p.epoch == self.epoch {
@@ -395,15 +398,19 @@ fn batch_priority() {
     }
 }
 
-/// The job ids of the records in `bytes` (id limits name no job).
-pub(crate) fn record_ids(bytes: &[u8]) -> Vec<JobId> {
-    let mut ids = Vec::new();
+/// What the records in `bytes` changed, for a resume to write again.
+fn lost_records(bytes: &[u8], out: &mut Outcome) {
+    lost_into(bytes, &mut out.lost, &mut out.lost_flushes);
+}
+
+/// The jobs and the flushes the records in `bytes` are about.
+pub(crate) fn lost_into(bytes: &[u8], jobs: &mut impl Extend<JobId>, flushes: &mut Vec<String>) {
     let mut off = 0;
     while let record::Next::Record(r, n) = record::decode(&bytes[off..]) {
-        if let Some(id) = r.job_id() {
-            ids.push(id);
+        match r {
+            record::Record::Flush { tube } => flushes.push(tube),
+            r => jobs.extend(r.job_id()),
         }
         off += n;
     }
-    ids
 }

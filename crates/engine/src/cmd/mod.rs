@@ -4,11 +4,15 @@
 
 mod bury;
 mod delete;
+pub(crate) mod flush;
 mod kick;
+mod list;
+mod move_job;
 mod pause;
 mod peek;
 mod put;
 mod release;
+mod reprioritize;
 mod reserve;
 mod stats;
 mod touch;
@@ -72,6 +76,19 @@ impl Engine {
             Command::ListTubeUsed => self.list_tube_used(c),
             Command::ListTubesWatched => self.list_tubes_watched(c),
             Command::PauseTube { tube, delay } => self.pause_tube(&tube, delay, now),
+            Command::FlushTube(tube) => self.flush_tube(&tube),
+            Command::ListJobs {
+                tube,
+                state,
+                after,
+                limit,
+            } => self.list_jobs(&tube, state, after, limit),
+            Command::Reprioritize { id, pri } => self.reprioritize(c, id, pri),
+            Command::MoveJob { id, tube } => self.move_job(c, id, &tube, now, out),
+            // Not yet: answered as an unknown command.
+            Command::ReserveBatch { .. }
+            | Command::PutUnique { .. }
+            | Command::TubePolicy { .. } => Reply::UnknownCommand,
         };
         Outcome::Reply(r)
     }

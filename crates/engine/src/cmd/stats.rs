@@ -36,7 +36,7 @@ impl Engine {
             urgent: self.q.urgent,
             ready: self.q.ready,
             reserved: self.q.reserved.len() as u64,
-            delayed: self.q.delayed.len() as u64,
+            delayed: self.q.delayed.len() as u64 - self.q.delayed_dead,
             buried: self.q.buried,
             cmd: self.s.cmd.clone(),
             job_timeouts: self.q.job_timeouts,
@@ -73,6 +73,7 @@ impl Engine {
             releases: j.releases,
             buries: j.buries,
             kicks: j.kicks,
+            origin: None,
         })
     }
 
@@ -97,6 +98,7 @@ impl Engine {
             cmd_pause_tube: tube.cmd_pause,
             pause: tube.pause / SECOND,
             pause_time_left,
+            policy: None,
         }
     }
 }
