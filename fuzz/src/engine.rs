@@ -770,6 +770,7 @@ fn restore(e: &mut Engine, start: u64, r: &RestoreArgs) {
     let deadline = start.saturating_add_signed(i64::from(r.deadline) * (SECOND as i64 / 4));
     e.restore(
         Restored {
+            key: None,
             id: u64::from(r.id % 32),
             tube: tube(r.tube),
             state,

@@ -95,6 +95,26 @@ impl Engine {
                 self.q.body_bytes
             ));
         }
+        for (id, k) in &self.q.keys {
+            let Some(j) = self.q.jobs.iter_all().find(|j| j.id == *id) else {
+                return Err(format!("key {k} of job {id}, which does not exist"));
+            };
+            if self.q.jobs.get(id).is_none() {
+                // Deleted by a flush, not freed yet: its key is free already.
+                continue;
+            }
+            if self.q.tubes.get(j.tube).unique.get(k) != Some(id) {
+                return Err(format!("key {k} of job {id} not in its tube's keys"));
+            }
+        }
+        for &tid in self.q.tubes.ids() {
+            for (k, id) in &self.q.tubes.get(tid).unique {
+                let live = self.q.jobs.get(id).is_some();
+                if live && self.q.keys.get(id) != Some(k) {
+                    return Err(format!("tube key {k} names job {id}, whose key differs"));
+                }
+            }
+        }
         let held: usize = self.s.conns.values().map(|c| c.reserved.len()).sum();
         if held != self.q.reserved.len() {
             return Err(format!(

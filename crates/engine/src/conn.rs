@@ -17,6 +17,8 @@ pub(crate) struct Wait {
     pub(crate) timeout_at: Option<u64>,
     /// The entry in the engine's wait-timer set (timeout or deadline-soon), if any.
     pub(crate) timer: Option<u64>,
+    /// `reserve-batch`: up to this many jobs at once (0: a plain reserve).
+    pub(crate) batch: u32,
 }
 
 #[derive(Debug)]

@@ -69,6 +69,8 @@ pub struct Restored {
     pub kicks: u32,
     pub file: u32,
     pub body: Bytes,
+    /// Its `put-unique` key.
+    pub key: Option<String>,
 }
 
 impl Engine {
@@ -184,6 +186,15 @@ impl Engine {
                 body: Body::from_bytes(r.body),
             },
         );
+        if let Some(k) = r.key {
+            // Recovery restores jobs in id order: of two with one key, the first keeps it.
+            let k: std::sync::Arc<str> = k.into();
+            let t = self.q.tubes.get_mut(tube);
+            if !t.unique.contains_key(&k) {
+                t.unique.insert(k.clone(), id);
+                self.q.keys.insert(id, k);
+            }
+        }
         self.q.next_job = self.q.next_job.max(id.saturating_add(1));
         self.q.id_limit = self.q.id_limit.max(self.q.next_job);
         match r.state {

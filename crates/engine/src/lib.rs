@@ -110,6 +110,8 @@ pub struct NewPut {
     pub ttr: u32,
     pub created: u64,
     pub body: Bytes,
+    /// `put-unique`: the job's key, unique among the tube's jobs.
+    pub key: Option<std::sync::Arc<str>>,
     /// Where its full record is (0 without a log).
     pub file: u32,
     pub lsn: u64,
@@ -152,6 +154,8 @@ pub(crate) struct Queue {
     /// The delayed and buried sets flushed tubes handed over, emptied a few entries at a
     /// time.
     pub(crate) graveyard: Vec<BTreeSet<(u64, JobId)>>,
+    /// `put-unique` keys of jobs (each also in its tube's `unique` map).
+    pub(crate) keys: FxHashMap<JobId, std::sync::Arc<str>>,
 }
 
 /// Session state: this node's connections, their used and watched tubes, the reserves
@@ -227,6 +231,7 @@ impl Engine {
                 body_bytes: 0,
                 delayed_dead: 0,
                 graveyard: Vec::new(),
+                keys: FxHashMap::default(),
             },
             s: Sessions {
                 conns: FxHashMap::default(),

@@ -216,6 +216,21 @@ impl Engine {
                 tube.sess.candidate
             );
         }
+        let mut keys: Vec<_> = q.keys.iter().collect();
+        keys.sort();
+        let _ = writeln!(s, "keys {keys:?}");
+        for &t in q.tubes.ids() {
+            let mut u: Vec<_> = q.tubes.get(t).unique.iter().collect();
+            u.sort();
+            let _ = writeln!(s, "tube {t} unique {u:?} ids {:?}", q.tubes.get(t).ids);
+        }
+        let _ = writeln!(
+            s,
+            "dead {} delayed_dead {} graveyard {:?}",
+            q.jobs.dead_count(),
+            q.delayed_dead,
+            q.graveyard
+        );
         let _ = writeln!(s, "delayed {:?}", q.delayed);
         let _ = writeln!(s, "reserved {:?}", q.reserved);
         let _ = writeln!(s, "paused {:?}", q.paused);

@@ -144,7 +144,7 @@ impl Engine {
             .any(|&t| !self.q.tubes.get(t).ready.is_empty())
     }
 
-    pub(crate) fn start_wait(&mut self, c: ConnId, timeout_at: Option<u64>) {
+    pub(crate) fn start_wait(&mut self, c: ConnId, timeout_at: Option<u64>, batch: u32) {
         self.s.wait_seq += 1;
         let seq = self.s.wait_seq;
         let conn = self.conn_mut(c);
@@ -152,6 +152,7 @@ impl Engine {
             seq,
             timeout_at,
             timer: None,
+            batch,
         });
         let watch = conn.watch.clone();
         for t in watch {
@@ -230,14 +231,45 @@ impl Engine {
                 self.s.candidates.pop_first();
                 continue;
             };
+            let batch = self.conn(c).wait.map_or(0, |w| w.batch);
             self.stop_wait(c);
-            let (reply, lsn) = self.hand_out(c, id, now);
+            let (reply, lsn) = if batch == 0 {
+                self.hand_out(c, id, now)
+            } else {
+                self.hand_out_batch(c, id, batch, now)
+            };
             out.push(Delivery {
                 conn: c,
                 reply,
                 lsn,
             });
         }
+    }
+
+    /// `reserve-batch`: gives `first` to `c`, then whatever else is ready for it at once,
+    /// up to `max` jobs, in the order reserves would take them.
+    pub(crate) fn hand_out_batch(
+        &mut self,
+        c: ConnId,
+        first: JobId,
+        max: u32,
+        now: u64,
+    ) -> (Reply, u64) {
+        let mut jobs = Vec::new();
+        let mut lsn = 0;
+        let mut next = Some(first);
+        while let Some(id) = next {
+            if let (Reply::Reserved { id, body }, l) = self.hand_out(c, id, now) {
+                jobs.push((id, body));
+                lsn = lsn.max(l);
+            }
+            next = if jobs.len() < max as usize {
+                self.best_ready(c)
+            } else {
+                None
+            };
+        }
+        (Reply::ReservedBatch(jobs), lsn)
     }
 
     /// Gives the ready job `id` to connection `c` (not waiting any more). Returns the

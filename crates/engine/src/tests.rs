@@ -2218,6 +2218,155 @@ fn move_job_keeps_id_state_and_counters() {
     );
 }
 
+// ===== reserve-batch, put-unique ================================================================
+
+impl H {
+    /// `put-unique`: header, admission with the key, apply.
+    fn put_unique(&mut self, c: ConnId, key: &str, pri: u32) -> Reply {
+        let id = self.e.put_header(c);
+        let r = match self
+            .e
+            .put_admit_key(c, id, hdr(pri, 0, 60), body(id), Some(key), self.now)
+        {
+            Ok(p) => self.e.put_apply(p, self.now, &mut self.out),
+            Err(r) => r,
+        };
+        self.check();
+        r
+    }
+}
+
+fn batch(max: u32, timeout: u32) -> Command {
+    Command::ReserveBatch { max, timeout }
+}
+
+fn reserved_batch(ids: &[JobId]) -> Reply {
+    Reply::ReservedBatch(ids.iter().map(|&id| (id, body(id))).collect())
+}
+
+#[test]
+fn reserve_batch_takes_what_is_ready_in_reserve_order() {
+    let mut h = H::new();
+    let c = h.conn();
+    let a = h.put(c, 5, 0, 60);
+    let b = h.put(c, 1, 0, 60);
+    let d = h.put(c, 5, 0, 60);
+    let e = h.put(c, 9, 0, 60);
+    assert_eq!(h.cmd(c, batch(3, 0)), reserved_batch(&[b, a, d]));
+    assert_eq!(h.cmd(c, batch(3, 0)), reserved_batch(&[e]));
+    assert_eq!(h.cmd(c, batch(3, 0)), Reply::TimedOut);
+    assert_eq!(h.counts(c).2, 4, "all four reserved");
+    for id in [a, b, d, e] {
+        assert_eq!(h.state(c, id), "reserved");
+    }
+}
+
+#[test]
+fn reserve_batch_waits_for_the_first_job_then_takes_the_rest_at_once() {
+    let mut h = H::new();
+    let p = h.conn();
+    let w = h.conn();
+    h.wait(w, batch(10, 5));
+    // A put wakes the worker with that job alone: nothing else is ready.
+    let a = h.put(p, 0, 0, 60);
+    assert_eq!(h.take(), vec![(w, reserved_batch(&[a]))]);
+    // Jobs kicked together reach a waiting batch together.
+    let x = h.put(p, 0, 0, 60);
+    assert_eq!(h.cmd(p, Command::ReserveJob(x)), reserved(x));
+    assert_eq!(h.cmd(p, bury(x, 0)), Reply::Buried);
+    let y = h.put(p, 0, 0, 60);
+    assert_eq!(h.cmd(p, Command::ReserveJob(y)), reserved(y));
+    assert_eq!(h.cmd(p, bury(y, 0)), Reply::Buried);
+    h.wait(w, batch(10, 5));
+    assert_eq!(h.cmd(p, Command::Kick(10)), Reply::Kicked(2));
+    let got = h.take();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, w);
+    // The first kicked job wakes the worker; the second is kicked after it was served.
+    assert_eq!(got[0].1, reserved_batch(&[x]));
+    assert_eq!(h.cmd(w, batch(10, 0)), reserved_batch(&[y]));
+    // A timeout with nothing ready.
+    h.wait(w, batch(2, 1));
+    h.advance(S);
+    assert_eq!(h.take(), vec![(w, Reply::TimedOut)]);
+}
+
+#[test]
+fn reserve_batch_answers_deadline_soon_like_reserve() {
+    let mut h = H::new();
+    let c = h.conn();
+    let a = h.put(c, 0, 0, 1);
+    assert_eq!(h.cmd(c, batch(5, 0)), reserved_batch(&[a]));
+    assert_eq!(h.cmd(c, batch(5, 0)), Reply::DeadlineSoon);
+}
+
+#[test]
+fn put_unique_refuses_a_key_in_use_until_its_job_is_deleted() {
+    let mut h = H::new();
+    let c = h.conn();
+    let Reply::Inserted(a) = h.put_unique(c, "order-1", 5) else {
+        panic!("first put of the key")
+    };
+    assert_eq!(h.put_unique(c, "order-1", 5), Reply::Exists(a));
+    // In any state.
+    assert_eq!(h.cmd(c, Command::Reserve), reserved(a));
+    assert_eq!(h.put_unique(c, "order-1", 5), Reply::Exists(a));
+    assert_eq!(h.cmd(c, bury(a, 1)), Reply::Buried);
+    assert_eq!(h.put_unique(c, "order-1", 5), Reply::Exists(a));
+    // Keys are per tube.
+    h.cmd(c, use_("other"));
+    let Reply::Inserted(b) = h.put_unique(c, "order-1", 5) else {
+        panic!("same key, other tube")
+    };
+    h.cmd(c, use_("default"));
+    assert_eq!(h.cmd(c, Command::Delete(a)), Reply::Deleted);
+    let Reply::Inserted(a2) = h.put_unique(c, "order-1", 5) else {
+        panic!("the key is free again")
+    };
+    assert!(a2 > b);
+    // A flush frees the keys of the jobs it deletes at once.
+    assert_eq!(h.cmd(c, flush("default")), Reply::Flushed(1));
+    assert!(matches!(h.put_unique(c, "order-1", 5), Reply::Inserted(_)));
+}
+
+#[test]
+fn a_moved_job_keeps_its_key_unless_the_tube_has_it() {
+    let mut h = H::new();
+    let c = h.conn();
+    let Reply::Inserted(a) = h.put_unique(c, "k", 1) else {
+        panic!()
+    };
+    assert_eq!(
+        h.cmd(
+            c,
+            Command::MoveJob {
+                id: a,
+                tube: "t".into()
+            }
+        ),
+        Reply::Moved
+    );
+    assert!(
+        matches!(h.put_unique(c, "k", 1), Reply::Inserted(_)),
+        "free in default"
+    );
+    h.cmd(c, use_("t"));
+    assert_eq!(h.put_unique(c, "k", 1), Reply::Exists(a), "taken in t");
+    h.cmd(c, use_("default"));
+    // Moving it back: default holds "k" now, so the job loses its key.
+    assert_eq!(
+        h.cmd(
+            c,
+            Command::MoveJob {
+                id: a,
+                tube: "default".into()
+            }
+        ),
+        Reply::Moved
+    );
+    assert_eq!(h.e.job_key(a), None);
+}
+
 // ===== property test against a model ============================================================
 
 /// A small reimplementation of beanstalkd's queue semantics (put and job bodies, reserve

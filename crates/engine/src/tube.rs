@@ -34,6 +34,9 @@ pub(crate) struct Tube {
     pub(crate) ids: [roaring::RoaringTreemap; 4],
     /// Jobs a flush deleted that are not freed yet: the tube lives until they are.
     pub(crate) dead_jobs: u64,
+    /// `put-unique` keys of the tube's jobs (an entry may name a job a flush deleted:
+    /// such a key is free).
+    pub(crate) unique: FxHashMap<Arc<str>, JobId>,
     /// Session state: this node's connections using, watching and waiting on the tube.
     pub(crate) sess: TubeSessions,
     /// Requested pause in ns; 0 when not paused.
@@ -70,6 +73,7 @@ impl Tube {
             reserved: 0,
             ids: Default::default(),
             dead_jobs: 0,
+            unique: FxHashMap::default(),
             sess: TubeSessions::default(),
             pause: 0,
             unpause_at: None,
@@ -161,6 +165,10 @@ impl Tubes {
     /// The tube with this id, if there is one.
     pub(crate) fn try_get(&self, id: TubeId) -> Option<&Tube> {
         self.slots.get(id as usize)?.as_ref()
+    }
+
+    pub(crate) fn try_get_mut(&mut self, id: TubeId) -> Option<&mut Tube> {
+        self.slots.get_mut(id as usize)?.as_mut()
     }
 
     pub(crate) fn get_mut(&mut self, id: TubeId) -> &mut Tube {

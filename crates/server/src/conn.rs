@@ -192,9 +192,8 @@ struct Conn {
     decoder: Decoder,
     input: BytesMut,
     out: BytesMut,
-    put: Option<(JobId, PutHeader)>,
-    /// The reply to a put whose body is skipped.
-    skipped_reply: Reply,
+    /// A put whose body is being read: its id, header and `put-unique` key.
+    put: Option<(JobId, PutHeader, Option<String>)>,
     eof: bool,
     verbose: bool,
     /// Bytes read since this task last yielded.
@@ -225,7 +224,6 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
         input: BytesMut::new(),
         out: BytesMut::new(),
         put: None,
-        skipped_reply: Reply::OutOfMemory,
         eof: false,
         held: VecDeque::new(),
         unapplied: 0,
@@ -418,17 +416,27 @@ impl Conn {
                 Held::Put(p, t) => {
                     self.unapplied -= 1;
                     self.unapplied_bytes -= p.body.len();
+                    let id = p.id;
                     let r = if self.ticket_ok(t, policy).await {
-                        match self.shared.step(Input::Put(*p)).0 {
+                        let r = match self.shared.step(Input::Put(*p)).0 {
                             Output::Reply(r) => r,
                             o => unreachable!("put gave {o:?}"),
+                        };
+                        if !matches!(r, Reply::Inserted(_)) {
+                            // Logged, but not applied (put-unique's key was taken meanwhile,
+                            // or a limit reached): its id is dead.
+                            if let Some(b) = self.shared.binlog.as_ref() {
+                                let limit = self.shared.lock().engine.id_limit();
+                                b.append_tombstone(id, limit);
+                            }
                         }
+                        r
                     } else {
                         // Not logged: the job never existed. Its record may still reach
                         // the disk (a write that failed late), so its id is marked dead.
                         if let Some(b) = self.shared.binlog.as_ref() {
                             let limit = self.shared.lock().engine.id_limit();
-                            b.append_tombstone(p.id, limit);
+                            b.append_tombstone(id, limit);
                         }
                         Reply::OutOfMemory
                     };
@@ -519,7 +527,7 @@ impl Conn {
 
     /// A put's body arrived: admit it; without a log apply it now, with one log it first
     /// (it is applied, and answered, once durable: see `settle`).
-    fn on_put(&mut self, job: JobId, h: PutHeader, body: bytes::Bytes) {
+    fn on_put(&mut self, job: JobId, h: PutHeader, key: Option<String>, body: bytes::Bytes) {
         let id = self.id;
         if self.shared.log_failed() {
             self.reply(Reply::OutOfMemory);
@@ -528,7 +536,10 @@ impl Conn {
         let shared = self.shared.clone();
         let mut st = shared.lock();
         let now = shared.clock.now();
-        let mut p = match st.engine.put_admit(id, job, h, body, now) {
+        let mut p = match st
+            .engine
+            .put_admit_key(id, job, h, body, key.as_deref(), now)
+        {
             Ok(p) => p,
             Err(r) => {
                 drop(st);
@@ -558,6 +569,7 @@ impl Conn {
                     .saturating_add(u64::from(p.delay) * sprout_engine::SECOND),
                 tube: &name,
                 body: &p.body,
+                key: p.key.as_deref(),
             },
             st.engine.id_limit(),
         );
@@ -568,6 +580,26 @@ impl Conn {
         self.unapplied += 1;
         self.unapplied_bytes += p.body.len();
         self.held.push_back(Held::Put(Box::new(p), t));
+    }
+
+    /// A `put` (or `put-unique`) header: the id is taken now (and logged first if it
+    /// opens a new block of ids); the body follows.
+    fn on_put_header(&mut self, h: PutHeader, key: Option<String>) {
+        let shared = self.shared.clone();
+        let (job, refuse) = {
+            let mut st = shared.lock();
+            let (out, _, _) = shared.step_with(&mut st, Input::PutHeader(self.id), |_, _| {});
+            let Output::Job(job) = out else {
+                unreachable!("put header gave {out:?}")
+            };
+            (job, st.engine.put_would_exceed(u64::from(h.bytes)))
+        };
+        if refuse {
+            // Over --max-jobs/--max-memory: don't hold the body only to refuse it.
+            self.decoder.skip_body();
+        } else {
+            self.put = Some((job, h, key));
+        }
     }
 
     fn on_event(&mut self, ev: Event) -> Next {
@@ -611,36 +643,12 @@ impl Conn {
                     (o, None) => unreachable!("command gave {o:?}"),
                 };
             }
-            Event::Put(h) => {
-                let shared = self.shared.clone();
-                let (job, refuse) = {
-                    let mut st = shared.lock();
-                    // The id block it may open is logged before the id is used.
-                    let (out, _, _) = shared.step_with(&mut st, Input::PutHeader(id), |_, _| {});
-                    let Output::Job(job) = out else {
-                        unreachable!("put header gave {out:?}")
-                    };
-                    (job, st.engine.put_would_exceed(u64::from(h.bytes)))
-                };
-                if refuse {
-                    // Over --max-jobs/--max-memory: don't hold the body only to refuse it.
-                    self.decoder.skip_body();
-                } else {
-                    self.put = Some((job, h));
-                }
-            }
-            Event::PutUnique(..) => {
-                // Not yet supported: the body is skipped and the command is unknown.
-                self.decoder.skip_body();
-                self.skipped_reply = Reply::UnknownCommand;
-            }
-            Event::BodySkipped => {
-                let r = std::mem::replace(&mut self.skipped_reply, Reply::OutOfMemory);
-                self.reply(r);
-            }
+            Event::Put(h) => self.on_put_header(h, None),
+            Event::PutUnique(key, h) => self.on_put_header(h, Some(key)),
+            Event::BodySkipped => self.reply(Reply::OutOfMemory),
             Event::Body(body) => {
-                if let Some((job, h)) = self.put.take() {
-                    self.on_put(job, h, body);
+                if let Some((job, h, key)) = self.put.take() {
+                    self.on_put(job, h, key, body);
                 }
             }
             Event::ExpectedCrlf => {

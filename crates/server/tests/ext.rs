@@ -241,3 +241,121 @@ fn flush_of_many_jobs_is_quick_and_frees_them() {
         mib(rss_bytes(s.pid()))
     );
 }
+
+/// `RESERVED_BATCH <k>` then k `RESERVED` replies, in reserve order.
+fn read_batch(c: &mut Conn) -> Vec<(u64, Vec<u8>)> {
+    let head = c.line();
+    let k: usize = head
+        .strip_prefix("RESERVED_BATCH ")
+        .unwrap_or_else(|| panic!("reserve-batch: {head}"))
+        .parse()
+        .unwrap();
+    (0..k)
+        .map(|_| {
+            let line = c.line();
+            c.job_data(&line, "RESERVED")
+        })
+        .collect()
+}
+
+#[test]
+fn reserve_batch_over_the_wire() {
+    let s = Server::start(&[]);
+    let mut p = s.conn();
+    let mut w = s.conn();
+    let ids: Vec<u64> = (0..5).map(|i| p.put(10 - i, 0, 60, b"job")).collect();
+    w.send(b"reserve-batch 3 0\r\n");
+    let got = read_batch(&mut w);
+    // Highest priority (lowest number) first, as reserve would take them.
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        vec![ids[4], ids[3], ids[2]]
+    );
+    assert!(got.iter().all(|g| g.1 == b"job"));
+    w.send(b"reserve-batch 1000 0\r\n");
+    assert_eq!(read_batch(&mut w).len(), 2);
+    assert_eq!(w.cmd("reserve-batch 5 0"), "TIMED_OUT");
+    // Waiting: the first job to arrive wakes it.
+    w.send(b"reserve-batch 5 10\r\n");
+    let mut o = s.conn();
+    wait_until("worker waiting", || {
+        o.stat("stats", "current-waiting") == "1"
+    });
+    let late = p.put(0, 0, 60, b"late");
+    assert_eq!(read_batch(&mut w), vec![(late, b"late".to_vec())]);
+    bad_format(
+        &mut p,
+        &[
+            "reserve-batch",
+            "reserve-batch 5",
+            "reserve-batch 0 1",
+            "reserve-batch 1001 1",
+            "reserve-batch 5 -1",
+            "reserve-batch 5 2147483648",
+            "reserve-batch 5 1 x",
+        ],
+    );
+}
+
+#[test]
+fn put_unique_over_the_wire() {
+    let s = Server::start(&[]);
+    let mut c = s.conn();
+    c.send(b"put-unique order-7 0 0 60 5\r\nhello\r\n");
+    let first = c.line();
+    let id: u64 = first.strip_prefix("INSERTED ").unwrap().parse().unwrap();
+    c.send(b"put-unique order-7 0 0 60 5\r\nworld\r\n");
+    assert_eq!(c.line(), format!("EXISTS {id}"));
+    assert_eq!(
+        c.peek(&format!("peek {id}")).1,
+        b"hello",
+        "the first body stays"
+    );
+    assert_eq!(c.cmd(&format!("delete {id}")), "DELETED");
+    c.send(b"put-unique order-7 0 0 60 5\r\nagain\r\n");
+    assert!(c.line().starts_with("INSERTED "));
+    // Too big: the body is skipped, as for put.
+    let big = vec![b'x'; 70_000];
+    let mut m = format!("put-unique k 0 0 60 {}\r\n", big.len()).into_bytes();
+    m.extend_from_slice(&big);
+    m.extend_from_slice(b"\r\n");
+    c.send(&m);
+    assert_eq!(c.line(), "JOB_TOO_BIG");
+    bad_format(
+        &mut c,
+        &[
+            "put-unique",
+            "put-unique k",
+            "put-unique -k 0 0 60 1",
+            "put-unique k 0 0 60",
+            "put-unique k x 0 60 1",
+        ],
+    );
+    assert_eq!(c.stat("stats-tube default", "current-jobs-ready"), "1");
+}
+
+/// Keys survive a restart (the key record follows the job's full record), and a key is
+/// free again after its job's delete.
+#[test]
+fn put_unique_keys_survive_a_restart() {
+    let dir = TempDir::new("ext-keys");
+    let d = dir.path().to_str().unwrap().to_string();
+    let flags = ["-b", d.as_str(), "-f", "0"];
+    let s = Server::start(&flags);
+    let mut c = s.conn();
+    c.send(b"put-unique a 0 0 60 1\r\nA\r\n");
+    let a: u64 = c.line().strip_prefix("INSERTED ").unwrap().parse().unwrap();
+    c.send(b"put-unique b 0 0 60 1\r\nB\r\n");
+    let b: u64 = c.line().strip_prefix("INSERTED ").unwrap().parse().unwrap();
+    assert_eq!(c.cmd(&format!("delete {b}")), "DELETED");
+    drop(c);
+    let mut s = s;
+    s.signal(libc::SIGKILL);
+    s.wait_exit(Duration::from_secs(10));
+    let s = Server::start(&flags);
+    let mut c = s.conn();
+    c.send(b"put-unique a 0 0 60 1\r\nX\r\n");
+    assert_eq!(c.line(), format!("EXISTS {a}"));
+    c.send(b"put-unique b 0 0 60 1\r\nY\r\n");
+    assert!(c.line().starts_with("INSERTED "));
+}

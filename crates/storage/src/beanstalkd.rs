@@ -165,6 +165,7 @@ pub fn read(dir: &Path) -> (Vec<Restored>, u64, Vec<String>) {
                 _ => JobState::Ready,
             };
             Restored {
+                key: None,
                 id,
                 tube: r.tube,
                 state,

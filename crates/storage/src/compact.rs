@@ -27,7 +27,7 @@ impl Binlog {
             let Some((s, lsn)) = p.push_full(e, id, seg_size, next_id) else {
                 continue;
             };
-            p.live += p.scratch.len() as u64;
+            p.live += p.last_full;
             e.set_job_file(id, s);
             e.set_job_lsn(id, lsn);
         }
@@ -57,7 +57,7 @@ impl Binlog {
             match p.push_full(e, id, seg_size, next_id) {
                 Some((s, lsn)) => {
                     if new {
-                        p.live += p.scratch.len() as u64;
+                        p.live += p.last_full;
                     }
                     e.set_job_file(id, s);
                     e.set_job_lsn(id, lsn);

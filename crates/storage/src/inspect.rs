@@ -113,6 +113,7 @@ pub fn inspect(dir: &Path) -> std::io::Result<Report> {
                                 w.0 = tube;
                             }
                         }
+                        Record::Key { .. } => f.updates += 1,
                         // Counted among the records only (one every 1024 ids).
                         Record::IdLimit { limit: l } => limit = l,
                     }

@@ -195,6 +195,7 @@ impl Binlog {
                 lost: Default::default(),
                 heal_end: 0,
                 deleted_lsn: 0,
+                last_full: 0,
                 lost_flushes: Vec::new(),
             }),
             cv: Condvar::new(),
@@ -325,6 +326,12 @@ impl Binlog {
                         tube: e.tube_name(j).to_string(),
                     };
                     p.push_record(&r, seg_size, next_id);
+                    // The key goes with the job, or is lost if the new tube has it.
+                    let r = Record::Key {
+                        id,
+                        key: e.job_key(id).unwrap_or("").to_string(),
+                    };
+                    p.push_record(&r, seg_size, next_id);
                     let r = Record::Update {
                         id,
                         snap: snapshot(j),
@@ -337,7 +344,7 @@ impl Binlog {
                     let Some((seq, lsn)) = p.push_full(e, id, seg_size, next_id) else {
                         continue;
                     };
-                    p.live += p.scratch.len() as u64;
+                    p.live += p.last_full;
                     e.set_job_file(id, seq);
                     e.set_job_lsn(id, lsn);
                 }
@@ -382,7 +389,7 @@ impl Binlog {
             return (t, 0);
         }
         let (seq, _) = p.push_put(job, seg_size, next_id);
-        p.live += p.scratch.len() as u64;
+        p.live += p.last_full;
         (self.appended(p), seq)
     }
 

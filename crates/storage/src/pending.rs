@@ -63,6 +63,8 @@ pub(crate) struct Pending {
     pub(crate) heal_end: u64,
     /// Where the latest delete record ends.
     pub(crate) deleted_lsn: u64,
+    /// The length of the last full record pushed.
+    pub(crate) last_full: u64,
     /// While writes fail: flushes whose record may be missing from the log (written again
     /// first by the resume).
     pub(crate) lost_flushes: Vec<String>,
@@ -116,6 +118,8 @@ pub struct NewJob<'a> {
     pub deadline: u64,
     pub tube: &'a str,
     pub body: &'a [u8],
+    /// Its `put-unique` key.
+    pub key: Option<&'a str>,
 }
 
 impl Pending {
@@ -152,8 +156,9 @@ impl Pending {
         seq
     }
     /// Encodes job `id`'s full record straight from the engine (no copy of its body before
-    /// the one into the log) and appends it; returns the segment, None if there is no such
-    /// job. The record stays in `scratch`. Returns (segment, end lsn).
+    /// the one into the log) and appends it, then its key record if it has a `put-unique`
+    /// key; returns (segment, end lsn) of the full record, None if there is no such job.
+    /// The full record's length is left in `last_full`.
     pub(crate) fn push_full(
         &mut self,
         e: &Engine,
@@ -172,11 +177,21 @@ impl Pending {
             e.tube_name(j),
             j.body.as_slice(),
         );
-        Some(self.push(seg_size, next_id))
+        self.last_full = self.scratch.len() as u64;
+        let at = self.push(seg_size, next_id);
+        if let Some(key) = e.job_key(id) {
+            let r = Record::Key {
+                id,
+                key: key.to_string(),
+            };
+            self.push_record(&r, seg_size, next_id);
+        }
+        Some(at)
     }
 
     /// Encodes the full record of a job that is not in the engine yet (a put is logged
-    /// before it is applied) and appends it; returns (segment, end lsn).
+    /// before it is applied) and appends it, and its key record; returns (segment, end
+    /// lsn) of the full record, its length left in `last_full`.
     pub(crate) fn push_put(&mut self, put: &NewJob<'_>, seg_size: u64, next_id: u64) -> (u32, u64) {
         self.scratch.clear();
         let snap = Snapshot {
@@ -199,7 +214,16 @@ impl Pending {
             put.tube,
             put.body,
         );
-        self.push(seg_size, next_id)
+        self.last_full = self.scratch.len() as u64;
+        let at = self.push(seg_size, next_id);
+        if let Some(key) = put.key {
+            let r = Record::Key {
+                id: put.id,
+                key: key.to_string(),
+            };
+            self.push_record(&r, seg_size, next_id);
+        }
+        at
     }
 
     /// Encodes `r` and appends it to the tail segment; returns (segment, end lsn). The

@@ -16,6 +16,8 @@
 //!   FLUSH  (5): 0 u64 | tube_len u8 | tube (version 2): every job of the tube not reserved
 //!               at this point is deleted
 //!   MOVE   (6): id u64 | tube_len u8 | tube (version 2): the job is now in this tube
+//!   KEY    (7): id u64 | key_len u8 | key (version 2): the job's `put-unique` key (none
+//!               if empty); follows the job's FULL record, and a MOVE
 //! snapshot := state u8 | pri u32 | delay u32 (s) | deadline u64 (ns) | bury_seq u64 |
 //!             reserves u32 | timeouts u32 | releases u32 | buries u32 | kicks u32
 //! ```
@@ -90,6 +92,11 @@ pub enum Record {
         id: u64,
         tube: String,
     },
+    /// The job's `put-unique` key (empty: none).
+    Key {
+        id: u64,
+        key: String,
+    },
 }
 
 impl Record {
@@ -99,7 +106,8 @@ impl Record {
             Record::Full { id, .. }
             | Record::Update { id, .. }
             | Record::Delete { id }
-            | Record::Move { id, .. } => Some(*id),
+            | Record::Move { id, .. }
+            | Record::Key { id, .. } => Some(*id),
             Record::IdLimit { .. } | Record::Flush { .. } => None,
         }
     }
@@ -180,6 +188,12 @@ pub fn encode(out: &mut Vec<u8>, r: &Record) -> usize {
             out.put_u64_le(*id);
             out.put_u8(tube.len() as u8);
             out.extend_from_slice(tube.as_bytes());
+        }),
+        Record::Key { id, key } => framed(out, |out| {
+            out.put_u8(7);
+            out.put_u64_le(*id);
+            out.put_u8(key.len() as u8);
+            out.extend_from_slice(key.as_bytes());
         }),
     }
 }
@@ -311,7 +325,7 @@ pub(crate) fn plausible(buf: &[u8]) -> bool {
         }
         2 => len == UPDATE_LEN - FRAME_LEN,
         3 | 4 => len == 1 + 8,
-        5 | 6 => buf
+        5..=7 => buf
             .get(FRAME_LEN + 9)
             .is_some_and(|&tl| len == 1 + 8 + 1 + tl as usize),
         _ => false,
@@ -398,6 +412,16 @@ fn parse(payload: &[u8]) -> Result<Record, DecodeError> {
                 Record::Move { id, tube }
             }
         }
+        7 => {
+            let kl = c.u8()? as usize;
+            let key = std::str::from_utf8(c.take(kl)?)
+                .map_err(|_| DecodeError::Malformed("key"))?
+                .to_string();
+            if !key.is_empty() && sprout_protocol::parse::tube_name(key.as_bytes()).is_err() {
+                return Err(DecodeError::Malformed("key"));
+            }
+            Record::Key { id, key }
+        }
         _ => return Err(DecodeError::Malformed("unknown record kind")),
     };
     if !c.0.is_empty() {
@@ -448,6 +472,10 @@ mod tests {
             Record::Move {
                 id: 7,
                 tube: "dead".into(),
+            },
+            Record::Key {
+                id: 8,
+                key: "order-42".into(),
             },
         ];
         let mut buf = Vec::new();

@@ -36,6 +36,7 @@ pub fn segments(dir: &Path) -> Vec<(u32, PathBuf)> {
 
 struct Rec {
     tube: String,
+    key: Option<String>,
     ttr: u32,
     created: u64,
     body: Bytes,
@@ -181,6 +182,7 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, Error> {
             kicks: r.snap.kicks,
             file: r.file,
             body: r.body,
+            key: r.key,
         })
         .collect();
     out.jobs.sort_by_key(|r| r.id);
@@ -208,6 +210,7 @@ fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32) {
                 id,
                 Rec {
                     tube,
+                    key: None,
                     ttr,
                     created,
                     body,
@@ -230,6 +233,11 @@ fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32) {
         Record::Move { id, tube } => {
             if let Some(j) = jobs.get_mut(&id) {
                 j.tube = tube;
+            }
+        }
+        Record::Key { id, key } => {
+            if let Some(j) = jobs.get_mut(&id) {
+                j.key = (!key.is_empty()).then_some(key);
             }
         }
         Record::IdLimit { .. } => {}

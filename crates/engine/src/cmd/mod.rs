@@ -85,10 +85,13 @@ impl Engine {
             } => self.list_jobs(&tube, state, after, limit),
             Command::Reprioritize { id, pri } => self.reprioritize(c, id, pri),
             Command::MoveJob { id, tube } => self.move_job(c, id, &tube, now, out),
+            Command::ReserveBatch { max, timeout } => {
+                return self.reserve_batch(c, max, timeout, now, out);
+            }
+            // put-unique's parts have their own inputs, as put's do.
+            Command::PutUnique { .. } => Reply::InternalError,
             // Not yet: answered as an unknown command.
-            Command::ReserveBatch { .. }
-            | Command::PutUnique { .. }
-            | Command::TubePolicy { .. } => Reply::UnknownCommand,
+            Command::TubePolicy { .. } => Reply::UnknownCommand,
         };
         Outcome::Reply(r)
     }

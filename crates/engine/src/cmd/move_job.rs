@@ -27,11 +27,29 @@ impl Engine {
         }
         let to = self.q.tubes.find_or_make(name);
         if to != from {
+            self.move_key(id, from, to);
             self.move_to(id, to, now, out);
             self.log(JournalOp::Move(id));
             self.gc_tube(from);
         }
         Reply::Moved
+    }
+
+    /// A job with a `put-unique` key moves from `from` to `to`: the key goes with it if no
+    /// other job of `to` holds it; otherwise the job loses it.
+    pub(crate) fn move_key(&mut self, id: JobId, from: TubeId, to: TubeId) {
+        let Some(k) = self.q.keys.get(&id).cloned() else {
+            return;
+        };
+        let old = self.q.tubes.get_mut(from);
+        if old.unique.get(&k) == Some(&id) {
+            old.unique.remove(&k);
+        }
+        if self.key_holder(to, &k).is_some() {
+            self.q.keys.remove(&id);
+        } else {
+            self.q.tubes.get_mut(to).unique.insert(k, id);
+        }
     }
 
     /// Moves job `id` to tube `to` in its current state.

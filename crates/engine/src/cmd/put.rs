@@ -11,6 +11,28 @@ use crate::{
 };
 
 impl Engine {
+    /// The live job holding `key` in tube `t`.
+    pub(crate) fn key_holder(&self, t: crate::tube::TubeId, key: &str) -> Option<JobId> {
+        let id = *self.q.tubes.get(t).unique.get(key)?;
+        self.q.jobs.contains_key(&id).then_some(id)
+    }
+
+    /// Job `id` (in tube `t`) is deleted: its key is free.
+    pub(crate) fn drop_key(&mut self, id: JobId, t: crate::tube::TubeId) {
+        if let Some(k) = self.q.keys.remove(&id) {
+            if let Some(tube) = self.q.tubes.try_get_mut(t) {
+                if tube.unique.get(&k) == Some(&id) {
+                    tube.unique.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// The job's `put-unique` key.
+    pub fn job_key(&self, id: JobId) -> Option<&str> {
+        self.q.keys.get(&id).map(|k| &**k)
+    }
+
     /// A `put` header was accepted: takes the job id (used up even if the body fails).
     pub(crate) fn put_header(&mut self, c: ConnId) -> JobId {
         self.s.cmd.put += 1;
@@ -71,6 +93,20 @@ impl Engine {
         body: Bytes,
         now: u64,
     ) -> Result<NewPut, Reply> {
+        self.put_admit_key(c, id, h, body, None, now)
+    }
+
+    /// [`Engine::put_admit`] for `put-unique`: `EXISTS <id>` if a job with the key exists
+    /// in the used tube.
+    pub fn put_admit_key(
+        &self,
+        c: ConnId,
+        id: JobId,
+        h: PutHeader,
+        body: Bytes,
+        key: Option<&str>,
+        now: u64,
+    ) -> Result<NewPut, Reply> {
         if self.local.draining {
             return Err(Reply::Draining);
         }
@@ -81,7 +117,11 @@ impl Engine {
             return Err(Reply::OutOfMemory);
         }
         let tube = conn.use_tube;
+        if let Some(other) = key.and_then(|k| self.key_holder(tube, k)) {
+            return Err(Reply::Exists(other));
+        }
         Ok(NewPut {
+            key: key.map(std::sync::Arc::from),
             conn: c,
             id,
             tube,
@@ -118,6 +158,11 @@ impl Engine {
                 }
             }
         };
+        if let Some(other) = p.key.as_deref().and_then(|k| self.key_holder(tube, k)) {
+            // Another put of the key was applied since this one was admitted.
+            self.gc_tube(tube);
+            return Reply::Exists(other);
+        }
         let delay = u64::from(p.delay) * SECOND;
         let logged = p.lsn != 0;
         let size = p.body.len() as u64;
@@ -147,6 +192,10 @@ impl Engine {
             return Reply::OutOfMemory;
         }
         self.q.body_bytes += size;
+        if let Some(k) = p.key {
+            self.q.tubes.get_mut(tube).unique.insert(k.clone(), id);
+            self.q.keys.insert(id, k);
+        }
         if !logged {
             self.log(JournalOp::Full(id));
         }
