@@ -466,6 +466,10 @@ impl Harness {
                     })
                 }
                 JournalOp::Freed { .. } => None,
+                JournalOp::Policy(t) => Some(Record::Policy {
+                    policy: self.e.policy(&t).cloned().unwrap_or_default(),
+                    tube: t.to_string(),
+                }),
                 JournalOp::IdLimit(limit) => Some(Record::IdLimit { limit }),
             };
             if let Some(r) = r {
@@ -771,6 +775,7 @@ fn restore(e: &mut Engine, start: u64, r: &RestoreArgs) {
     e.restore(
         Restored {
             key: None,
+            origin: None,
             id: u64::from(r.id % 32),
             tube: tube(r.tube),
             state,

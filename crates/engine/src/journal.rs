@@ -32,6 +32,8 @@ pub enum JournalOp {
     /// A job deleted by a flush was freed: no record, only the log's count of live bytes
     /// (`file` held its full record; `size` as for `Delete`).
     Freed { file: u32, size: u64 },
+    /// The tube's policy changed (a policy record with the whole policy).
+    Policy(std::sync::Arc<str>),
 }
 
 impl JournalOp {
@@ -43,7 +45,10 @@ impl JournalOp {
             | JournalOp::Reserve(id)
             | JournalOp::Move(id)
             | JournalOp::Delete { id, .. } => Some(id),
-            JournalOp::IdLimit(_) | JournalOp::Flush(_) | JournalOp::Freed { .. } => None,
+            JournalOp::IdLimit(_)
+            | JournalOp::Flush(_)
+            | JournalOp::Freed { .. }
+            | JournalOp::Policy(_) => None,
         }
     }
 }
@@ -71,6 +76,8 @@ pub struct Restored {
     pub body: Bytes,
     /// Its `put-unique` key.
     pub key: Option<String>,
+    /// For a dead-lettered job: the tube it came from.
+    pub origin: Option<String>,
 }
 
 impl Engine {
@@ -186,6 +193,9 @@ impl Engine {
                 body: Body::from_bytes(r.body),
             },
         );
+        if let Some(o) = r.origin {
+            self.q.origins.insert(id, o.into());
+        }
         if let Some(k) = r.key {
             // Recovery restores jobs in id order: of two with one key, the first keeps it.
             let k: std::sync::Arc<str> = k.into();

@@ -33,6 +33,7 @@ use sprout_protocol::reply::CmdCounts;
 use sprout_protocol::Reply;
 use table::JobTable;
 
+pub use cmd::policy::Policy;
 use conn::Conn;
 pub use conn::ConnId;
 pub use job::{Job, JobId, JobState, URGENT_THRESHOLD};
@@ -156,6 +157,8 @@ pub(crate) struct Queue {
     pub(crate) graveyard: Vec<BTreeSet<(u64, JobId)>>,
     /// `put-unique` keys of jobs (each also in its tube's `unique` map).
     pub(crate) keys: FxHashMap<JobId, std::sync::Arc<str>>,
+    /// Where dead-lettered jobs came from (`origin-tube` in `stats-job`).
+    pub(crate) origins: FxHashMap<JobId, std::sync::Arc<str>>,
 }
 
 /// Session state: this node's connections, their used and watched tubes, the reserves
@@ -232,6 +235,7 @@ impl Engine {
                 delayed_dead: 0,
                 graveyard: Vec::new(),
                 keys: FxHashMap::default(),
+                origins: FxHashMap::default(),
             },
             s: Sessions {
                 conns: FxHashMap::default(),

@@ -219,10 +219,18 @@ impl Engine {
         let mut keys: Vec<_> = q.keys.iter().collect();
         keys.sort();
         let _ = writeln!(s, "keys {keys:?}");
+        let mut origins: Vec<_> = q.origins.iter().collect();
+        origins.sort();
+        let _ = writeln!(s, "origins {origins:?}");
         for &t in q.tubes.ids() {
             let mut u: Vec<_> = q.tubes.get(t).unique.iter().collect();
             u.sort();
-            let _ = writeln!(s, "tube {t} unique {u:?} ids {:?}", q.tubes.get(t).ids);
+            let tube = q.tubes.get(t);
+            let _ = writeln!(
+                s,
+                "tube {t} unique {u:?} ids {:?} policy {:?}",
+                tube.ids, tube.policy
+            );
         }
         let _ = writeln!(
             s,

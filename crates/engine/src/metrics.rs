@@ -38,6 +38,10 @@ pub struct TubeCounters {
     pub reserve_to_delete: Hist,
     pub timeouts: u64,
     pub buries: u64,
+    /// Jobs the tube's policy sent to its dead-letter tube.
+    pub dead_lettered: u64,
+    /// Returns to ready that the tube's retry backoff delayed.
+    pub retries_delayed: u64,
 }
 
 /// One tube's metrics at a moment.

@@ -43,7 +43,7 @@ impl Engine {
                 tube.reserved -= 1;
                 tube.ids[crate::queue::RESERVED].remove(id);
             }
-            self.make_ready(id);
+            self.return_job(id, crate::cmd::policy::Return::Disconnect, now, out);
             self.process_queue(now, out);
         }
         if conn.producer {

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::*;
 use sprout_protocol::command::PutHeader;
 use sprout_protocol::reply::{CmdCounts, JobStats, ServerStats, TubeStats};
-use sprout_protocol::{Command, ListState, Reply};
+use sprout_protocol::{Backoff, Command, Exhaust, ListState, PolicySet, Reply};
 
 const S: u64 = SECOND;
 /// Start the clock well away from 0 so that "deadline - 1 s" never saturates.
@@ -2365,6 +2365,186 @@ fn a_moved_job_keeps_its_key_unless_the_tube_has_it() {
         Reply::Moved
     );
     assert_eq!(h.e.job_key(a), None);
+}
+
+// ===== tube policies =============================================================================
+
+fn policy(tube: &str, set: PolicySet) -> Command {
+    Command::TubePolicy {
+        tube: tube.into(),
+        set: Some(set),
+    }
+}
+
+/// A producer and a worker on tube `t`, which has `sets` as its policy.
+fn policy_setup(h: &mut H, sets: Vec<PolicySet>) -> (ConnId, ConnId) {
+    let c = h.conn();
+    let w = h.conn();
+    h.cmd(c, use_("t"));
+    h.cmd(w, watch("t"));
+    h.cmd(w, ignore("default"));
+    for s in sets {
+        assert_eq!(h.cmd(c, policy("t", s)), Reply::Ok);
+    }
+    (c, w)
+}
+
+#[test]
+fn max_reserves_buries_by_default_on_release_timeout_and_disconnect() {
+    let mut h = H::new();
+    let (c, w) = policy_setup(&mut h, vec![PolicySet::MaxReserves(2)]);
+    let a = h.put(c, 0, 0, 1);
+    // Reserve 1, released: ready again. Reserve 2, released: exhausted, buried.
+    assert_eq!(h.cmd(w, Command::Reserve), reserved(a));
+    assert_eq!(h.cmd(w, release(a, 0, 0)), Reply::Released);
+    assert_eq!(h.state(c, a), "ready");
+    assert_eq!(h.cmd(w, Command::Reserve), reserved(a));
+    assert_eq!(h.cmd(w, release(a, 0, 0)), Reply::Released);
+    assert_eq!(h.state(c, a), "buried");
+    assert_eq!(h.sj(c, a).buries, 1);
+    // TTR timeout.
+    let b = h.put(c, 0, 0, 1);
+    for _ in 0..2 {
+        assert_eq!(h.cmd(w, Command::Reserve), reserved(b));
+        h.advance(2 * S);
+    }
+    assert_eq!(h.state(c, b), "buried");
+    // Disconnect.
+    let d = h.put(c, 0, 0, 60);
+    let w2 = h.conn();
+    h.cmd(w2, watch("t"));
+    assert_eq!(h.cmd(w2, Command::ReserveJob(d)), reserved(d));
+    assert_eq!(h.cmd(w2, release(d, 0, 0)), Reply::Released);
+    assert_eq!(h.cmd(w2, Command::ReserveJob(d)), reserved(d));
+    h.disconnect(w2);
+    assert_eq!(h.state(c, d), "buried");
+}
+
+#[test]
+fn on_exhaust_delete_and_dead_letter_tube() {
+    let mut h = H::new();
+    let (c, w) = policy_setup(
+        &mut h,
+        vec![
+            PolicySet::MaxReserves(1),
+            PolicySet::OnExhaust(Exhaust::Tube("t-dead".into())),
+        ],
+    );
+    let a = h.put(c, 7, 0, 60);
+    assert_eq!(h.cmd(w, Command::Reserve), reserved(a));
+    assert_eq!(h.cmd(w, release(a, 7, 0)), Reply::Released);
+    let st = h.sj(c, a);
+    assert_eq!((&*st.tube, st.state), ("t-dead", "ready"));
+    assert_eq!(st.origin.as_deref(), Some("t"));
+    assert_eq!(st.reserves, 1, "counters kept");
+    let pst = h.st(c, "t").policy.expect("t has a policy");
+    assert_eq!(pst.dead_lettered, 1);
+    // Redriven with move-job, it goes back to work.
+    assert_eq!(
+        h.cmd(
+            c,
+            Command::MoveJob {
+                id: a,
+                tube: "t".into()
+            }
+        ),
+        Reply::Moved
+    );
+    assert_eq!(h.state(c, a), "ready");
+    // Delete.
+    assert_eq!(
+        h.cmd(c, policy("t", PolicySet::OnExhaust(Exhaust::Delete))),
+        Reply::Ok
+    );
+    let b = h.put(c, 0, 0, 60);
+    assert_eq!(h.cmd(w, Command::ReserveJob(b)), reserved(b));
+    assert_eq!(h.cmd(w, release(b, 0, 0)), Reply::Released);
+    assert_eq!(h.state(c, b), "gone");
+}
+
+#[test]
+fn retry_backoff_delays_returns_but_not_releases_with_a_delay() {
+    let mut h = H::new();
+    let (c, w) = policy_setup(
+        &mut h,
+        vec![PolicySet::RetryBackoff(Backoff::Exp { base: 2, cap: 10 })],
+    );
+    let a = h.put(c, 0, 0, 60);
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        assert_eq!(h.cmd(w, Command::ReserveJob(a)), reserved(a));
+        assert_eq!(h.cmd(w, release(a, 0, 0)), Reply::Released);
+        let st = h.sj(c, a);
+        assert_eq!(st.state, "delayed");
+        delays.push(st.delay);
+    }
+    // base * 2^(n-1), capped at 10, with jitter of up to half.
+    for (i, (&d, full)) in delays.iter().zip([2u64, 4, 8, 10, 10]).enumerate() {
+        assert!(
+            d <= full && d >= full / 2,
+            "retry {i}: {d} s against {full} s"
+        );
+    }
+    // The same job and count always get the same delay (replicas agree).
+    let p = Policy {
+        retry_backoff: Backoff::Exp { base: 2, cap: 10 },
+        ..Policy::default()
+    };
+    assert_eq!(p.backoff_secs(a, 3), p.backoff_secs(a, 3));
+    // A release with its own delay keeps it.
+    assert_eq!(h.cmd(w, Command::ReserveJob(a)), reserved(a));
+    assert_eq!(h.cmd(w, release(a, 0, 30)), Reply::Released);
+    assert_eq!(h.sj(c, a).delay, 30);
+    assert_eq!(h.st(c, "t").policy.unwrap().retries_delayed, 5);
+    // Fixed.
+    assert_eq!(
+        h.cmd(c, policy("t", PolicySet::RetryBackoff(Backoff::Fixed(3)))),
+        Reply::Ok
+    );
+    assert_eq!(h.cmd(w, Command::ReserveJob(a)), reserved(a));
+    assert_eq!(h.cmd(w, release(a, 0, 0)), Reply::Released);
+    assert_eq!(h.sj(c, a).delay, 3);
+}
+
+#[test]
+fn max_ready_refuses_puts_and_policies_keep_a_tube() {
+    let mut h = H::new();
+    let (c, w) = policy_setup(&mut h, vec![PolicySet::MaxReady(2)]);
+    h.put(c, 0, 0, 60);
+    h.put(c, 0, 0, 60);
+    assert_eq!(h.put_reply(c, 0, 0, 60), Reply::OutOfMemory);
+    assert_eq!(h.st(c, "t").ready, 2);
+    let Reply::Reserved { .. } = h.cmd(w, Command::Reserve) else {
+        panic!()
+    };
+    assert!(matches!(h.put_reply(c, 0, 0, 60), Reply::Inserted(_)));
+    // A tube with a policy stays with no job and nobody on it.
+    let p = h.conn();
+    assert_eq!(h.cmd(p, policy("idle", PolicySet::MaxReady(5))), Reply::Ok);
+    assert!(
+        matches!(h.cmd(p, Command::ListTubes), Reply::List(l) if l.iter().any(|t| &**t == "idle"))
+    );
+    let show = |h: &mut H| {
+        h.cmd(
+            p,
+            Command::TubePolicy {
+                tube: "idle".into(),
+                set: None,
+            },
+        )
+    };
+    assert_eq!(
+        show(&mut h),
+        Reply::Yaml(
+            "---\nmax-reserves: 0\non-exhaust: bury\nretry-backoff: none\nmax-ready: 5\n".into()
+        )
+    );
+    // Back to the defaults: no policy, and the tube goes.
+    assert_eq!(h.cmd(p, policy("idle", PolicySet::MaxReady(0))), Reply::Ok);
+    assert!(
+        matches!(h.cmd(p, Command::ListTubes), Reply::List(l) if !l.iter().any(|t| &**t == "idle"))
+    );
+    assert_eq!(show(&mut h), Reply::NotFound);
 }
 
 // ===== property test against a model ============================================================

@@ -2,7 +2,7 @@
 
 use sprout_protocol::Reply;
 
-use crate::{Deliveries, Delivery, Engine, JournalOp};
+use crate::{Deliveries, Delivery, Engine};
 
 impl Engine {
     /// When [`Engine::tick`] next has work to do.
@@ -67,11 +67,10 @@ impl Engine {
                 self.q.tubes.get_mut(t).counters.timeouts += 1;
             }
             self.q.job_timeouts += 1;
-            self.make_ready(id);
-            self.log(JournalOp::Update(id));
             if self.is_waiting(c) {
                 self.schedule_wait_timer(c);
             }
+            self.return_job(id, crate::cmd::policy::Return::Timeout, now, out);
             self.process_queue(now, out);
         }
         while let Some(&(at, c)) = self.s.wait_timers.first() {

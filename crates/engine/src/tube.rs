@@ -37,6 +37,8 @@ pub(crate) struct Tube {
     /// `put-unique` keys of the tube's jobs (an entry may name a job a flush deleted:
     /// such a key is free).
     pub(crate) unique: FxHashMap<Arc<str>, JobId>,
+    /// The tube's policy, if it has one (the tube lives while it does).
+    pub(crate) policy: Option<Box<crate::Policy>>,
     /// Session state: this node's connections using, watching and waiting on the tube.
     pub(crate) sess: TubeSessions,
     /// Requested pause in ns; 0 when not paused.
@@ -74,6 +76,7 @@ impl Tube {
             ids: Default::default(),
             dead_jobs: 0,
             unique: FxHashMap::default(),
+            policy: None,
             sess: TubeSessions::default(),
             pause: 0,
             unpause_at: None,
@@ -96,6 +99,7 @@ impl Tube {
             && self.sess.watching == 0
             && self.job_count() == 0
             && self.dead_jobs == 0
+            && self.policy.is_none()
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub(crate) binlog_salvage: bool,
     /// `--strict`: exactly beanstalkd 1.13's commands; sprout's own are unknown.
     pub strict: bool,
+    /// `--policy-file FILE`: tube policies set at startup, one `TUBE KEY VALUE` a line.
+    pub policy_file: Option<std::path::PathBuf>,
     /// `--metrics ADDR`: serve /metrics and /healthz over HTTP.
     pub metrics: Option<String>,
     /// `--metrics-tube-cap N`: tubes with their own series (the rest are summed).
@@ -60,6 +62,7 @@ impl Default for Config {
             verbosity: 0,
             binlog_salvage: false,
             strict: false,
+            policy_file: None,
             metrics: None,
             metrics_tube_cap: 100,
             max_connections: None,
@@ -102,6 +105,7 @@ pub fn usage(prog: &str) -> String {
          --max-jobs N          put answers OUT_OF_MEMORY once N jobs exist\n \
          --max-memory BYTES    put answers OUT_OF_MEMORY beyond BYTES of job bodies\n \
          --strict  only beanstalkd 1.13's commands (sprout's own answer as beanstalkd would)\n \
+         --policy-file FILE    tube policies to set at startup: lines of TUBE KEY VALUE\n \
          -c, -n   accepted for compatibility, no effect\n \
          -v       show version information\n \
          -V       increase verbosity\n \
@@ -136,6 +140,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
         }
         let long = [
             "--metrics",
+            "--policy-file",
             "--metrics-tube-cap",
             "--max-connections",
             "--max-jobs",
@@ -148,6 +153,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
             };
             if name == "--metrics" {
                 cfg.metrics = Some(val);
+                continue;
+            }
+            if name == "--policy-file" {
+                cfg.policy_file = Some(val.into());
                 continue;
             }
             let Some(n) = parse_size(&val) else {

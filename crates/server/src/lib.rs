@@ -306,6 +306,34 @@ impl Shared {
     }
 }
 
+/// Sets the tube policies of `--policy-file`: one `TUBE KEY VALUE` a line (as after
+/// `tube-policy`), `#` comments and blank lines ignored. Applied as the command would be,
+/// so they are logged like any other change. Errors name the file and line.
+pub fn apply_policy_file(shared: &Shared, path: &std::path::Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut cmds = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), i + 1);
+        match sprout_protocol::parse_line(format!("tube-policy {line}").as_bytes(), 0) {
+            Ok(cmd @ sprout_protocol::Command::TubePolicy { set: Some(_), .. }) => cmds.push(cmd),
+            _ => return Err(format!("{}: not TUBE KEY VALUE: {line}", at())),
+        }
+    }
+    let Output::Conn(c) = shared.step(Input::Connect).0 else {
+        return Err("cannot open a session for the policies".into());
+    };
+    let n = cmds.len();
+    for cmd in cmds {
+        shared.step(Input::Command(c, cmd));
+    }
+    shared.step(Input::Disconnect(c));
+    Ok(n)
+}
+
 /// Fires the engine's timers: sleeps until the next deadline or until woken because an
 /// earlier one appeared. Never polls.
 async fn timer_task(shared: Arc<Shared>) {

@@ -119,6 +119,15 @@ fn main() {
         engine.set_limits(cfg.max_jobs, cfg.max_memory);
         let shared = Arc::new(Shared::with_engine_and_log(cfg, engine, binlog, clock));
         start_maintenance(shared.clone());
+        if let Some(path) = shared.config.policy_file.clone() {
+            match sproutd::apply_policy_file(&shared, &path) {
+                Ok(n) => tracing::info!("{n} tube policies set from {}", path.display()),
+                Err(e) => {
+                    eprintln!("{prog}: --policy-file {e}");
+                    return 5;
+                }
+            }
+        }
         if let Some(l) = metrics {
             tracing::info!(
                 "metrics on http://{}/metrics",

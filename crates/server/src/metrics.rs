@@ -99,6 +99,8 @@ fn capped(mut tubes: Vec<TubeMetrics>, cap: usize) -> Vec<(String, TubeMetrics)>
             add_hist(&mut a.reserve_to_delete, &c.reserve_to_delete);
             a.timeouts += c.timeouts;
             a.buries += c.buries;
+            a.dead_lettered += c.dead_lettered;
+            a.retries_delayed += c.retries_delayed;
             agg.oldest_ready_age = agg.oldest_ready_age.max(t.oldest_ready_age);
         }
         agg.stats.pause = 0;
@@ -302,7 +304,7 @@ pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
 
     let tubes = capped(s.tubes.clone(), tube_cap);
     type Field = fn(&TubeMetrics) -> f64;
-    let tube_series: [(&str, &str, &str, Field); 16] = [
+    let tube_series: [(&str, &str, &str, Field); 18] = [
         (
             "current_jobs_urgent",
             "gauge",
@@ -375,6 +377,18 @@ pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
         ("buries_total", "counter", "Jobs buried in the tube.", |t| {
             t.counters.buries as f64
         }),
+        (
+            "dead_lettered_total",
+            "counter",
+            "Jobs the tube's policy moved to its dead-letter tube.",
+            |t| t.counters.dead_lettered as f64,
+        ),
+        (
+            "retries_delayed_total",
+            "counter",
+            "Returns to ready that the tube's retry backoff delayed.",
+            |t| t.counters.retries_delayed as f64,
+        ),
         (
             "oldest_ready_age_seconds",
             "gauge",

@@ -91,6 +91,9 @@ pub fn open_with_io(
         live += record::full_len(j.tube.len(), j.body.len()) as u64;
         engine.restore(j, now);
     }
+    for (tube, policy) in rec.policies {
+        engine.restore_policy(&tube, policy);
+    }
     engine.set_next_job_id(rec.next_id.max(bmax.saturating_add(1)));
     engine.enable_journal();
     let policy = SyncPolicy::from_flag(cfg.fsync_ms);

@@ -359,3 +359,111 @@ fn put_unique_keys_survive_a_restart() {
     c.send(b"put-unique b 0 0 60 1\r\nY\r\n");
     assert!(c.line().starts_with("INSERTED "));
 }
+
+#[test]
+fn tube_policy_over_the_wire() {
+    let s = Server::start(&[]);
+    let mut c = s.conn();
+    let mut w = s.conn();
+    assert_eq!(c.cmd("tube-policy jobs max-reserves 2"), "OK");
+    assert_eq!(c.cmd("tube-policy jobs on-exhaust tube:jobs-dead"), "OK");
+    assert_eq!(c.cmd("tube-policy jobs retry-backoff exp:1,4"), "OK");
+    assert_eq!(c.cmd("tube-policy jobs max-ready 1000"), "OK");
+    c.send(b"tube-policy jobs\r\n");
+    let head = c.line();
+    let want = "---\nmax-reserves: 2\non-exhaust: tube:jobs-dead\nretry-backoff: exp:1,4\nmax-ready: 1000\n";
+    assert_eq!(head, format!("OK {}", want.len()));
+    assert_eq!(c.exact(want.len() + 2), format!("{want}\r\n").into_bytes());
+    let st = c.yaml("stats-tube jobs");
+    assert_eq!(st["max-reserves"], "2");
+    assert_eq!(st["on-exhaust"], "tube:jobs-dead");
+    assert_eq!(st["retry-backoff"], "exp:1,4");
+    assert_eq!(st["dead-lettered"], "0");
+    // A tube without a policy shows none of it.
+    assert!(!c.yaml("stats-tube default").contains_key("max-reserves"));
+    assert_eq!(c.cmd("use jobs"), "USING jobs");
+    assert_eq!(w.cmd("watch jobs"), "WATCHING 2");
+    let id = c.put(0, 0, 60, b"flaky");
+    // Two failures: retried after a backoff, then dead-lettered.
+    assert_eq!(w.reserve().0, id);
+    assert_eq!(w.cmd(&format!("release {id} 0 0")), "RELEASED");
+    assert_eq!(c.yaml(&format!("stats-job {id}"))["state"], "delayed");
+    assert_eq!(c.cmd(&format!("kick-job {id}")), "KICKED");
+    assert_eq!(w.reserve().0, id);
+    assert_eq!(w.cmd(&format!("release {id} 0 0")), "RELEASED");
+    let st = c.yaml(&format!("stats-job {id}"));
+    assert_eq!(st["tube"], "jobs-dead");
+    assert_eq!(st["state"], "ready");
+    assert_eq!(st["origin-tube"], "jobs");
+    assert_eq!(c.stat("stats-tube jobs", "dead-lettered"), "1");
+    assert_eq!(c.cmd("tube-policy nothing"), "NOT_FOUND");
+    bad_format(
+        &mut c,
+        &[
+            "tube-policy",
+            "tube-policy jobs max-reserves",
+            "tube-policy jobs max-reserves x",
+            "tube-policy jobs max-reserves -1",
+            "tube-policy jobs max-tries 3",
+            "tube-policy jobs on-exhaust burn",
+            "tube-policy jobs on-exhaust tube:",
+            "tube-policy jobs on-exhaust tube:-x",
+            "tube-policy jobs retry-backoff exp:0,5",
+            "tube-policy jobs retry-backoff exp:5,1",
+            "tube-policy jobs retry-backoff exp:5",
+            "tube-policy jobs retry-backoff fixed:",
+            "tube-policy jobs retry-backoff linear",
+            "tube-policy jobs max-ready 1 2",
+        ],
+    );
+}
+
+/// Policies and where a dead-lettered job came from survive restarts, and a policy file
+/// sets policies at startup.
+#[test]
+fn policies_survive_a_restart_and_come_from_a_file() {
+    let dir = TempDir::new("ext-policy");
+    let d = dir.path().to_str().unwrap().to_string();
+    let flags = ["-b", d.as_str(), "-f", "0"];
+    let s = Server::start(&flags);
+    let mut c = s.conn();
+    assert_eq!(c.cmd("tube-policy p max-reserves 1"), "OK");
+    assert_eq!(c.cmd("tube-policy p on-exhaust tube:p-dead"), "OK");
+    assert_eq!(c.cmd("use p"), "USING p");
+    let id = c.put(0, 0, 60, b"x");
+    assert_eq!(c.cmd("watch p"), "WATCHING 2");
+    assert_eq!(c.reserve().0, id);
+    assert_eq!(c.cmd(&format!("release {id} 0 0")), "RELEASED");
+    assert_eq!(c.yaml(&format!("stats-job {id}"))["tube"], "p-dead");
+    assert_eq!(c.cmd("tube-policy q max-ready 3"), "OK");
+    drop(c);
+    let mut s = s;
+    s.signal(libc::SIGKILL);
+    s.wait_exit(Duration::from_secs(10));
+    let policies = dir.join("policies");
+    std::fs::write(
+        &policies,
+        "# set at startup\nr retry-backoff fixed:5\n\nq max-ready 4\n",
+    )
+    .unwrap();
+    let mut with_file = flags.to_vec();
+    let pf = policies.to_str().unwrap().to_string();
+    with_file.extend(["--policy-file", pf.as_str()]);
+    let s = Server::start(&with_file);
+    let mut c = s.conn();
+    assert_eq!(c.stat("stats-tube p", "max-reserves"), "1");
+    assert_eq!(c.stat("stats-tube p", "on-exhaust"), "tube:p-dead");
+    assert_eq!(c.yaml(&format!("stats-job {id}"))["origin-tube"], "p");
+    assert_eq!(c.stat("stats-tube r", "retry-backoff"), "fixed:5");
+    assert_eq!(
+        c.stat("stats-tube q", "max-ready"),
+        "4",
+        "the file wins over the log"
+    );
+    drop(c);
+    // A bad line stops startup, naming it.
+    std::fs::write(&policies, "q max-ready x\n").unwrap();
+    let (st, _, err) = run_to_exit(&["-l", "127.0.0.1", "-p", "0", "--policy-file", &pf]);
+    assert_eq!(st.code(), Some(5), "{err}");
+    assert!(err.contains("policies:1"), "{err}");
+}

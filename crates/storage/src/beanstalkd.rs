@@ -166,6 +166,7 @@ pub fn read(dir: &Path) -> (Vec<Restored>, u64, Vec<String>) {
             };
             Restored {
                 key: None,
+                origin: None,
                 id,
                 tube: r.tube,
                 state,

@@ -21,6 +21,7 @@ impl Binlog {
         let seq = p.new_epoch(seg_size, next_id);
         p.rebase = Some(seq);
         p.live = 0;
+        push_policies(&mut p, e, seg_size, next_id);
         let mut ids = e.job_ids();
         ids.sort_unstable();
         for id in ids {
@@ -52,6 +53,8 @@ impl Binlog {
         for tube in flushes {
             p.push_record(&Record::Flush { tube }, seg_size, next_id);
         }
+        // Policies are few: all of them, in case a change of one failed.
+        push_policies(&mut p, e, seg_size, next_id);
         for id in lost {
             let new = e.job(id).is_some_and(|j| j.file == 0);
             match p.push_full(e, id, seg_size, next_id) {
@@ -111,14 +114,33 @@ impl Binlog {
                 return false;
             }
         };
-        // Ids whose full record is in the head segment.
+        // Ids whose full record is in the head segment, and tubes whose policy is.
         let mut ids = Vec::new();
+        let mut policy_tubes = Vec::new();
         let mut off = record::HEADER_LEN.min(data.len());
         while let record::Next::Record(r, n) = record::decode(&data[off..]) {
-            if let Record::Full { id, .. } = r {
-                ids.push(id);
+            match r {
+                Record::Full { id, .. } => ids.push(id),
+                Record::Policy { tube, .. } => policy_tubes.push(tube),
+                _ => {}
             }
             off += n;
+        }
+        if !policy_tubes.is_empty() {
+            // A policy still in force is written again before its record goes away.
+            engine(&mut |e| {
+                let next_id = e.id_limit();
+                let mut p = self.pend();
+                for tube in &policy_tubes {
+                    if let Some(policy) = e.policy(tube) {
+                        let r = Record::Policy {
+                            tube: tube.clone(),
+                            policy: policy.clone(),
+                        };
+                        p.push_record(&r, self.inner.seg_size, next_id);
+                    }
+                }
+            });
         }
         let seg_size = self.inner.seg_size;
         for batch in ids.chunks(256) {
@@ -182,6 +204,17 @@ impl Binlog {
         let (lock, cv) = (&self.inner.compact_lock, &self.inner.compact_cv);
         let g = lock.lock().unwrap_or_else(|p| p.into_inner());
         let _ = cv.wait_timeout_while(g, timeout, |_| self.pend().tail_seq == seq);
+    }
+}
+
+/// Writes every tube policy (for a checkpoint or a resume).
+fn push_policies(p: &mut crate::Pending, e: &Engine, seg_size: u64, next_id: u64) {
+    for (tube, policy) in e.policies() {
+        let r = Record::Policy {
+            tube: tube.to_string(),
+            policy,
+        };
+        p.push_record(&r, seg_size, next_id);
     }
 }
 

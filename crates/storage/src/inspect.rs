@@ -113,7 +113,9 @@ pub fn inspect(dir: &Path) -> std::io::Result<Report> {
                                 w.0 = tube;
                             }
                         }
-                        Record::Key { .. } => f.updates += 1,
+                        Record::Key { .. } | Record::Origin { .. } | Record::Policy { .. } => {
+                            f.updates += 1
+                        }
                         // Counted among the records only (one every 1024 ids).
                         Record::IdLimit { limit: l } => limit = l,
                     }

@@ -332,6 +332,13 @@ impl Binlog {
                         key: e.job_key(id).unwrap_or("").to_string(),
                     };
                     p.push_record(&r, seg_size, next_id);
+                    if let Some(o) = e.job_origin(id) {
+                        let r = Record::Origin {
+                            id,
+                            tube: o.to_string(),
+                        };
+                        p.push_record(&r, seg_size, next_id);
+                    }
                     let r = Record::Update {
                         id,
                         snap: snapshot(j),
@@ -340,6 +347,13 @@ impl Binlog {
                     e.set_job_lsn(id, lsn);
                 }
                 JournalOp::Freed { file, size } => p.forget(file, size),
+                JournalOp::Policy(ref tube) => {
+                    let r = Record::Policy {
+                        tube: tube.to_string(),
+                        policy: e.policy(tube).cloned().unwrap_or_default(),
+                    };
+                    p.push_record(&r, seg_size, next_id);
+                }
                 JournalOp::Full(id) => {
                     let Some((seq, lsn)) = p.push_full(e, id, seg_size, next_id) else {
                         continue;

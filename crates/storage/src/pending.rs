@@ -186,6 +186,13 @@ impl Pending {
             };
             self.push_record(&r, seg_size, next_id);
         }
+        if let Some(o) = e.job_origin(id) {
+            let r = Record::Origin {
+                id,
+                tube: o.to_string(),
+            };
+            self.push_record(&r, seg_size, next_id);
+        }
         Some(at)
     }
 

@@ -18,6 +18,12 @@
 //!   MOVE   (6): id u64 | tube_len u8 | tube (version 2): the job is now in this tube
 //!   KEY    (7): id u64 | key_len u8 | key (version 2): the job's `put-unique` key (none
 //!               if empty); follows the job's FULL record, and a MOVE
+//!   ORIGIN (8): id u64 | tube_len u8 | tube (version 2): the tube a dead-lettered job came
+//!               from; follows its FULL record, and the MOVE that dead-lettered it
+//!   POLICY (9): 0 u64 | tube_len u8 | tube | max_reserves u32 | exhaust u8 (0 bury,
+//!               1 delete, 2 tube) | exhaust_tube_len u8 | exhaust_tube | backoff u8
+//!               (0 none, 1 fixed, 2 exp) | a u32 | b u32 | max_ready u64 (version 2): the
+//!               tube's whole policy (all defaults: none)
 //! snapshot := state u8 | pri u32 | delay u32 (s) | deadline u64 (ns) | bury_seq u64 |
 //!             reserves u32 | timeouts u32 | releases u32 | buries u32 | kicks u32
 //! ```
@@ -27,6 +33,7 @@
 //! Version 2 added IDS; version 1 segments (no IDS records) are read as before.
 
 use bytes::{BufMut, Bytes};
+use sprout_protocol::{Backoff, Exhaust};
 
 pub const MAGIC: &[u8; 8] = b"SPROUTWL";
 pub const VERSION: u32 = 2;
@@ -97,6 +104,16 @@ pub enum Record {
         id: u64,
         key: String,
     },
+    /// The tube a dead-lettered job came from.
+    Origin {
+        id: u64,
+        tube: String,
+    },
+    /// A tube's whole policy.
+    Policy {
+        tube: String,
+        policy: sprout_engine::Policy,
+    },
 }
 
 impl Record {
@@ -107,8 +124,9 @@ impl Record {
             | Record::Update { id, .. }
             | Record::Delete { id }
             | Record::Move { id, .. }
-            | Record::Key { id, .. } => Some(*id),
-            Record::IdLimit { .. } | Record::Flush { .. } => None,
+            | Record::Key { id, .. }
+            | Record::Origin { id, .. } => Some(*id),
+            Record::IdLimit { .. } | Record::Flush { .. } | Record::Policy { .. } => None,
         }
     }
 }
@@ -195,6 +213,36 @@ pub fn encode(out: &mut Vec<u8>, r: &Record) -> usize {
             out.put_u8(key.len() as u8);
             out.extend_from_slice(key.as_bytes());
         }),
+        Record::Origin { id, tube } => framed(out, |out| {
+            out.put_u8(8);
+            out.put_u64_le(*id);
+            out.put_u8(tube.len() as u8);
+            out.extend_from_slice(tube.as_bytes());
+        }),
+        Record::Policy { tube, policy } => framed(out, |out| {
+            out.put_u8(9);
+            out.put_u64_le(0);
+            out.put_u8(tube.len() as u8);
+            out.extend_from_slice(tube.as_bytes());
+            out.put_u32_le(policy.max_reserves);
+            let (kind, dlq) = match &policy.on_exhaust {
+                Exhaust::Bury => (0, ""),
+                Exhaust::Delete => (1, ""),
+                Exhaust::Tube(t) => (2, t.as_str()),
+            };
+            out.put_u8(kind);
+            out.put_u8(dlq.len() as u8);
+            out.extend_from_slice(dlq.as_bytes());
+            let (kind, a, b) = match policy.retry_backoff {
+                Backoff::None => (0, 0, 0),
+                Backoff::Fixed(s) => (1, s, 0),
+                Backoff::Exp { base, cap } => (2, base, cap),
+            };
+            out.put_u8(kind);
+            out.put_u32_le(a);
+            out.put_u32_le(b);
+            out.put_u64_le(policy.max_ready);
+        }),
     }
 }
 
@@ -270,6 +318,15 @@ impl<'a> Cur<'a> {
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
+    /// A tube name: length byte, then the name.
+    fn name(&mut self) -> Result<String, DecodeError> {
+        let n = self.u8()? as usize;
+        let s =
+            std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError::Malformed("tube name"))?;
+        sprout_protocol::parse::tube_name(s.as_bytes())
+            .map_err(|_| DecodeError::Malformed("tube name"))
+    }
+
     fn snapshot(&mut self) -> Result<Snapshot, DecodeError> {
         let s = Snapshot {
             state: self.u8()?,
@@ -325,7 +382,8 @@ pub(crate) fn plausible(buf: &[u8]) -> bool {
         }
         2 => len == UPDATE_LEN - FRAME_LEN,
         3 | 4 => len == 1 + 8,
-        5..=7 => buf
+        9 => true,
+        5..=8 => buf
             .get(FRAME_LEN + 9)
             .is_some_and(|&tl| len == 1 + 8 + 1 + tl as usize),
         _ => false,
@@ -366,7 +424,7 @@ fn parse(payload: &[u8]) -> Result<Record, DecodeError> {
     let mut c = Cur(payload);
     let kind = c.u8()?;
     let id = c.u64()?;
-    if id == 0 && kind != 4 && kind != 5 {
+    if id == 0 && !matches!(kind, 4 | 5 | 9) {
         return Err(DecodeError::Malformed("job id 0"));
     }
     let r = match kind {
@@ -410,6 +468,44 @@ fn parse(payload: &[u8]) -> Result<Record, DecodeError> {
                 Record::Flush { tube }
             } else {
                 Record::Move { id, tube }
+            }
+        }
+        8 => Record::Origin {
+            id,
+            tube: c.name()?,
+        },
+        9 => {
+            let tube = c.name()?;
+            let max_reserves = c.u32()?;
+            let kind = c.u8()?;
+            let dlq_len = c.u8()? as usize;
+            let dlq = c.take(dlq_len)?;
+            let on_exhaust = match kind {
+                0 => Exhaust::Bury,
+                1 => Exhaust::Delete,
+                2 => Exhaust::Tube(
+                    sprout_protocol::parse::tube_name(dlq)
+                        .map_err(|_| DecodeError::Malformed("tube name"))?,
+                ),
+                _ => return Err(DecodeError::Malformed("exhaust action")),
+            };
+            let kind = c.u8()?;
+            let (a, b) = (c.u32()?, c.u32()?);
+            let retry_backoff = match kind {
+                0 => Backoff::None,
+                1 => Backoff::Fixed(a),
+                2 => Backoff::Exp { base: a, cap: b },
+                _ => return Err(DecodeError::Malformed("backoff")),
+            };
+            let max_ready = c.u64()?;
+            Record::Policy {
+                tube,
+                policy: sprout_engine::Policy {
+                    max_reserves,
+                    on_exhaust,
+                    retry_backoff,
+                    max_ready,
+                },
             }
         }
         7 => {
@@ -476,6 +572,19 @@ mod tests {
             Record::Key {
                 id: 8,
                 key: "order-42".into(),
+            },
+            Record::Origin {
+                id: 9,
+                tube: "emails".into(),
+            },
+            Record::Policy {
+                tube: "emails".into(),
+                policy: sprout_engine::Policy {
+                    max_reserves: 3,
+                    on_exhaust: Exhaust::Tube("emails-dead".into()),
+                    retry_backoff: Backoff::Exp { base: 2, cap: 60 },
+                    max_ready: 1000,
+                },
             },
         ];
         let mut buf = Vec::new();

@@ -37,6 +37,7 @@ pub fn segments(dir: &Path) -> Vec<(u32, PathBuf)> {
 struct Rec {
     tube: String,
     key: Option<String>,
+    origin: Option<String>,
     ttr: u32,
     created: u64,
     body: Bytes,
@@ -55,6 +56,8 @@ pub struct Recovered {
     pub records: u64,
     /// What was cut off or skipped, for the log.
     pub notes: Vec<String>,
+    /// Tube policies, as last recorded.
+    pub policies: Vec<(String, sprout_engine::Policy)>,
 }
 
 fn state(s: u8) -> JobState {
@@ -77,6 +80,8 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, Error> {
     // job id seen in any record.
     let mut limit = 0u64;
     let mut max_id = 0u64;
+    let mut policies: std::collections::BTreeMap<String, sprout_engine::Policy> =
+        Default::default();
     for (seq, path) in &segs {
         let seq = *seq;
         let p = path.display();
@@ -117,6 +122,9 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, Error> {
                     out.records += 1;
                     match r {
                         Record::IdLimit { limit: l } => limit = l,
+                        Record::Policy { tube, policy } => {
+                            policies.insert(tube, policy);
+                        }
                         r => {
                             max_id = max_id.max(r.job_id().unwrap_or(0));
                             apply(&mut jobs, r, seq);
@@ -163,6 +171,7 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, Error> {
         out.segments.push((seq, size));
     }
     out.next_id = limit.max(max_id.saturating_add(1));
+    out.policies = policies.into_iter().collect();
     out.jobs = jobs
         .into_iter()
         .map(|(id, r)| Restored {
@@ -183,6 +192,7 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, Error> {
             file: r.file,
             body: r.body,
             key: r.key,
+            origin: r.origin,
         })
         .collect();
     out.jobs.sort_by_key(|r| r.id);
@@ -211,6 +221,7 @@ fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32) {
                 Rec {
                     tube,
                     key: None,
+                    origin: None,
                     ttr,
                     created,
                     body,
@@ -240,6 +251,12 @@ fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32) {
                 j.key = (!key.is_empty()).then_some(key);
             }
         }
+        Record::Origin { id, tube } => {
+            if let Some(j) = jobs.get_mut(&id) {
+                j.origin = Some(tube);
+            }
+        }
+        Record::Policy { .. } => {}
         Record::IdLimit { .. } => {}
     }
 }

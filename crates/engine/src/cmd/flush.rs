@@ -74,6 +74,7 @@ impl Engine {
             }
             self.q.body_bytes -= j.body.len() as u64;
             self.drop_key(j.id, j.tube);
+            self.q.origins.remove(&j.id);
             let tube = self.q.tubes.get_mut(j.tube);
             tube.dead_jobs -= 1;
             let size = (tube.name.len() + j.body.len()) as u64;

@@ -10,6 +10,7 @@ mod list;
 mod move_job;
 mod pause;
 mod peek;
+pub(crate) mod policy;
 mod put;
 mod release;
 mod reprioritize;
@@ -90,8 +91,7 @@ impl Engine {
             }
             // put-unique's parts have their own inputs, as put's do.
             Command::PutUnique { .. } => Reply::InternalError,
-            // Not yet: answered as an unknown command.
-            Command::TubePolicy { .. } => Reply::UnknownCommand,
+            Command::TubePolicy { tube, set } => self.tube_policy(&tube, set),
         };
         Outcome::Reply(r)
     }

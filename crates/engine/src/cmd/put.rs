@@ -120,6 +120,9 @@ impl Engine {
         if let Some(other) = key.and_then(|k| self.key_holder(tube, k)) {
             return Err(Reply::Exists(other));
         }
+        if self.over_max_ready(tube) {
+            return Err(Reply::OutOfMemory);
+        }
         Ok(NewPut {
             key: key.map(std::sync::Arc::from),
             conn: c,
@@ -162,6 +165,11 @@ impl Engine {
             // Another put of the key was applied since this one was admitted.
             self.gc_tube(tube);
             return Reply::Exists(other);
+        }
+        if self.over_max_ready(tube) {
+            // The tube filled up since this put was admitted.
+            self.gc_tube(tube);
+            return Reply::OutOfMemory;
         }
         let delay = u64::from(p.delay) * SECOND;
         let logged = p.lsn != 0;

@@ -2,7 +2,8 @@
 
 use sprout_protocol::Reply;
 
-use crate::{ConnId, Deliveries, Engine, JobId, JournalOp, SECOND};
+use super::policy::Return;
+use crate::{ConnId, Deliveries, Engine, JobId};
 
 impl Engine {
     pub(super) fn release(
@@ -23,13 +24,7 @@ impl Engine {
             j.delay = delay;
             j.releases += 1;
         }
-        self.log(JournalOp::Update(id));
-        if delay > 0 {
-            self.make_delayed(id, now.saturating_add(u64::from(delay) * SECOND));
-        } else {
-            self.make_ready(id);
-            self.process_queue(now, out);
-        }
+        self.return_job(id, Return::Release(delay), now, out);
         Reply::Released
     }
 }

@@ -73,7 +73,7 @@ impl Engine {
             releases: j.releases,
             buries: j.buries,
             kicks: j.kicks,
-            origin: None,
+            origin: self.q.origins.get(&id).cloned(),
         })
     }
 
@@ -98,7 +98,7 @@ impl Engine {
             cmd_pause_tube: tube.cmd_pause,
             pause: tube.pause / SECOND,
             pause_time_left,
-            policy: None,
+            policy: self.policy_stats(t),
         }
     }
 }
