@@ -10,9 +10,51 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 
 
-def pytest_report_header(config):
+STRICT_ONLY_REASON = ("meaningful only when the target runs with --strict "
+                      "(SPROUTD_ARGS=--strict): plain sproutd answers sprout's own "
+                      "commands itself")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "strict_only: compares sprout's extension command lines with "
+        "beanstalkd; runs only when the target is sproutd --strict (or beanstalkd itself)")
+
+
+def _target_lines():
+    if not harness.SPROUTD_ARGS:
+        flags = "target flags: none (SPROUTD_ARGS unset or empty)"
+    elif harness.target_args():
+        flags = f"target flags: {' '.join(harness.target_args())} (SPROUTD_ARGS)"
+    else:
+        flags = (f"target flags: none (SPROUTD_ARGS={' '.join(harness.SPROUTD_ARGS)!r} "
+                 "ignored: the target is beanstalkd itself)")
+    strict = ("run" if harness.target_strict()
+              else "skipped (the target is not sproutd --strict)")
     return [f"diff: reference={harness.BEANSTALKD} target={harness.SPROUTD} "
-            f"(target flavour {harness.target_flavour()})"]
+            f"(target flavour {harness.target_flavour()})",
+            f"diff: {flags}; strict_only tests: {strict}"]
+
+
+def pytest_report_header(config):
+    return _target_lines()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The same lines at the end, where `-q` (which hides the header) shows them too."""
+    for line in _target_lines():
+        terminalreporter.write_line(line)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked strict_only are skipped, with the reason, unless the target is
+    strict."""
+    if harness.target_strict():
+        return
+    skip = pytest.mark.skip(reason=STRICT_ONLY_REASON)
+    for item in items:
+        if item.get_closest_marker("strict_only") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)

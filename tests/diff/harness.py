@@ -6,7 +6,8 @@ Overview
 Every *scenario* is plain data: a name, a list of *steps*, and optional server
 flags.  For each scenario the harness starts two fresh servers on fresh ports
 (``/usr/bin/beanstalkd -l 127.0.0.1 -p PORT [flags]`` as the reference, and
-``$SPROUTD`` with the same flags as the target; ``SPROUTD`` defaults to
+``$SPROUTD`` with the same flags (plus ``$SPROUTD_ARGS``, see "Target flags"
+below) as the target; ``SPROUTD`` defaults to
 ``target/debug/sproutd`` of the checkout this file is in (``cargo build --bins``);
 set ``SPROUTD=/usr/bin/beanstalkd`` to run the harness against itself), runs the same steps against both at the same time
 (one thread per server), records every byte received on every connection, and
@@ -80,6 +81,20 @@ Dedicated tests (test_sproutd_only.py) assert that sproutd *does* quote, and
 check the 1.13-only ``reserve-with-timeout`` BAD_FORMAT cases and FIFO waiter
 order on the target alone.
 
+Target flags and ``--strict``
+-----------------------------
+``SPROUTD_ARGS`` (split on spaces) holds extra flags for the target only, e.g.
+``SPROUTD_ARGS=--strict``: they follow the scenario's own flags on sproutd's
+command line, in paired runs (``run_pair``) and target-alone runs (``run_solo``)
+alike, and never reach beanstalkd: not the reference, and not the target when the
+target is beanstalkd itself (``SPROUTD=/usr/bin/beanstalkd``), where they are
+ignored.  ``target_strict()`` says whether the target answers with sprout's own
+commands off: sproutd with ``--strict``, or beanstalkd itself.  Scenarios made
+with ``S(..., strict_only=True)`` (scenarios/s_strict.py: sprout's extension
+command lines, which plain sproutd answers with its own replies) carry the
+pytest marker ``strict_only`` and are skipped, saying so, unless
+``target_strict()``.
+
 Files
 -----
 ``scenarios/s_*.py``   the scenario data (each module exports ``SCENARIOS``);
@@ -109,12 +124,15 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Optional, Sequence
 
 # The repository root: this file is tests/diff/harness.py.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BEANSTALKD = os.environ.get("BEANSTALKD", "/usr/bin/beanstalkd")
 SPROUTD = os.environ.get("SPROUTD", os.path.join(ROOT, "target", "debug", "sproutd"))
+# Extra flags for the target server only (e.g. "--strict"); see target_args().
+SPROUTD_ARGS = tuple(os.environ.get("SPROUTD_ARGS", "").split())
 
 DEFAULT_TIMEOUT = 3.0
 START_TIMEOUT = 5.0
@@ -502,13 +520,16 @@ class Scenario:
     steps: list
     args: tuple = ()
     unix: bool = False
+    # Meaningful only when the target runs with sprout's own commands off (--strict):
+    # skipped otherwise (see target_strict() and the strict_only marker).
+    strict_only: bool = False
 
     def __post_init__(self):
         self.steps = flatten(*self.steps)
 
 
-def S(name, *steps, args=(), unix=False) -> Scenario:
-    return Scenario(name, list(steps), tuple(args), unix)
+def S(name, *steps, args=(), unix=False, strict_only=False) -> Scenario:
+    return Scenario(name, list(steps), tuple(args), unix, strict_only)
 
 
 # --------------------------------------------------------------------------
@@ -737,7 +758,7 @@ def run_pair(sc: Scenario, ref_bin=BEANSTALKD, tgt_bin=None):
     """Run a scenario against the reference and the target concurrently."""
     tgt_bin = tgt_bin or SPROUTD
     ref = Server(ref_bin, sc.args, sc.unix, "beanstalkd")
-    tgt = Server(tgt_bin, sc.args, sc.unix, "sproutd")
+    tgt = Server(tgt_bin, sc.args + target_args(tgt_bin), sc.unix, "sproutd")
     results: dict[str, RunResult] = {}
     try:
         ref.start()
@@ -776,14 +797,17 @@ def check_scenario(sc: Scenario):
     diff = compare(sc, ref, tgt)
     if diff:
         msgs.append(f"sproutd differs from beanstalkd in scenario {sc.name!r} "
-                    f"(args {list(sc.args)}):\n  " + "\n  ".join(diff))
+                    f"(args {list(sc.args)}, target flags {list(target_args())}):\n  "
+                    + "\n  ".join(diff))
     if msgs:
         raise AssertionError("\n".join(msgs))
 
 
 def run_solo(sc: Scenario, binary=None) -> RunResult:
-    """Run a scenario against one server (the target by default)."""
-    srv = Server(binary or SPROUTD, sc.args, sc.unix, "sproutd")
+    """Run a scenario against one server (the target by default); SPROUTD_ARGS are
+    added unless that server is beanstalkd."""
+    binary = binary or SPROUTD
+    srv = Server(binary, sc.args + target_args(binary), sc.unix, "sproutd")
     try:
         srv.start()
         return run_steps(srv, sc.steps)
@@ -793,7 +817,11 @@ def run_solo(sc: Scenario, binary=None) -> RunResult:
 
 def target_flavour(binary=None) -> str:
     """'1.12' when the target is Debian's beanstalkd 1.12, else '1.13' (sproutd)."""
-    binary = binary or SPROUTD
+    return _flavour(binary or SPROUTD)
+
+
+@lru_cache(maxsize=None)
+def _flavour(binary: str) -> str:
     try:
         if os.path.realpath(binary) == os.path.realpath(BEANSTALKD):
             return "1.12"
@@ -803,3 +831,18 @@ def target_flavour(binary=None) -> str:
     except (OSError, subprocess.TimeoutExpired):
         pass
     return "1.13"
+
+
+def target_args(binary=None) -> tuple:
+    """The extra flags (SPROUTD_ARGS) for a target server run from `binary` (default
+    $SPROUTD); none when that binary is beanstalkd itself."""
+    if target_flavour(binary) == "1.12":
+        return ()
+    return SPROUTD_ARGS
+
+
+def target_strict(binary=None) -> bool:
+    """True when the target answers every line as beanstalkd does, sprout's own commands
+    included: sproutd run with --strict, or beanstalkd itself (the harness self-test,
+    which validates the strict-only scenarios' exp= annotations)."""
+    return target_flavour(binary) == "1.12" or "--strict" in target_args(binary)
