@@ -59,3 +59,13 @@ pub struct Job {
     pub state: JobState,
     pub body: Body,
 }
+
+#[cfg(test)]
+mod size {
+    /// Jobs are most of the server's memory: keep the record small.
+    #[test]
+    fn a_job_is_96_bytes() {
+        assert_eq!(std::mem::size_of::<super::Job>(), 96);
+        assert_eq!(std::mem::size_of::<Option<super::Job>>(), 96);
+    }
+}
