@@ -6,14 +6,19 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sprout::bench::{self, compare, Params, Workload};
-use sprout::cli::client::check_tube_name;
+use sprout::cli::client::{check_key, check_tube_name};
 use sprout::cli::cmds::{self, Body, FlushState, KickWhat, PeekAt, PutArgs, State, StatsOf};
+use sprout::cli::ext::{self, JobsArgs, ListState, PolicyKey};
 use sprout::cli::tubes::SortKey;
 use sprout::cli::{top, tubes};
 
 const AFTER_HELP: &str = "\
 Environment:
   SPROUT_ADDR  server address when -a/--addr is not given (default 127.0.0.1:11300)
+
+`jobs`, `policy`, `move` and `put --unique` use sproutd's own commands: against beanstalkd
+or `sproutd --strict` they fail (exit 1) saying the server does not support them. `flush`
+works on both: sproutd's flush-tube where the server has it, job by job otherwise.
 
 Exit status: 0 success; 1 the server answered with an error (its reply is printed) or a
 local problem; 2 the server cannot be reached or the connection failed.";
@@ -88,6 +93,7 @@ enum Cmd {
         raw: bool,
     },
     /// Put a job (body from BODY, --file, or stdin) and print its id.
+    #[command(after_help = PUT_HELP)]
     Put {
         /// The job body.
         #[arg(conflicts_with = "file")]
@@ -106,6 +112,11 @@ enum Cmd {
         /// Seconds a worker may hold the job.
         #[arg(long, default_value_t = 60)]
         ttr: u32,
+        /// Put only if no job with this key is in the tube (sproutd's put-unique). If one
+        /// is, nothing is put, its id is printed and "exists: ID" goes to stderr; the exit
+        /// status is 0 either way.
+        #[arg(short = 'u', long, value_name = "KEY", value_parser = check_key)]
+        unique: Option<String>,
     },
     /// Kick up to N buried (or else delayed) jobs in a tube, or one job by --id.
     Kick {
@@ -130,14 +141,71 @@ enum Cmd {
         seconds: u32,
     },
     /// Delete every job of a tube in the given states, safely alongside running workers.
+    ///
+    /// With --state all (the default) on sproutd: its flush-tube command, every ready,
+    /// delayed and buried job at once. On beanstalkd or sproutd --strict, and for a single
+    /// state (flush-tube takes the three together): job by job, peek then delete. Either
+    /// way reserved jobs stay with their workers, and the output says how many jobs were
+    /// deleted.
     Flush {
         #[arg(short = 't', long, value_parser = check_tube_name)]
         tube: String,
+        /// Which jobs: all is ready, delayed and buried.
         #[arg(long, value_enum, default_value = "all")]
         state: FlushState,
         /// Print the counts as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List the jobs of a tube in a state: id, state, priority, age, reserves, size, body.
+    ///
+    /// Pages through sproutd's list-jobs (ids in ascending order, 1000 a page) and reads
+    /// each job's stats and body (stats-job, peek). A job's state is the one it had when
+    /// its stats were read; jobs deleted meanwhile are left out.
+    Jobs {
+        /// The tube to list.
+        #[arg(short = 't', long, default_value = "default", value_parser = check_tube_name)]
+        tube: String,
+        /// The state of the jobs to list.
+        #[arg(long, value_enum, default_value = "ready")]
+        state: ListState,
+        /// Only jobs with an id greater than this (to go on after a previous listing).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many jobs (0: all of them); when more follow, stderr says so and
+        /// gives the --after for the next ones.
+        #[arg(long, default_value_t = 1000)]
+        limit: u64,
+        /// JSON array of jobs: their stats, "bytes", and "body" (its first 256 bytes,
+        /// escaped as in peek) with "body-truncated".
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a tube's policy, or set one of its keys (sproutd's tube-policy).
+    #[command(after_help = POLICY_HELP)]
+    Policy {
+        /// The tube.
+        #[arg(value_parser = check_tube_name)]
+        tube: String,
+        /// The key to set.
+        #[arg(value_enum, requires = "value")]
+        key: Option<PolicyKey>,
+        /// Its new value.
+        value: Option<String>,
+        /// JSON object of the policy.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a job to another tube, in the state it is in (sproutd's move-job).
+    ///
+    /// A reserved job can only be moved by the connection holding it, so here it answers
+    /// NOT_FOUND, as for a job that does not exist.
+    Move {
+        /// The job.
+        id: u64,
+        /// The tube to move it to.
+        #[arg(value_parser = check_tube_name)]
+        tube: String,
     },
     /// Load-generate against a server, or compare sproutd with beanstalkd.
     Bench(BenchArgs),
@@ -145,6 +213,36 @@ enum Cmd {
     #[command(subcommand)]
     Binlog(BinlogCmd),
 }
+
+const PUT_HELP: &str = "\
+With --unique KEY (sproutd's put-unique): a job is put only if no job with KEY is in the
+tube, in any state; the key is free again once that job is deleted. Either way the id is
+printed on stdout and the exit status is 0, so that a script gets the id of the job its
+key stands for; when the job already existed, stderr says \"exists: ID\". Against a
+server without put-unique (beanstalkd, sproutd --strict) it fails without sending the
+job.";
+
+const POLICY_HELP: &str = "\
+Keys and values:
+  max-reserves N        a job reserved N times is not made ready again when it comes
+                        back (released, TTR timeout, worker gone): on-exhaust happens
+                        instead (0: no limit)
+  on-exhaust ACTION     bury | delete | tube:NAME (moved there, ready; stats-job shows
+                        its origin-tube)
+  retry-backoff B       delay of a job coming back by TTR timeout, worker gone or a
+                        release with delay 0: none | fixed:SECS | exp:BASE,CAP (about
+                        BASE*2^(reserves-1) seconds, jittered, at most CAP)
+  max-ready N           a put is refused (OUT_OF_MEMORY) while the tube has N ready jobs
+                        (0: no limit)
+
+Shown with the tube's dead-lettered and retries-delayed counts. A tube that does not
+exist has no policy to show (exit 1, NOT_FOUND); setting a key creates it.
+
+Examples:
+  sprout policy emails max-reserves 5
+  sprout policy emails on-exhaust tube:emails-dead
+  sprout policy emails retry-backoff exp:2,300
+  sprout policy emails --json";
 
 #[derive(Subcommand)]
 enum BinlogCmd {
@@ -437,6 +535,7 @@ fn main() -> ExitCode {
             pri,
             delay,
             ttr,
+            unique,
         } => {
             let body = match (body, file) {
                 (Some(b), _) => Body::Arg(b),
@@ -448,6 +547,7 @@ fn main() -> ExitCode {
                 body,
                 &PutArgs {
                     tube,
+                    unique,
                     pri,
                     delay,
                     ttr,
@@ -464,6 +564,29 @@ fn main() -> ExitCode {
         Cmd::Delete { ids } => cmds::delete(addr, &ids),
         Cmd::Pause { tube, seconds } => cmds::pause(addr, &tube, seconds),
         Cmd::Flush { tube, state, json } => cmds::flush(addr, &tube, state, json),
+        Cmd::Jobs {
+            tube,
+            state,
+            after,
+            limit,
+            json,
+        } => ext::jobs(
+            addr,
+            &JobsArgs {
+                tube,
+                state,
+                after,
+                limit,
+                json,
+            },
+        ),
+        Cmd::Policy {
+            tube,
+            key,
+            value,
+            json,
+        } => ext::policy(addr, &tube, key.zip(value), json),
+        Cmd::Move { id, tube } => ext::move_job(addr, id, &tube),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

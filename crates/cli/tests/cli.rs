@@ -188,6 +188,42 @@ fn put_buried(c: &mut Conn, tube: &str, body: &[u8]) -> u64 {
     id
 }
 
+/// Debian's beanstalkd, the reference server (no sproutd commands).
+const BEANSTALKD: &str = "/usr/bin/beanstalkd";
+
+/// beanstalkd on 127.0.0.1 and a free port, as a `Server` (the same ready check: `stats`
+/// answered with its pid; killed on drop).
+fn beanstalkd() -> Server {
+    require(
+        "/usr/bin/beanstalkd is not installed; these tests run the CLI against Debian's \
+         beanstalkd too: install it (`apt-get install beanstalkd`)",
+        std::path::Path::new(BEANSTALKD).exists(),
+    );
+    let mut last = None;
+    for _ in 0..5 {
+        let port = free_port();
+        let mut cmd = Command::new(BEANSTALKD);
+        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match Server::launch(cmd, Addr::Tcp(port)) {
+            Ok(s) => return s,
+            // Most likely someone took the port: try another.
+            Err(st) => last = Some(st),
+        }
+    }
+    panic!("beanstalkd did not start on a free port 5 times: {last:?}");
+}
+
+/// Servers without sproutd's own commands: beanstalkd, and sproutd --strict.
+fn servers_without_extensions() -> Vec<(&'static str, Server)> {
+    vec![
+        ("beanstalkd", beanstalkd()),
+        ("sproutd --strict", Server::start(&["--strict"])),
+    ]
+}
+
 // ---------------------------------------------------------------------------------------
 // help, errors, addresses
 // ---------------------------------------------------------------------------------------
@@ -203,6 +239,9 @@ fn help_documents_address_and_env() {
         "stats",
         "top",
         "flush",
+        "jobs",
+        "policy",
+        "move",
     ] {
         assert!(h.contains(want), "--help lacks {want:?}:\n{h}");
     }
@@ -222,6 +261,11 @@ fn unreachable_server_exits_2() {
         vec!["delete", "1"],
         vec!["pause", "t", "1"],
         vec!["flush", "--tube", "t"],
+        vec!["jobs"],
+        vec!["policy", "t"],
+        vec!["policy", "t", "max-reserves", "3"],
+        vec!["move", "1", "t"],
+        vec!["put", "--unique", "k", "x"],
     ] {
         let mut v = vec!["-a", a.as_str()];
         v.extend(args.iter().copied());
@@ -633,7 +677,20 @@ fn kick_delete_pause() {
 
 #[test]
 fn flush_by_state_leaves_reserved_jobs_and_other_tubes() {
-    let s = Server::start(&[]);
+    flush_by_state_on("sproutd", &Server::start(&[]), "flush-tube");
+}
+
+/// The same flushes on servers without flush-tube: `--state all` goes job by job, with
+/// the same outcome.
+#[test]
+fn flush_falls_back_to_job_by_job_without_flush_tube() {
+    for (name, s) in servers_without_extensions() {
+        flush_by_state_on(name, &s, "job-by-job");
+    }
+}
+
+/// Flushes by state, then all, on `s`; `all_method` is how `--state all` must go.
+fn flush_by_state_on(name: &str, s: &Server, all_method: &str) {
     let mut c = s.conn();
     let keep = c.put(1, 0, 60, b"in default");
     assert_eq!(c.cmd("use f"), "USING f");
@@ -651,25 +708,25 @@ fn flush_by_state_leaves_reserved_jobs_and_other_tubes() {
     let head = holder.cmd(&format!("reserve-job {held}"));
     holder.job_data(&head, "RESERVED");
 
-    let r = sprout(&s, &["flush", "--tube", "f", "--state", "buried", "--json"]).json();
-    assert_eq!(r["deleted"], json!(2));
-    assert_eq!(r["reserved"], json!(1));
+    // One state: job by job everywhere (flush-tube takes the three states together).
+    let r = sprout(s, &["flush", "--tube", "f", "--state", "buried", "--json"]).json();
+    assert_eq!(r["deleted"], json!(2), "{name}");
+    assert_eq!(r["reserved"], json!(1), "{name}");
+    assert_eq!(r["method"], json!("job-by-job"), "{name}");
     assert_eq!(c.stat("stats-tube f", "current-jobs-buried"), "0");
     assert_eq!(c.stat("stats-tube f", "current-jobs-ready"), "5");
 
-    let r = sprout(
-        &s,
-        &["flush", "--tube", "f", "--state", "delayed", "--json"],
-    )
-    .json();
-    assert_eq!(r["deleted"], json!(3));
+    let r = sprout(s, &["flush", "--tube", "f", "--state", "delayed", "--json"]).json();
+    assert_eq!(r["deleted"], json!(3), "{name}");
+    assert_eq!(c.stat("stats", "cmd-delete"), "5", "{name}");
 
     for _ in 0..2 {
         c.put(1, 3600, 60, b"delayed");
     }
-    let out = sprout(&s, &["flush", "--tube", "f"]).ok();
-    assert!(out.contains("deleted 7 jobs from tube f"), "{out}");
-    assert!(out.contains("1 job remains reserved"), "{out}");
+    put_buried(&mut c, "f", b"buried again");
+    let out = sprout(s, &["flush", "--tube", "f"]).ok();
+    assert!(out.contains("deleted 8 jobs from tube f"), "{name}: {out}");
+    assert!(out.contains("1 job remains reserved"), "{name}: {out}");
     let t = c.yaml("stats-tube f");
     assert_eq!(
         [
@@ -678,22 +735,28 @@ fn flush_by_state_leaves_reserved_jobs_and_other_tubes() {
             &t["current-jobs-buried"],
             &t["current-jobs-reserved"]
         ],
-        ["0", "0", "0", "1"]
+        ["0", "0", "0", "1"],
+        "{name}"
     );
+    // flush-tube deletes them all in one command; job by job, one delete each.
+    let deletes = if all_method == "flush-tube" { 5 } else { 13 };
+    assert_eq!(c.stat("stats", "cmd-delete"), deletes.to_string(), "{name}");
     // The reserved job is untouched; so is the other tube.
     assert_eq!(holder.cmd(&format!("delete {held}")), "DELETED");
     assert_eq!(c.peek(&format!("peek {keep}")).0, keep);
 
     // Flushing an empty (or unknown) tube deletes nothing.
-    let r = sprout(&s, &["flush", "--tube", "f", "--json"]).json();
+    let r = sprout(s, &["flush", "--tube", "f", "--json"]).json();
     assert_eq!((&r["deleted"], &r["reserved"]), (&json!(0), &json!(0)));
+    assert_eq!(r["method"], json!(all_method), "{name}");
 }
 
-/// `sprout flush` while two workers reserve and delete from the same tube: every job is
-/// deleted exactly once, by one side or the other, and the counts add up. The race must
-/// really happen, so the workers are held at a barrier until the flush has deleted its
-/// first job, and then run while it goes on; a round in which one side still got nothing
-/// is run again (a few times at most, then the test fails).
+/// `sprout flush` job by job (here against sproutd --strict, which has no flush-tube)
+/// while two workers reserve and delete from the same tube: every job is deleted exactly
+/// once, by one side or the other, and the counts add up. The race must really happen,
+/// so the workers are held at a barrier until the flush has deleted its first job, and
+/// then run while it goes on; a round in which one side still got nothing is run again (a
+/// few times at most, then the test fails).
 #[test]
 fn flush_races_with_workers() {
     const ROUNDS: usize = 5;
@@ -707,30 +770,31 @@ fn flush_races_with_workers() {
     panic!("in {ROUNDS} rounds, never did both the flush and the workers delete jobs");
 }
 
-/// One round of `flush_races_with_workers`; returns the jobs deleted by the flush and by
-/// the workers.
-fn flush_race_round() -> (u64, u64) {
-    const JOBS: u64 = 5000;
-    let s = Server::start(&[]);
+const RACE_JOBS: u64 = 5000;
+
+/// `s` with RACE_JOBS ready jobs in tube `busy` (pipelined puts); returns a connection
+/// using `busy`.
+fn fill_busy(s: &Server) -> Conn {
     let mut c = s.conn();
     assert_eq!(c.cmd("use busy"), "USING busy");
-    // Pipelined puts.
     let mut m = Vec::new();
-    for i in 0..JOBS {
+    for i in 0..RACE_JOBS {
         let body = format!("job {i}");
         m.extend_from_slice(format!("put {} 0 60 {}\r\n", i % 7, body.len()).as_bytes());
         m.extend_from_slice(body.as_bytes());
         m.extend_from_slice(b"\r\n");
     }
     c.send(&m);
-    for _ in 0..JOBS {
+    for _ in 0..RACE_JOBS {
         assert!(c.line().starts_with("INSERTED "));
     }
+    c
+}
 
-    // Two workers, ready to go at the barrier, then reserving and deleting until the tube
-    // has no ready job left.
-    let go = Arc::new(Barrier::new(3));
-    let workers: Vec<_> = (0..2)
+/// Two workers on tube `busy`: each waits at `go`, then reserves and deletes until no job
+/// is ready; they return how many they deleted.
+fn busy_workers(s: &Server, go: &Arc<Barrier>) -> Vec<thread::JoinHandle<u64>> {
+    (0..2)
         .map(|_| {
             let mut w = s.conn();
             let go = go.clone();
@@ -750,7 +814,27 @@ fn flush_race_round() -> (u64, u64) {
                 }
             })
         })
-        .collect();
+        .collect()
+}
+
+/// After a race: every job deleted once, by the flush or by a worker, and none left.
+fn check_race_outcome(c: &mut Conn, flushed: u64, by_workers: u64, r: &Value) {
+    assert_eq!(flushed + by_workers, RACE_JOBS, "{r} workers {by_workers}");
+    let t = c.yaml("stats-tube busy");
+    assert_eq!(t["current-jobs-ready"], "0");
+    assert_eq!(t["current-jobs-reserved"], "0");
+    assert_eq!(t["total-jobs"], RACE_JOBS.to_string());
+}
+
+/// One round of `flush_races_with_workers`; returns the jobs deleted by the flush and by
+/// the workers.
+fn flush_race_round() -> (u64, u64) {
+    let s = Server::start(&["--strict"]);
+    let mut c = fill_busy(&s);
+    // Two workers, ready to go at the barrier, then reserving and deleting until the tube
+    // has no ready job left.
+    let go = Arc::new(Barrier::new(3));
+    let workers = busy_workers(&s, &go);
     let a = addr_of(&s);
     let flush = Running::start(&["-a", &a, "flush", "--tube", "busy", "--json"], b"", &[]);
     // Nobody else deletes yet: the first delete is the flush's.
@@ -759,14 +843,456 @@ fn flush_race_round() -> (u64, u64) {
     });
     go.wait();
     let r = flush.finish().json();
+    assert_eq!(r["method"], json!("job-by-job"), "{r}");
     let by_workers: u64 = workers.into_iter().map(|w| w.join().expect("worker")).sum();
     let flushed = r["deleted"].as_u64().expect("deleted count");
-    assert_eq!(flushed + by_workers, JOBS, "{r} workers {by_workers}");
-    let t = c.yaml("stats-tube busy");
-    assert_eq!(t["current-jobs-ready"], "0");
-    assert_eq!(t["current-jobs-reserved"], "0");
-    assert_eq!(t["total-jobs"], JOBS.to_string());
+    check_race_outcome(&mut c, flushed, by_workers, &r);
     (flushed, by_workers)
+}
+
+/// `sprout flush` with sproutd's flush-tube while two workers reserve and delete: the
+/// flush runs once the workers have deleted some jobs, and takes every job not reserved
+/// at that moment; the jobs the workers hold stay theirs. Every job is deleted exactly
+/// once and the counts add up (rounds in which the workers got all the jobs before the
+/// flush came are run again).
+#[test]
+fn flush_tube_races_with_workers() {
+    const ROUNDS: usize = 5;
+    for round in 1..=ROUNDS {
+        let s = Server::start(&[]);
+        let mut c = fill_busy(&s);
+        let go = Arc::new(Barrier::new(3));
+        let workers = busy_workers(&s, &go);
+        go.wait();
+        wait_until("the workers deleting", || {
+            c.stat("stats-tube busy", "cmd-delete")
+                .parse::<u64>()
+                .unwrap()
+                >= 50
+        });
+        let r = sprout(&s, &["flush", "--tube", "busy", "--json"]).json();
+        assert_eq!(r["method"], json!("flush-tube"), "{r}");
+        let by_workers: u64 = workers.into_iter().map(|w| w.join().expect("worker")).sum();
+        let flushed = r["deleted"].as_u64().expect("deleted count");
+        check_race_outcome(&mut c, flushed, by_workers, &r);
+        // No delete of the flush's: the server's cmd-delete are the workers'.
+        assert_eq!(c.stat("stats", "cmd-delete"), by_workers.to_string());
+        println!("round {round}: flush-tube deleted {flushed}, workers {by_workers}");
+        if flushed > 0 {
+            return;
+        }
+    }
+    panic!("in {ROUNDS} rounds, the workers always deleted every job before the flush");
+}
+
+// ---------------------------------------------------------------------------------------
+// sproutd's own commands: jobs, policy, move, put --unique
+// ---------------------------------------------------------------------------------------
+
+/// Puts `n` jobs into `tube` pipelined (body `job <i>`), returns their ids.
+fn put_many(c: &mut Conn, tube: &str, n: usize) -> Vec<u64> {
+    assert_eq!(c.cmd(&format!("use {tube}")), format!("USING {tube}"));
+    let mut m = Vec::new();
+    for i in 0..n {
+        let body = format!("job {i}");
+        m.extend_from_slice(format!("put {} 0 60 {}\r\n", i % 3, body.len()).as_bytes());
+        m.extend_from_slice(body.as_bytes());
+        m.extend_from_slice(b"\r\n");
+    }
+    c.send(&m);
+    (0..n)
+        .map(|_| {
+            let l = c.line();
+            l.strip_prefix("INSERTED ")
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(|| panic!("put: {l}"))
+        })
+        .collect()
+}
+
+fn json_ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|j| j["id"].as_u64().expect("id"))
+        .collect()
+}
+
+#[test]
+fn jobs_pages_through_every_job() {
+    let s = Server::start(&[]);
+    let mut c = s.conn();
+    // More than two pages of list-jobs, and jobs of other tubes and states in between.
+    let mut ready = Vec::new();
+    for _ in 0..3 {
+        ready.extend(put_many(&mut c, "big", 800));
+        put_many(&mut c, "other", 10);
+        assert_eq!(c.cmd("use big"), "USING big");
+        c.put(0, 3600, 60, b"delayed, not listed");
+    }
+    assert_eq!(ready.len(), 2400);
+
+    let all = sprout(&s, &["jobs", "-t", "big", "--limit", "0", "--json"]);
+    assert_eq!(json_ids(&all.json()), ready);
+    assert!(all.stderr.is_empty(), "{}", all.stderr);
+    let first = &all.json()[0];
+    assert_eq!(first["tube"], json!("big"));
+    assert_eq!(first["state"], json!("ready"));
+    assert_eq!(first["pri"], json!(0));
+    assert_eq!(first["body"], json!("job 0"));
+    assert_eq!(first["bytes"], json!(5));
+    assert_eq!(first["body-truncated"], json!(false));
+
+    // The default limit: 1000, and stderr says where to go on.
+    let o = sprout(&s, &["jobs", "-t", "big", "--json"]);
+    assert_eq!(json_ids(&o.json()), ready[..1000]);
+    let next = format!("--after {}", ready[999]);
+    assert!(o.stderr.contains(&next), "{}", o.stderr);
+    // --after and --limit walk the rest.
+    let after = ready[999].to_string();
+    let o = sprout(
+        &s,
+        &[
+            "jobs", "-t", "big", "--after", &after, "--limit", "1400", "--json",
+        ],
+    );
+    assert_eq!(json_ids(&o.json()), ready[1000..]);
+    assert!(o.stderr.is_empty(), "nothing follows: {}", o.stderr);
+    let o = sprout(
+        &s,
+        &["jobs", "-t", "big", "--after", &after, "--limit", "3"],
+    );
+    let lines: Vec<Vec<String>> = o
+        .ok()
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["id", "state", "pri", "age", "reserves", "bytes", "body"]
+    );
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (i, l) in lines[1..].iter().enumerate() {
+        assert_eq!(l[0], ready[1000 + i].to_string());
+        assert_eq!(l[1], "ready");
+        assert_eq!(l[2], ((1000 + i) % 800 % 3).to_string());
+    }
+}
+
+#[test]
+fn jobs_in_each_state_with_their_stats_and_bodies() {
+    let s = Server::start(&[]);
+    let mut c = s.conn();
+    assert_eq!(c.cmd("use st"), "USING st");
+    let ready = c.put(7, 0, 60, b"line one\nline two\tand a tab");
+    let long: Vec<u8> = (0..1000u32)
+        .map(|i| b"0123456789"[i as usize % 10])
+        .collect();
+    let bin = c.put(8, 0, 60, &long);
+    let delayed = c.put(9, 3600, 60, b"\x1b[2Jlater\xff");
+    let buried = put_buried(&mut c, "st", b"buried body");
+    let mut holder = s.conn();
+    assert_eq!(holder.cmd("use st"), "USING st");
+    let held = holder.put(3, 0, 60, b"held");
+    let head = holder.cmd(&format!("reserve-job {held}"));
+    holder.job_data(&head, "RESERVED");
+
+    // Text: one line per job, the body's start escaped onto it.
+    let t = sprout(&s, &["jobs", "-t", "st"]).ok();
+    let rows: Vec<&str> = t.lines().collect();
+    assert_eq!(rows.len(), 3, "{t}");
+    // id, state, pri, age, reserves, bytes, body (the age is a few seconds at most).
+    let w: Vec<&str> = rows[1].split_whitespace().collect();
+    assert_eq!(
+        [w[0], w[1], w[2], w[4], w[5]],
+        [ready.to_string().as_str(), "ready", "7", "0", "27"]
+    );
+    assert!(w[3].ends_with('s'), "{}", rows[1]);
+    assert!(
+        rows[1].ends_with("line one\\nline two\\tand a tab"),
+        "{}",
+        rows[1]
+    );
+    assert_eq!(
+        rows[2].split_whitespace().next(),
+        Some(bin.to_string().as_str())
+    );
+    assert!(
+        rows[2].ends_with(&format!("{}…", &String::from_utf8_lossy(&long[..40]))),
+        "{}",
+        rows[2]
+    );
+    let d = sprout(&s, &["jobs", "-t", "st", "--state", "delayed", "--json"]).json();
+    assert_eq!(json_ids(&d), [delayed]);
+    assert_eq!(d[0]["state"], json!("delayed"));
+    assert_eq!(d[0]["delay"], json!(3600));
+    assert_eq!(d[0]["body"], json!("\\x1b[2Jlater\\xff"));
+    let b = sprout(&s, &["jobs", "-t", "st", "--state", "buried", "--json"]).json();
+    assert_eq!(json_ids(&b), [buried]);
+    assert_eq!((&b[0]["buries"], &b[0]["reserves"]), (&json!(1), &json!(1)));
+    let r = sprout(&s, &["jobs", "-t", "st", "--state", "reserved"]).ok();
+    let w: Vec<&str> = r
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        [w[0], w[1], w[2], w[4], w[5], w[6]],
+        [held.to_string().as_str(), "reserved", "3", "1", "4", "held"]
+    );
+    let j = sprout(&s, &["jobs", "-t", "st", "--json"]).json();
+    assert_eq!(j[1]["bytes"], json!(1000));
+    assert_eq!(j[1]["body-truncated"], json!(true));
+    assert_eq!(j[1]["body"].as_str().map(str::len), Some(256));
+
+    // Nothing to list.
+    let o = sprout(
+        &s,
+        &[
+            "jobs",
+            "-t",
+            "st",
+            "--state",
+            "buried",
+            "--after",
+            &buried.to_string(),
+        ],
+    );
+    assert_eq!(o.ok(), "no buried jobs in tube st\n");
+    assert_eq!(
+        sprout(&s, &["jobs", "-t", "nosuch", "--json"]).json(),
+        json!([])
+    );
+    // Listing changes nothing.
+    assert_eq!(c.stat(&format!("stats-job {held}"), "state"), "reserved");
+    assert_eq!(c.stat("stats-tube st", "current-jobs-ready"), "2");
+}
+
+#[test]
+fn policy_show_set_and_its_effect() {
+    let s = Server::start(&[]);
+    let mut c = s.conn();
+    assert_eq!(c.cmd("use work"), "USING work");
+    let show = |args: &[&str]| -> Vec<Vec<String>> {
+        let mut v = vec!["policy", "work"];
+        v.extend_from_slice(args);
+        sprout(&s, &v)
+            .ok()
+            .lines()
+            .map(|l| l.split_whitespace().map(String::from).collect())
+            .collect()
+    };
+    assert_eq!(
+        show(&[]),
+        [
+            ["max-reserves", "0"],
+            ["on-exhaust", "bury"],
+            ["retry-backoff", "none"],
+            ["max-ready", "0"]
+        ]
+    );
+    show(&["max-reserves", "1"]);
+    show(&["retry-backoff", "exp:1,4"]);
+    let t = show(&["on-exhaust", "tube:work-dead"]);
+    assert_eq!(
+        t,
+        [
+            ["max-reserves", "1"],
+            ["on-exhaust", "tube:work-dead"],
+            ["retry-backoff", "exp:1,4"],
+            ["max-ready", "0"],
+            ["dead-lettered", "0"],
+            ["retries-delayed", "0"]
+        ]
+    );
+    // The server has it, as set.
+    assert_eq!(c.stat("stats-tube work", "on-exhaust"), "tube:work-dead");
+    assert_eq!(c.stat("stats-tube work", "retry-backoff"), "exp:1,4");
+
+    // In effect: reserved once and released, the job goes to the dead-letter tube.
+    let id = c.put(0, 0, 60, b"flaky");
+    assert_eq!(c.cmd("watch work"), "WATCHING 2");
+    assert_eq!(c.reserve().0, id);
+    assert_eq!(c.cmd(&format!("release {id} 0 0")), "RELEASED");
+    let j = c.yaml(&format!("stats-job {id}"));
+    assert_eq!(
+        (j["tube"].as_str(), j["origin-tube"].as_str()),
+        ("work-dead", "work")
+    );
+    let p = sprout(&s, &["policy", "work", "--json"]).json();
+    assert_eq!(
+        p,
+        json!({
+            "max-reserves": 1,
+            "on-exhaust": "tube:work-dead",
+            "retry-backoff": "exp:1,4",
+            "max-ready": 0,
+            "dead-lettered": 1,
+            "retries-delayed": 0,
+        })
+    );
+    // max-ready: a put beyond it is refused.
+    sprout(&s, &["policy", "work", "max-ready", "1"]).ok();
+    c.put(0, 0, 60, b"one");
+    sprout(&s, &["put", "-t", "work", "two"]).fails(1, "OUT_OF_MEMORY");
+
+    // Bad values are refused before anything is sent; the policy stays as it was.
+    for (k, v, hint) in [
+        ("max-reserves", "x", "a number"),
+        ("on-exhaust", "burn", "bury, delete or tube:NAME"),
+        ("on-exhaust", "tube:-x", "tube:NAME"),
+        ("retry-backoff", "exp:5,1", "exp:BASE,CAP"),
+        ("max-ready", "1 2", "a number"),
+    ] {
+        let o = sprout(&s, &["policy", "work", k, v]);
+        o.fails(1, &format!("invalid value {v:?} for {k}: expected"));
+        assert!(o.stderr.contains(hint), "{}", o.stderr);
+    }
+    let bad_key = sprout(&s, &["policy", "work", "max-tries", "3"]);
+    assert_ne!(bad_key.code, 0);
+    assert!(bad_key.stderr.contains("max-tries"), "{}", bad_key.stderr);
+    assert_eq!(c.stat("stats-tube work", "max-reserves"), "1");
+    assert_eq!(c.stat("stats-tube work", "max-ready"), "1");
+    // A tube that does not exist has no policy to show; setting a key makes it.
+    sprout(&s, &["policy", "nosuch"]).fails(1, "tube-policy nosuch: server replied NOT_FOUND");
+    let j = sprout(&s, &["policy", "fresh", "max-ready", "5", "--json"]).json();
+    assert_eq!(j["max-ready"], json!(5));
+    assert_eq!(c.stat("stats-tube fresh", "max-ready"), "5");
+    // Back to the defaults: the policy goes (and the tube with it); shown as defaults.
+    let j = sprout(&s, &["policy", "fresh", "max-ready", "0", "--json"]).json();
+    assert_eq!(j["max-ready"], json!(0));
+    assert!(!c.list("list-tubes").contains(&"fresh".to_string()));
+}
+
+#[test]
+fn move_job_between_tubes() {
+    let s = Server::start(&[]);
+    let mut c = s.conn();
+    let a = c.put(5, 0, 60, b"a");
+    let d = c.put(5, 3600, 60, b"d");
+    let o = sprout(&s, &["move", &a.to_string(), "elsewhere"]).ok();
+    assert_eq!(o, format!("moved job {a} to tube elsewhere\n"));
+    let j = c.yaml(&format!("stats-job {a}"));
+    assert_eq!(
+        (j["tube"].as_str(), j["state"].as_str()),
+        ("elsewhere", "ready")
+    );
+    sprout(&s, &["move", &d.to_string(), "elsewhere"]).ok();
+    let j = c.yaml(&format!("stats-job {d}"));
+    assert_eq!(
+        (j["tube"].as_str(), j["state"].as_str()),
+        ("elsewhere", "delayed")
+    );
+    assert_eq!(c.stat("stats-tube default", "current-jobs-ready"), "0");
+    // A reserved job only moves by its holder; a missing job is NOT_FOUND.
+    assert_eq!(c.cmd("watch elsewhere"), "WATCHING 2");
+    assert_eq!(c.reserve().0, a);
+    sprout(&s, &["move", &a.to_string(), "third"])
+        .fails(1, &format!("move-job {a} third: server replied NOT_FOUND"));
+    sprout(&s, &["move", "999", "third"]).fails(1, "NOT_FOUND");
+    assert_eq!(c.stat(&format!("stats-job {a}"), "tube"), "elsewhere");
+    let o = sprout(&s, &["move", "1", "bad name"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("invalid tube name"), "{}", o.stderr);
+}
+
+#[test]
+fn put_unique_prints_the_id_either_way() {
+    let s = Server::start(&[]);
+    let mut c = s.conn();
+    let first = sprout(&s, &["put", "-t", "orders", "--unique", "order-7", "hello"]);
+    let id = printed_id(&first);
+    assert!(first.stderr.is_empty(), "{}", first.stderr);
+    assert_eq!(c.peek(&format!("peek {id}")).1, b"hello");
+    // The key is in use: nothing is put, the existing id is printed, exit 0.
+    let again = sprout(&s, &["put", "-t", "orders", "-u", "order-7", "world"]);
+    assert_eq!(printed_id(&again), id);
+    assert!(
+        again.stderr.contains(&format!("exists: {id}")),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        c.peek(&format!("peek {id}")).1,
+        b"hello",
+        "the first body stays"
+    );
+    assert_eq!(c.stat("stats-tube orders", "total-jobs"), "1");
+    // Keys are per tube; and free again once the job is deleted.
+    let other = printed_id(&sprout(&s, &["put", "-u", "order-7", "in default"]));
+    assert_ne!(other, id);
+    assert_eq!(c.cmd(&format!("delete {id}")), "DELETED");
+    let new = printed_id(&sprout(
+        &s,
+        &["put", "-t", "orders", "-u", "order-7", "again"],
+    ));
+    assert!(new > other);
+    let j = c.yaml(&format!("stats-job {new}"));
+    assert_eq!((j["tube"].as_str(), j["pri"].as_str()), ("orders", "1024"));
+    // From stdin and with the other put options.
+    let o = sprout_stdin(
+        &s,
+        &[
+            "put", "-u", "k2", "-t", "orders", "-p", "3", "-d", "60", "--ttr", "9",
+        ],
+        b"from stdin",
+    );
+    let k2 = printed_id(&o);
+    let j = c.yaml(&format!("stats-job {k2}"));
+    assert_eq!(
+        (j["pri"].as_str(), j["delay"].as_str(), j["ttr"].as_str()),
+        ("3", "60", "9")
+    );
+    assert_eq!(c.peek(&format!("peek {k2}")).1, b"from stdin");
+    let o = sprout(&s, &["put", "-u", "bad key", "x"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("invalid key"), "{}", o.stderr);
+}
+
+/// jobs, policy, move and put --unique on servers without sproutd's commands: exit 1 and
+/// a message saying so, and nothing changed (put --unique does not send its body, which
+/// such a server would read as commands).
+#[test]
+fn extension_commands_on_servers_without_them() {
+    for (name, s) in servers_without_extensions() {
+        let mut c = s.conn();
+        let id = c.put(0, 0, 60, b"x");
+        let ids = id.to_string();
+        let deleting = format!("delete {id}");
+        for (args, cmd) in [
+            (vec!["jobs"], "list-jobs"),
+            (vec!["jobs", "--state", "buried", "--json"], "list-jobs"),
+            (vec!["policy", "default"], "tube-policy"),
+            (
+                vec!["policy", "default", "max-reserves", "2"],
+                "tube-policy",
+            ),
+            (vec!["move", &ids, "other"], "move-job"),
+            (vec!["put", "--unique", "k", &deleting], "put-unique"),
+        ] {
+            let o = sprout(&s, &args);
+            o.fails(1, &format!("does not support {cmd}"));
+            assert!(o.stdout.is_empty(), "{name} {args:?}: {}", o.text());
+            assert!(
+                o.stderr.contains("UNKNOWN_COMMAND"),
+                "{name} {args:?}: {}",
+                o.stderr
+            );
+        }
+        assert_eq!(c.peek(&format!("peek {id}")).0, id, "{name}: job {id} kept");
+        let st = c.yaml("stats");
+        assert_eq!(
+            (st["current-jobs-ready"].as_str(), st["cmd-put"].as_str()),
+            ("1", "1"),
+            "{name}"
+        );
+        assert_eq!(
+            c.stat(&format!("stats-job {id}"), "tube"),
+            "default",
+            "{name}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

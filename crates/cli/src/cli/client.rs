@@ -26,6 +26,13 @@ pub enum Error {
     Io { addr: String, err: io::Error },
     /// The server answered `cmd` with an error or unexpected reply (exit 1).
     Server { cmd: String, reply: String },
+    /// The server does not have `cmd`, one of sproutd's own commands (beanstalkd and
+    /// `sproutd --strict` answer UNKNOWN_COMMAND or BAD_FORMAT) (exit 1).
+    Unsupported {
+        addr: String,
+        cmd: String,
+        reply: String,
+    },
     /// A local problem: bad argument, unreadable file, no terminal (exit 1).
     Local(String),
 }
@@ -34,7 +41,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Connect { .. } | Error::Io { .. } => 2,
-            Error::Server { .. } | Error::Local(_) => 1,
+            Error::Server { .. } | Error::Unsupported { .. } | Error::Local(_) => 1,
         }
     }
 
@@ -53,6 +60,11 @@ impl fmt::Display for Error {
             Error::Connect { addr, err } => write!(f, "cannot connect to {addr}: {err}"),
             Error::Io { addr, err } => write!(f, "connection to {addr} failed: {err}"),
             Error::Server { cmd, reply } => write!(f, "{cmd}: server replied {reply}"),
+            Error::Unsupported { addr, cmd, reply } => write!(
+                f,
+                "the server at {addr} does not support {cmd} (it replied {reply}): {cmd} is \
+                 one of sproutd's own commands, which beanstalkd and sproutd --strict lack"
+            ),
             Error::Local(msg) => f.write_str(msg),
         }
     }
@@ -105,6 +117,14 @@ impl Reply {
     /// The head's words.
     pub(crate) fn words(&self) -> Vec<&str> {
         self.head.split(' ').collect()
+    }
+
+    /// The reply of a server that does not have the command sent: UNKNOWN_COMMAND, or
+    /// BAD_FORMAT (beanstalkd reads some unknown lines as a known command's prefix, e.g.
+    /// `reserve-batch` as `reserve` with trailing bytes). Only meaningful for sproutd's own
+    /// commands sent with valid arguments.
+    pub(crate) fn unsupported(&self) -> bool {
+        self.head == "UNKNOWN_COMMAND" || self.head == "BAD_FORMAT"
     }
 
     /// `WORD <n>` → n, when the head starts with `word`.
@@ -161,6 +181,15 @@ impl Client {
             rd: BufReader::with_capacity(64 * 1024, s),
             addr: addr.to_string(),
         })
+    }
+
+    /// [`Error::Unsupported`] for `cmd` (its name) answered by `reply`.
+    pub(crate) fn unsupported(&self, cmd: &str, reply: &Reply) -> Error {
+        Error::Unsupported {
+            addr: self.addr.clone(),
+            cmd: cmd.to_string(),
+            reply: reply.head.clone(),
+        }
     }
 
     fn io(&self, err: io::Error) -> Error {
@@ -285,6 +314,24 @@ impl Client {
         self.read_reply()
     }
 
+    /// `put-unique KEY ...` (sproutd's own command); returns the reply (INSERTED, EXISTS,
+    /// BURIED, JOB_TOO_BIG, ...). Only for a server known to have it: another server would
+    /// read the body as commands.
+    pub fn put_unique(
+        &mut self,
+        key: &str,
+        pri: u32,
+        delay: u32,
+        ttr: u32,
+        body: &[u8],
+    ) -> Result<Reply> {
+        let mut m = format!("put-unique {key} {pri} {delay} {ttr} {}\r\n", body.len()).into_bytes();
+        m.extend_from_slice(body);
+        m.extend_from_slice(b"\r\n");
+        self.send(&m)?;
+        self.read_reply()
+    }
+
     /// Sends every line in `lines` at once (in batches, so neither side's socket buffer
     /// fills up) and returns the replies in order.
     pub(crate) fn batch(&mut self, lines: &[String]) -> Result<Vec<Reply>> {
@@ -302,6 +349,17 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// Checks a `put-unique` key the way the server does (the rules of a tube name).
+pub fn check_key(s: &str) -> std::result::Result<String, String> {
+    sprout_protocol::parse::tube_name(s.as_bytes()).map_err(|_| {
+        format!(
+            "invalid key {s:?}: 1 to {} of A-Z a-z 0-9 - + / ; . $ _ ( ), not starting with \
+             '-'",
+            sprout_protocol::MAX_TUBE_NAME
+        )
+    })
 }
 
 /// Checks a tube name the way the server does (1..=200 name bytes, not starting with

@@ -1,4 +1,6 @@
-//! The one-shot subcommands: stats, peek, put, kick, delete, pause, flush.
+//! The one-shot subcommands: stats, peek, put, kick, delete, pause, flush. (sproutd's own
+//! commands: `flush` uses `flush-tube` where the server has it, `put --unique` is
+//! `put-unique`; the others are in [`super::ext`].)
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -169,6 +171,8 @@ pub enum Body {
 
 pub struct PutArgs {
     pub tube: String,
+    /// `put-unique` with this key.
+    pub unique: Option<String>,
     pub pri: u32,
     pub delay: u32,
     pub ttr: u32,
@@ -194,8 +198,48 @@ pub fn put(addr: &str, body: Body, a: &PutArgs) -> Result<()> {
     if a.tube != "default" {
         c.use_tube(&a.tube)?;
     }
-    let r = c.put(a.pri, a.delay, a.ttr, &body)?;
-    let cmd = format!("put {} {} {} {}", a.pri, a.delay, a.ttr, body.len());
+    let (r, cmd) = match &a.unique {
+        None => (
+            c.put(a.pri, a.delay, a.ttr, &body)?,
+            format!("put {} {} {} {}", a.pri, a.delay, a.ttr, body.len()),
+        ),
+        Some(key) => {
+            // A server without put-unique would answer its line UNKNOWN_COMMAND and then
+            // read the body as commands: make sure it has sproutd's commands first, with
+            // one that changes nothing.
+            let probe = format!("list-jobs {} ready 0 1", a.tube);
+            let pr = c.call(&probe)?;
+            if pr.unsupported() {
+                return Err(Error::Unsupported {
+                    addr: addr.to_string(),
+                    cmd: "put-unique".into(),
+                    reply: format!("{} to {probe}", pr.head),
+                });
+            }
+            if !pr.head.starts_with("OK ") {
+                return Err(Error::server(&probe, &pr.head));
+            }
+            let r = c.put_unique(key, a.pri, a.delay, a.ttr, &body)?;
+            let cmd = format!(
+                "put-unique {key} {} {} {} {}",
+                a.pri,
+                a.delay,
+                a.ttr,
+                body.len()
+            );
+            if let Some(id) = r.number_after("EXISTS") {
+                // Not an error: the job the key stands for is there. The id goes to
+                // stdout either way, so that scripts get it.
+                eprintln!(
+                    "sprout: exists: {id} (a job with key {key} is already in tube {}; \
+                     nothing was put)",
+                    a.tube
+                );
+                return text::emit_str(&format!("{id}\n"));
+            }
+            (r, cmd)
+        }
+    };
     if let Some(id) = r.number_after("INSERTED") {
         return text::emit_str(&format!("{id}\n"));
     }
@@ -321,19 +365,41 @@ pub(crate) fn flush_tube(
             break;
         }
     }
-    rep.reserved = c
-        .stats(&format!("stats-tube {tube}"))
+    rep.reserved = reserved_left(c, tube)?;
+    Ok(rep)
+}
+
+/// The tube's reserved jobs (0 if the tube is gone).
+fn reserved_left(c: &mut Client, tube: &str) -> Result<u64> {
+    c.stats(&format!("stats-tube {tube}"))
         .map(|s| s.num("current-jobs-reserved"))
         // The tube disappears when it is empty and nobody uses or watches it.
         .or_else(|e| match e {
             Error::Server { ref reply, .. } if reply == "NOT_FOUND" => Ok(0),
             e => Err(e),
-        })?;
-    Ok(rep)
+        })
 }
 
-pub fn flush(addr: &str, tube: &str, which: FlushState, json: bool) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+/// `flush-tube TUBE`, sproutd's own command: every ready, delayed and buried job of the
+/// tube deleted at once. None if the server does not have it.
+pub(crate) fn flush_tube_at_once(c: &mut Client, tube: &str) -> Result<Option<FlushReport>> {
+    let line = format!("flush-tube {tube}");
+    let r = c.call(&line)?;
+    if r.unsupported() {
+        return Ok(None);
+    }
+    let deleted = r
+        .number_after("FLUSHED")
+        .ok_or_else(|| Error::server(&line, &r.head))?;
+    Ok(Some(FlushReport {
+        deleted,
+        raced: 0,
+        reserved: reserved_left(c, tube)?,
+    }))
+}
+
+/// A progress bar on stderr when it is a terminal (hidden otherwise).
+fn flush_bar(tube: &str) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
     } else {
@@ -344,15 +410,34 @@ pub fn flush(addr: &str, tube: &str, which: FlushState, json: bool) -> Result<()
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_prefix(format!("flushing {tube}"));
-    let rep = flush_tube(&mut c, tube, which, &bar);
-    bar.finish_and_clear();
-    let rep = rep?;
+    bar
+}
+
+/// `sprout flush`: with `--state all`, sproutd's `flush-tube` (every ready, delayed and
+/// buried job at once); on a server without it (beanstalkd, `sproutd --strict`), and for
+/// one state, job by job ([`flush_tube`]).
+pub fn flush(addr: &str, tube: &str, which: FlushState, json: bool) -> Result<()> {
+    let mut c = Client::connect(addr)?;
+    let at_once = match which {
+        FlushState::All => flush_tube_at_once(&mut c, tube)?,
+        _ => None,
+    };
+    let (rep, method) = match at_once {
+        Some(rep) => (rep, "flush-tube"),
+        None => {
+            let bar = flush_bar(tube);
+            let rep = flush_tube(&mut c, tube, which, &bar);
+            bar.finish_and_clear();
+            (rep?, "job-by-job")
+        }
+    };
     if json {
         return text::emit_json(&json!({
             "tube": tube,
             "deleted": rep.deleted,
             "taken-by-workers": rep.raced,
             "reserved": rep.reserved,
+            "method": method,
         }));
     }
     let mut out = format!(

@@ -6,10 +6,12 @@
 //!   with an error, or a local problem).
 //! - [`yaml`]: the `stats`/`list-tubes` YAML, and its conversion to typed JSON.
 //! - [`text`]: terminal-safe body rendering, tables, number formatting.
-//! - [`cmds`], [`tubes`], [`top`]: the subcommands.
+//! - [`cmds`], [`tubes`], [`top`]: the subcommands; [`ext`]: those built on sproutd's own
+//!   commands (`jobs`, `policy`, `move`).
 
 pub mod client;
 pub mod cmds;
+pub mod ext;
 pub mod text;
 pub mod top;
 pub mod tubes;

@@ -6,7 +6,16 @@ use serde_json::{Map, Number, Value};
 /// Keys whose values are strings even when they look like numbers (tube names, the
 /// server's random id, host names, versions, job states).
 pub(crate) const STRING_KEYS: &[&str] = &[
-    "name", "tube", "state", "version", "hostname", "os", "platform",
+    "name",
+    "tube",
+    "state",
+    "version",
+    "hostname",
+    "os",
+    "platform",
+    "origin-tube",
+    "on-exhaust",
+    "retry-backoff",
 ];
 
 /// A parsed stats reply: `(key, raw value)` pairs in the server's order. Raw values keep
