@@ -642,10 +642,18 @@ fn server_restart_mid_run_reconnects_and_nothing_is_deleted_twice() {
         .map(|i| c.put(0, 0, 60, format!("job-{i}").as_bytes()))
         .collect();
     drop(c);
+    // Jobs run 0.2 s; once `hold` exists, new ones wait for `release` (bounded: 15 s).
     let cmd = script(
         &dir,
         "r.sh",
-        r#"echo "$SPROUT_JOB_ID" >> "$OUT/runs"; sleep 0.5"#,
+        r#"echo "$SPROUT_JOB_ID" >> "$OUT/runs"
+if [ -e "$OUT/hold" ]; then
+  touch "$OUT/held.$SPROUT_JOB_ID"
+  i=0
+  while [ ! -e "$OUT/release" ]; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.05; done
+else
+  sleep 0.2
+fi"#,
     );
     let mut w = Worker::start(
         &addr_of(port),
@@ -653,20 +661,34 @@ fn server_restart_mid_run_reconnects_and_nothing_is_deleted_twice() {
         &["--tube", "r", "--concurrency", "3", "--", &cmd],
     );
     poll("some jobs done", T, || {
-        let (started, ended) = (w.events("start").len(), w.events("job").len());
-        (ended >= 4 && started >= ended + 2).then_some(())
+        (w.events("job").len() >= 4).then_some(())
     });
-    // Killed with jobs running, then restarted on the same port from its log.
+    fs::write(dir.join("hold"), b"").unwrap();
+    let held = |dir: &TempDir| -> Vec<u64> {
+        fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_prefix("held.").map(|id| id.parse().unwrap())
+            })
+            .collect()
+    };
+    poll("3 jobs held", T, || (held(&dir).len() == 3).then_some(()));
+    let held = held(&dir);
+    // Killed with those 3 running, then restarted on the same port from its log.
     s.child.kill().unwrap();
     s.wait_exit(Duration::from_secs(5));
     let lost = w.wait_event("connection-lost", T);
-    assert!(lost["running"].as_u64().unwrap() >= 1, "{lost}");
+    assert_eq!(lost["running"], 3, "{lost}");
     let s2 = poll("sproutd restarted on its port", T, || {
         let mut cmd = sproutd();
         cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-b", &wal_s]);
         Server::launch(cmd, Addr::Tcp(port)).ok()
     });
     w.wait_event("reconnected", T);
+    fs::remove_file(dir.join("hold")).unwrap();
+    fs::write(dir.join("release"), b"").unwrap();
     // The worker carries on until the queue is empty.
     let mut c = s2.conn();
     poll(
@@ -697,6 +719,21 @@ fn server_restart_mid_run_reconnects_and_nothing_is_deleted_twice() {
             "job {id}: {ends:?}\nlog:\n{}",
             w.text()
         );
+    }
+    // The 3 COMMANDs that outlived the connection: their jobs were reserved again
+    // (reserve-job) and then deleted, each ran once.
+    let mut reclaimed: Vec<u64> = w
+        .events("reclaimed")
+        .iter()
+        .map(|r| r["job"].as_u64().unwrap())
+        .collect();
+    reclaimed.sort();
+    let mut held = held;
+    held.sort();
+    assert_eq!(reclaimed, held, "log:\n{}", w.text());
+    let runs = fs::read_to_string(dir.join("runs")).unwrap();
+    for id in &held {
+        assert_eq!(runs.lines().filter(|l| *l == id.to_string()).count(), 1);
     }
     let st = w.stop();
     assert_clean_exit(st, &w);

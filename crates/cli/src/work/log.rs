@@ -2,8 +2,9 @@
 //!
 //! Text: `TIME job=ID stdout: LINE` for a COMMAND's output, `TIME job=ID tube=T
 //! outcome=O ...` when a job ends, `TIME [warning: |error: ]MESSAGE key=value ...` for
-//! everything else. JSON: `{"ts":..,"job":ID,"stream":"stdout","line":..}`,
-//! `{"ts":..,"event":"job","job":ID,...}`, `{"ts":..,"level":..,"event":..,"msg":..,...}`.
+//! everything else. JSON: `{"ts":..,"level":"info","job":ID,"stream":"stdout","line":..}`,
+//! `{"ts":..,"level":..,"event":"job","job":ID,...}` (and `"event":"start"`),
+//! `{"ts":..,"level":..,"event":..,"msg":..,...}`.
 //! Each record is written with one `write` of a whole line, so lines of concurrent jobs
 //! never interleave.
 
@@ -46,6 +47,7 @@ impl Log {
         if self.json {
             let mut m = Map::new();
             m.insert("ts".into(), now().into());
+            m.insert("level".into(), "info".into());
             m.insert("job".into(), job.into());
             m.insert("stream".into(), stream.into());
             m.insert("line".into(), String::from_utf8_lossy(line).into());
@@ -61,6 +63,11 @@ impl Log {
         if self.json {
             let mut m = Map::new();
             m.insert("ts".into(), now().into());
+            let abandoned = fields
+                .iter()
+                .any(|(k, v)| *k == "outcome" && v == "abandoned");
+            let level = if abandoned { Level::Warn } else { Level::Info };
+            m.insert("level".into(), level.name().into());
             m.insert("event".into(), event.into());
             insert(&mut m, fields);
             self.write(Value::Object(m).to_string());
