@@ -4,6 +4,8 @@
 //!
 //! - [`cli`]: the admin subcommands.
 //! - [`bench`]: `sprout bench`, the load generator and `--compare`.
+//! - [`work`]: `sprout work`, a worker that runs a command for each job.
 
 pub mod bench;
 pub mod cli;
+pub mod work;

@@ -207,6 +207,8 @@ enum Cmd {
         #[arg(value_parser = check_tube_name)]
         tube: String,
     },
+    /// Run a command for each job of some tubes: delete, retry or bury by its exit status.
+    Work(sprout::work::WorkArgs),
     /// Load-generate against a server, or compare sproutd with beanstalkd.
     Bench(BenchArgs),
     /// Read a binlog directory (no server needed).
@@ -498,6 +500,7 @@ fn main() -> ExitCode {
     let addr = cli.addr.as_str();
     let res = match cli.cmd {
         Cmd::Bench(a) => return run_bench(addr, &a),
+        Cmd::Work(a) => return sprout::work::run(addr, a),
         Cmd::Binlog(b) => return run_binlog(b),
         Cmd::Stats { tube, job, json } => {
             let of = match (tube, job) {
