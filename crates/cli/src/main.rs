@@ -5,23 +5,33 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sprout::bench::{self, compare, Params, Workload};
+use sprout::bench::{self, compare, tls as bench_tls, Params, Workload};
 use sprout::cli::client::{check_key, check_tube_name};
 use sprout::cli::cmds::{self, Body, FlushState, KickWhat, PeekAt, PutArgs, State, StatsOf};
 use sprout::cli::ext::{self, JobsArgs, ListState, PolicyKey};
 use sprout::cli::tubes::SortKey;
 use sprout::cli::{top, tubes};
+use sprout::conn::{ConnArgs, Target};
 
 const AFTER_HELP: &str = "\
 Environment:
-  SPROUT_ADDR  server address when -a/--addr is not given (default 127.0.0.1:11300)
+  SPROUT_ADDR   server address when -a/--addr is not given (default 127.0.0.1:11300)
+  SPROUT_TOKEN  token when --token is not given (keeps it out of the process list)
+  SPROUT_CA, SPROUT_CERT, SPROUT_KEY  files when --ca, --cert, --key are not given
+
+TLS: --tls, or any of --ca, --cert/--key, --tls-server-name, connects with TLS 1.2/1.3.
+The server's certificate must chain to --ca (only to it) or, without --ca, to one of the
+Mozilla roots built in; and carry the host of the address (a DNS name, or an IP address
+in its IP SANs), or --tls-server-name. With a token, `auth TOKEN` is sent right after
+connecting.
 
 `jobs`, `policy`, `move` and `put --unique` use sproutd's own commands: against beanstalkd
 or `sproutd --strict` they fail (exit 1) saying the server does not support them. `flush`
 works on both: sproutd's flush-tube where the server has it, job by job otherwise.
 
 Exit status: 0 success; 1 the server answered with an error (its reply is printed) or a
-local problem; 2 the server cannot be reached or the connection failed.";
+local problem; 2 the server cannot be reached or the connection failed (TLS handshake
+included); 3 the server refused the token, or wants one (UNAUTHORIZED).";
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +51,8 @@ struct Cli {
         hide_env = true
     )]
     addr: String,
+    #[command(flatten)]
+    conn: ConnArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -214,6 +226,36 @@ enum Cmd {
     /// Read a binlog directory (no server needed).
     #[command(subcommand)]
     Binlog(BinlogCmd),
+    /// Tokens for sproutd's token listeners (no server needed).
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print a fresh random token (first line) and the [[user]] block for sproutd's
+    /// configuration, which holds the token's SHA-256 only.
+    New {
+        /// The user's name in sproutd's configuration.
+        #[arg(value_parser = sprout::token::check_user_name)]
+        name: String,
+    },
+}
+
+fn run_token(cmd: TokenCmd) -> ExitCode {
+    match cmd {
+        TokenCmd::New { name } => match sprout::token::new_token() {
+            Ok(token) => {
+                print!("{}", sprout::token::render(&name, &token));
+                eprintln!("{}", sprout::token::NOTE);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sprout: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
 }
 
 const PUT_HELP: &str = "\
@@ -320,10 +362,12 @@ enum Spin {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = BENCH_HELP)]
 struct BenchArgs {
-    /// Workload to run (without --compare).
-    #[arg(long, value_enum, default_value = "cycle")]
-    workload: Workload,
+    /// Workload to run against --addr (default: cycle). Not with --compare; with --tls it
+    /// runs over TLS against --addr instead of the TLS suite.
+    #[arg(long, value_enum)]
+    workload: Option<Workload>,
     /// Connections (pubsub: half producers, half consumers; idle: how many to open).
     #[arg(short = 'c', long, default_value_t = 1)]
     conns: usize,
@@ -352,9 +396,9 @@ struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Start beanstalkd and sproutd and run the standard suite against both.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "workload")]
     compare: bool,
-    /// Rounds per server (--compare).
+    /// Rounds per server (--compare), per listener (--tls).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Smaller fill/idle/tube counts (--compare), for smoke runs.
@@ -364,7 +408,8 @@ struct BenchArgs {
     /// (persistence: put+delete with -b -f0 / -b / no -b, recovery time, disk per job), `all`.
     #[arg(long, default_value = "default")]
     suite: String,
-    /// CPUs the servers may use (--compare): the first N; the generator gets the rest.
+    /// CPUs the servers may use (--compare, --tls): the first N; the generator gets the
+    /// rest.
     #[arg(long, default_value_t = 1)]
     server_cpus: usize,
     /// pipeline: wait for replies by busy-polling (`on`) or by sleeping (`off`). `auto`: on
@@ -372,7 +417,7 @@ struct BenchArgs {
     /// generator's wake-ups, not the server, limit what the pipeline workload measures.
     #[arg(long, value_enum, default_value = "auto")]
     spin: Spin,
-    /// Run only the --compare cases whose name contains this.
+    /// Run only the --compare or --tls cases whose name contains this.
     #[arg(long)]
     only: Option<String>,
     #[arg(long, default_value = "/usr/bin/beanstalkd")]
@@ -380,12 +425,70 @@ struct BenchArgs {
     /// sproutd binary (default: next to this sprout binary).
     #[arg(long)]
     sproutd: Option<String>,
-    /// Extra flags for both servers, e.g. "-z 1048576".
+    /// Extra flags for the servers (--compare, --tls), e.g. "-z 1048576".
     #[arg(long, allow_hyphen_values = true)]
     server_args: Option<String>,
 }
 
-fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
+const BENCH_HELP: &str = "\
+--tls without --workload: the TLS suite. It starts sproutd (--sproutd) with a plain
+listener and a TLS listener (a certificate for 127.0.0.1 from a CA made for the run),
+runs put and cycle at 1, 10 and 100 connections and the handshake workload (connect, full
+TLS handshake, one command, close) at 1 and 10 connections over each listener, a fresh
+server per measurement, and prints the medians with TLS/plain ratios.
+
+--tls (or --ca ...) with --workload: that workload over TLS against --addr.";
+
+fn sproutd_path(a: &BenchArgs) -> String {
+    a.sproutd.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("sproutd")))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "sproutd".into())
+    })
+}
+
+fn server_args(a: &BenchArgs) -> Vec<String> {
+    a.server_args
+        .as_deref()
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+fn run_bench_tls(rt: &tokio::runtime::Runtime, a: &BenchArgs) -> ExitCode {
+    let mut cases = bench_tls::suite(a.secs);
+    if let Some(only) = &a.only {
+        cases.retain(|c| c.name.contains(only.as_str()));
+    }
+    let opts = bench_tls::TlsOpts {
+        sproutd: sproutd_path(a),
+        server_args: server_args(a),
+        rounds: a.rounds.max(1),
+        cases,
+        server_cpus: a.server_cpus,
+    };
+    match rt.block_on(bench_tls::compare_tls(&opts)) {
+        Ok(report) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                println!("pinning: {}; rounds: {}", report.pinning, report.rounds);
+                print!("{}", bench_tls::table(&report));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sprout bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_bench(addr: &str, conn: &ConnArgs, a: &BenchArgs) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -406,14 +509,11 @@ fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
         jobs: a.jobs,
         spin: a.spin == Spin::On,
     };
+    if conn.tls && a.workload.is_none() && !a.compare {
+        return run_bench_tls(&rt, a);
+    }
     if a.compare {
-        let sproutd = a.sproutd.clone().unwrap_or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent().map(|d| d.join("sproutd")))
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "sproutd".into())
-        });
+        let sproutd = sproutd_path(a);
         let mut cases = match a.suite.as_str() {
             "binlog" => compare::binlog_suite(a.quick, a.secs),
             "all" => {
@@ -429,11 +529,7 @@ fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
         let opts = compare::CompareOpts {
             beanstalkd: a.beanstalkd.clone(),
             sproutd,
-            server_args: a
-                .server_args
-                .as_deref()
-                .map(|s| s.split_whitespace().map(String::from).collect())
-                .unwrap_or_default(),
+            server_args: server_args(a),
             rounds: a.rounds.max(1),
             cases,
             server_cpus: a.server_cpus,
@@ -458,9 +554,17 @@ fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
             }
         };
     }
+    let target = match Target::new(addr, conn) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sprout bench: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let workload = a.workload.unwrap_or(Workload::Cycle);
     let bar = compare::progress(a.secs);
-    bar.set_prefix(format!("{:?} against {addr}", a.workload));
-    match rt.block_on(bench::run(addr, a.pid, a.workload, &params, &bar)) {
+    bar.set_prefix(format!("{workload:?} against {addr}"));
+    match rt.block_on(bench::run(&target, a.pid, workload, &params, &bar)) {
         Ok(m) => {
             bar.finish_and_clear();
             if a.json {
@@ -498,24 +602,37 @@ fn run_bench(addr: &str, a: &BenchArgs) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let addr = cli.addr.as_str();
-    let res = match cli.cmd {
-        Cmd::Bench(a) => return run_bench(addr, &a),
-        Cmd::Work(a) => return sprout::work::run(addr, a),
+    match cli.cmd {
+        Cmd::Bench(a) => return run_bench(addr, &cli.conn, &a),
         Cmd::Binlog(b) => return run_binlog(b),
+        Cmd::Token(t) => return run_token(t),
+        _ => {}
+    }
+    let t = match Target::new(addr, &cli.conn) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sprout: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let t = &t;
+    let res = match cli.cmd {
+        Cmd::Bench(_) | Cmd::Binlog(_) | Cmd::Token(_) => unreachable!("handled above"),
+        Cmd::Work(a) => return sprout::work::run(t.clone(), a),
         Cmd::Stats { tube, job, json } => {
             let of = match (tube, job) {
                 (Some(t), _) => StatsOf::Tube(t),
                 (None, Some(j)) => StatsOf::Job(j),
                 (None, None) => StatsOf::Server,
             };
-            cmds::stats(addr, of, json)
+            cmds::stats(t, of, json)
         }
         Cmd::Tubes {
             sort,
             reverse,
             json,
-        } => tubes::run(addr, sort, reverse, json),
-        Cmd::Top { interval } => top::run(addr, interval),
+        } => tubes::run(t, sort, reverse, json),
+        Cmd::Top { interval } => top::run(t, interval),
         Cmd::Peek {
             tube,
             state,
@@ -529,7 +646,7 @@ fn main() -> ExitCode {
                     state.unwrap_or(State::Ready),
                 ),
             };
-            cmds::peek(addr, at, raw)
+            cmds::peek(t, at, raw)
         }
         Cmd::Put {
             body,
@@ -546,7 +663,7 @@ fn main() -> ExitCode {
                 (None, None) => Body::Stdin,
             };
             cmds::put(
-                addr,
+                t,
                 body,
                 &PutArgs {
                     tube,
@@ -562,11 +679,11 @@ fn main() -> ExitCode {
                 (Some(id), _) => KickWhat::Id(id),
                 (None, n) => KickWhat::Jobs(n.unwrap_or(1), tube),
             };
-            cmds::kick(addr, what)
+            cmds::kick(t, what)
         }
-        Cmd::Delete { ids } => cmds::delete(addr, &ids),
-        Cmd::Pause { tube, seconds } => cmds::pause(addr, &tube, seconds),
-        Cmd::Flush { tube, state, json } => cmds::flush(addr, &tube, state, json),
+        Cmd::Delete { ids } => cmds::delete(t, &ids),
+        Cmd::Pause { tube, seconds } => cmds::pause(t, &tube, seconds),
+        Cmd::Flush { tube, state, json } => cmds::flush(t, &tube, state, json),
         Cmd::Jobs {
             tube,
             state,
@@ -574,7 +691,7 @@ fn main() -> ExitCode {
             limit,
             json,
         } => ext::jobs(
-            addr,
+            t,
             &JobsArgs {
                 tube,
                 state,
@@ -588,8 +705,8 @@ fn main() -> ExitCode {
             key,
             value,
             json,
-        } => ext::policy(addr, &tube, key.zip(value), json),
-        Cmd::Move { id, tube } => ext::move_job(addr, id, &tube),
+        } => ext::policy(t, &tube, key.zip(value), json),
+        Cmd::Move { id, tube } => ext::move_job(t, id, &tube),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

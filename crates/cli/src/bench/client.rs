@@ -3,9 +3,14 @@
 
 use std::io;
 
+use std::time::Duration;
+
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+
+use crate::conn::{self, AsyncStream, Target};
+
+/// How long connecting (with the TLS handshake and `auth`) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One reply: its first line (without CRLF) and, for replies that carry data, the data.
 #[derive(Debug)]
@@ -49,24 +54,27 @@ impl Reply {
     }
 }
 
+/// One connection. Reads and writes go through the same [`AsyncStream`] (the reader's
+/// inner stream): for a plain connection that is the TCP socket itself behind one `match`.
 pub(crate) struct Client {
-    rd: BufReader<OwnedReadHalf>,
-    wr: OwnedWriteHalf,
+    rd: BufReader<AsyncStream>,
     wbuf: Vec<u8>,
     line: String,
 }
 
 impl Client {
-    pub(crate) async fn connect(addr: &str) -> io::Result<Client> {
-        let s = TcpStream::connect(addr).await?;
-        s.set_nodelay(true)?;
-        let (r, w) = s.into_split();
+    pub(crate) async fn connect(t: &Target) -> io::Result<Client> {
+        let s = conn::connect_async(t, CONNECT_TIMEOUT).await?;
         Ok(Client {
-            rd: BufReader::with_capacity(64 * 1024, r),
-            wr: w,
+            rd: BufReader::with_capacity(64 * 1024, s),
             wbuf: Vec::with_capacity(4096),
             line: String::new(),
         })
+    }
+
+    /// Closes the connection (TLS: with close_notify).
+    pub(crate) async fn shutdown(mut self) -> io::Result<()> {
+        self.rd.get_mut().shutdown().await
     }
 
     /// Queues a raw command line (CRLF added).
@@ -83,7 +91,12 @@ impl Client {
     }
 
     pub async fn flush(&mut self) -> io::Result<()> {
-        self.wr.write_all(&self.wbuf).await?;
+        let s = self.rd.get_mut();
+        s.write_all(&self.wbuf).await?;
+        if matches!(s, AsyncStream::Tls(_)) {
+            // TLS records are written as they fill; flush sends the last one.
+            s.flush().await?;
+        }
         self.wbuf.clear();
         Ok(())
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{proc, run, Measurement, Params, Workload};
+use crate::conn::Target;
 
 /// A server process started for one measurement; killed on drop.
 pub(crate) struct Server {
@@ -25,7 +26,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -74,14 +75,22 @@ fn start_on(bin: &str, args: &[String], cpus: Option<usize>) -> io::Result<Serve
         addr: format!("127.0.0.1:{port}"),
         pid,
     };
+    wait_listening(bin, &server.addr)?;
+    Ok(server)
+}
+
+/// Waits (at most 5 s) until `addr` accepts connections.
+pub(crate) fn wait_listening(bin: &str, addr: &str) -> io::Result<()> {
     let t0 = Instant::now();
-    while TcpStream::connect(&server.addr).is_err() {
+    while TcpStream::connect(addr).is_err() {
         if t0.elapsed() > Duration::from_secs(5) {
-            return Err(io::Error::other(format!("{bin} did not start listening")));
+            return Err(io::Error::other(format!(
+                "{bin} did not start listening on {addr}"
+            )));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Ok(server)
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,7 +202,7 @@ async fn recover(
     bar: &indicatif::ProgressBar,
 ) -> io::Result<Measurement> {
     let mut server = start(bin, args, cpus)?;
-    super::prefill(&server.addr, p.jobs, p.size, bar).await?;
+    super::prefill(&Target::plain(&server.addr), p.jobs, p.size, bar).await?;
     let port = server.addr.rsplit(':').next().unwrap_or("0").to_string();
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
@@ -205,8 +214,9 @@ async fn recover(
     let mut args2: Vec<String> = args.to_vec();
     args2.extend(["-p".to_string(), port]);
     let restarted = start_on(bin, &args2, cpus)?;
+    let target = Target::plain(&restarted.addr);
     loop {
-        if let Ok(Some(n)) = super::ready_jobs(&restarted.addr).await {
+        if let Ok(Some(n)) = super::ready_jobs(&target).await {
             if n == p.jobs {
                 break;
             }
@@ -363,7 +373,8 @@ pub async fn compare(o: &CompareOpts) -> io::Result<Report> {
                         spin: spin && case.workload == Workload::Pipeline,
                         ..case.params.clone()
                     };
-                    run(&server.addr, Some(server.pid), case.workload, &params, &bar).await?
+                    let target = Target::plain(&server.addr);
+                    run(&target, Some(server.pid), case.workload, &params, &bar).await?
                 };
                 if let Some(d) = &dir {
                     if m.ops > 0 && case.workload == Workload::Recover {

@@ -1,9 +1,11 @@
-//! `sprout bench`: a load generator for any beanstalkd-protocol server, and `--compare`,
-//! which runs the same workloads against beanstalkd and sproutd in one run.
+//! `sprout bench`: a load generator for any beanstalkd-protocol server; `--compare`,
+//! which runs the same workloads against beanstalkd and sproutd in one run; and `--tls`,
+//! which runs them against the TLS and the plain listener of one sproutd.
 
 pub mod client;
 pub mod compare;
 pub(crate) mod proc;
+pub mod tls;
 
 use std::io;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -14,6 +16,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::conn::Target;
 use client::{bad, Client};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -38,6 +41,9 @@ pub enum Workload {
     /// --compare only: `jobs` jobs are put, the server is stopped and restarted on its
     /// binlog; reports the time until it answers with every job back.
     Recover,
+    /// Each connection, over and over: connect, the TLS handshake (a full one: no session
+    /// resumption) when TLS is on, `auth` with a token, one command, close.
+    Handshake,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,25 +120,30 @@ struct Totals {
     room: Notify,
 }
 
-/// Runs one workload against the server at `addr` (whose pid, if known, is measured).
+/// Runs one workload against the server at `target` (whose pid, if known, is measured).
 pub async fn run(
-    addr: &str,
+    target: &Target,
     pid: Option<u32>,
     w: Workload,
     p: &Params,
     progress: &indicatif::ProgressBar,
 ) -> io::Result<Measurement> {
     if p.extra_tubes > 0 {
-        make_extra_tubes(addr, p.extra_tubes).await?;
+        make_extra_tubes(target, p.extra_tubes).await?;
     }
     match w {
-        Workload::Fill => return fill(addr, pid, p, progress).await,
-        Workload::Idle => return idle(addr, pid, p, progress).await,
+        Workload::Fill => return fill(target, pid, p, progress).await,
+        Workload::Idle => return idle(target, pid, p, progress).await,
         _ => {}
     }
     if w == Workload::Drain {
-        prefill(addr, p.jobs, p.size, progress).await?;
+        prefill(target, p.jobs, p.size, progress).await?;
     }
+    let target = if w == Workload::Handshake {
+        target.without_resumption()
+    } else {
+        target.clone()
+    };
     let totals = Arc::new(Totals {
         ops: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -144,12 +155,12 @@ pub async fn run(
     let cpu0 = pid.and_then(proc::cpu_ns);
     let mut tasks = Vec::new();
     for i in 0..p.conns.max(1) {
-        let addr = addr.to_string();
+        let target = target.clone();
         let p = p.clone();
         let totals = totals.clone();
         tasks.push(tokio::spawn(async move {
             let mut h = hist();
-            let r = conn_loop(&addr, w, i, &p, base, deadline, &totals, &mut h).await;
+            let r = conn_loop(&target, w, i, &p, base, deadline, &totals, &mut h).await;
             if let Err(e) = &r {
                 totals.errors.fetch_add(1, Ordering::Relaxed);
                 eprintln!("bench: connection {i}: {e}");
@@ -203,7 +214,7 @@ pub async fn run(
 
 #[allow(clippy::too_many_arguments)]
 async fn conn_loop(
-    addr: &str,
+    target: &Target,
     w: Workload,
     i: usize,
     p: &Params,
@@ -212,12 +223,24 @@ async fn conn_loop(
     totals: &Totals,
     h: &mut Histogram<u64>,
 ) -> io::Result<()> {
-    let mut c = Client::connect(addr).await?;
-    let tube = format!("bench{}", i % p.tubes.max(1));
-    let plain = body(p.size, None);
     let record = |h: &mut Histogram<u64>, t0: Instant| {
         let _ = h.record((t0.elapsed().as_nanos() as u64).max(1000));
     };
+    if w == Workload::Handshake {
+        while Instant::now() < deadline {
+            let t0 = Instant::now();
+            let mut c = Client::connect(target).await?;
+            c.call("list-tube-used").await?.expect("USING default")?;
+            record(h, t0);
+            totals.ops.fetch_add(1, Ordering::Relaxed);
+            // Closing is not timed; a close_notify that cannot be sent is no error here.
+            let _ = c.shutdown().await;
+        }
+        return Ok(());
+    }
+    let mut c = Client::connect(target).await?;
+    let tube = format!("bench{}", i % p.tubes.max(1));
+    let plain = body(p.size, None);
     match w {
         Workload::Put => {
             c.call(&format!("use {tube}")).await?;
@@ -361,13 +384,13 @@ async fn conn_loop(
                 totals.ops.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Workload::Fill | Workload::Idle | Workload::Recover => {}
+        Workload::Fill | Workload::Idle | Workload::Recover | Workload::Handshake => {}
     }
     Ok(())
 }
 
-async fn make_extra_tubes(addr: &str, n: usize) -> io::Result<()> {
-    let mut c = Client::connect(addr).await?;
+async fn make_extra_tubes(target: &Target, n: usize) -> io::Result<()> {
+    let mut c = Client::connect(target).await?;
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         for t in chunk {
             c.queue(&format!("use extra{t}"));
@@ -383,12 +406,12 @@ async fn make_extra_tubes(addr: &str, n: usize) -> io::Result<()> {
 }
 
 pub(crate) async fn prefill(
-    addr: &str,
+    target: &Target,
     jobs: u64,
     size: usize,
     progress: &indicatif::ProgressBar,
 ) -> io::Result<()> {
-    let mut c = Client::connect(addr).await?;
+    let mut c = Client::connect(target).await?;
     c.call("use bench0").await?;
     let b = body(size, None);
     let mut done = 0;
@@ -408,8 +431,8 @@ pub(crate) async fn prefill(
 }
 
 /// `current-jobs-ready` of tube bench0.
-pub(crate) async fn ready_jobs(addr: &str) -> io::Result<Option<u64>> {
-    let mut c = Client::connect(addr).await?;
+pub(crate) async fn ready_jobs(target: &Target) -> io::Result<Option<u64>> {
+    let mut c = Client::connect(target).await?;
     let r = c.call("stats-tube bench0").await?;
     let Some(body) = r.body else {
         return Ok(None);
@@ -422,7 +445,7 @@ pub(crate) async fn ready_jobs(addr: &str) -> io::Result<Option<u64>> {
 }
 
 async fn fill(
-    addr: &str,
+    target: &Target,
     pid: Option<u32>,
     p: &Params,
     progress: &indicatif::ProgressBar,
@@ -430,10 +453,10 @@ async fn fill(
     let rss0 = pid.and_then(proc::rss_kb);
     let cpu0 = pid.and_then(proc::cpu_ns);
     let t0 = Instant::now();
-    prefill(addr, p.jobs, p.size, progress).await?;
+    prefill(target, p.jobs, p.size, progress).await?;
     let secs = t0.elapsed().as_secs_f64();
     // Prove the server still works at this size.
-    let ready = ready_jobs(addr).await?;
+    let ready = ready_jobs(target).await?;
     if ready != Some(p.jobs) {
         return Err(bad(format!(
             "expected {} ready jobs, stats says {ready:?}",
@@ -460,7 +483,7 @@ async fn fill(
 }
 
 async fn idle(
-    addr: &str,
+    target: &Target,
     pid: Option<u32>,
     p: &Params,
     progress: &indicatif::ProgressBar,
@@ -470,7 +493,7 @@ async fn idle(
     let t0 = Instant::now();
     let mut conns = Vec::with_capacity(p.conns);
     for i in 0..p.conns {
-        conns.push(Client::connect(addr).await?);
+        conns.push(Client::connect(target).await?);
         if i % 500 == 0 {
             progress.set_message(format!("{i} connections"));
         }

@@ -3,18 +3,20 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::yaml::Stats;
+use crate::conn::{self, AuthError, Stream, Target};
 
 /// How long a connection attempt may take (per resolved address).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server may take to answer one command.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// The port used when an address has none.
-pub(crate) const DEFAULT_PORT: u16 = 11300;
+
+/// The exit status when the server refuses the token, or wants one that was not given.
+pub const EXIT_UNAUTHORIZED: u8 = 3;
+/// A token listener's reply to a wrong token, or to a command before `auth`.
+const UNAUTHORIZED: &str = "UNAUTHORIZED";
 
 /// Everything that can go wrong in a CLI command, with its exit code.
 #[derive(Debug)]
@@ -24,7 +26,11 @@ pub enum Error {
     /// The connection failed after it was made: reset, closed, timed out, or the server
     /// sent something that is not the protocol (exit 2).
     Io { addr: String, err: io::Error },
-    /// The server answered `cmd` with an error or unexpected reply (exit 1).
+    /// `auth` failed right after connecting: the token was refused (exit 3), or the
+    /// listener takes no tokens (exit 1).
+    Auth { addr: String, err: AuthError },
+    /// The server answered `cmd` with an error or unexpected reply (exit 1; exit 3 for
+    /// `UNAUTHORIZED`, the reply of a token listener to a connection without a token).
     Server { cmd: String, reply: String },
     /// The server does not have `cmd`, one of sproutd's own commands (beanstalkd and
     /// `sproutd --strict` answer UNKNOWN_COMMAND or BAD_FORMAT) (exit 1).
@@ -41,7 +47,15 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Connect { .. } | Error::Io { .. } => 2,
-            Error::Server { .. } | Error::Unsupported { .. } | Error::Local(_) => 1,
+            Error::Auth {
+                err: AuthError::Refused,
+                ..
+            } => EXIT_UNAUTHORIZED,
+            Error::Server { reply, .. } if reply == UNAUTHORIZED => EXIT_UNAUTHORIZED,
+            Error::Auth { .. }
+            | Error::Server { .. }
+            | Error::Unsupported { .. }
+            | Error::Local(_) => 1,
         }
     }
 
@@ -59,6 +73,12 @@ impl fmt::Display for Error {
         match self {
             Error::Connect { addr, err } => write!(f, "cannot connect to {addr}: {err}"),
             Error::Io { addr, err } => write!(f, "connection to {addr} failed: {err}"),
+            Error::Auth { addr, err } => write!(f, "{addr}: {err}"),
+            Error::Server { cmd, reply } if reply == UNAUTHORIZED => write!(
+                f,
+                "{cmd}: server replied {reply}: this listener wants a token first (--token \
+                 or SPROUT_TOKEN)"
+            ),
             Error::Server { cmd, reply } => write!(f, "{cmd}: server replied {reply}"),
             Error::Unsupported { addr, cmd, reply } => write!(
                 f,
@@ -76,33 +96,6 @@ pub(crate) type Result<T> = std::result::Result<T, Error>;
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Read for Stream {
-    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(b),
-            Stream::Unix(s) => s.read(b),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(b),
-            Stream::Unix(s) => s.write(b),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// One reply: its first line (without CRLF) and, for `OK`, `FOUND` and `RESERVED`, its
@@ -138,48 +131,29 @@ impl Reply {
     }
 }
 
-/// Connects to `addr` (`HOST:PORT`, `HOST` alone for port 11300, or `unix:/path`).
-fn open(addr: &str) -> io::Result<Stream> {
-    if let Some(path) = addr.strip_prefix("unix:") {
-        let s = UnixStream::connect(path)?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        s.set_write_timeout(Some(IO_TIMEOUT))?;
-        return Ok(Stream::Unix(s));
-    }
-    let addrs: Vec<_> = if addr.contains(':') {
-        addr.to_socket_addrs()?.collect()
-    } else {
-        (addr, DEFAULT_PORT).to_socket_addrs()?.collect()
-    };
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
-            Ok(s) => {
-                s.set_nodelay(true)?;
-                s.set_read_timeout(Some(IO_TIMEOUT))?;
-                s.set_write_timeout(Some(IO_TIMEOUT))?;
-                return Ok(Stream::Tcp(s));
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
 pub(crate) struct Client {
     rd: BufReader<Stream>,
     addr: String,
 }
 
 impl Client {
-    pub(crate) fn connect(addr: &str) -> Result<Client> {
-        let s = open(addr).map_err(|err| Error::Connect {
-            addr: addr.to_string(),
-            err,
-        })?;
+    pub(crate) fn connect(t: &Target) -> Result<Client> {
+        let addr = t.addr.clone();
+        let s = conn::connect(t, CONNECT_TIMEOUT, IO_TIMEOUT).map_err(
+            |err| match conn::auth_error(&err) {
+                Some(a) => Error::Auth {
+                    addr: addr.clone(),
+                    err: a.clone(),
+                },
+                None => Error::Connect {
+                    addr: addr.clone(),
+                    err,
+                },
+            },
+        )?;
         Ok(Client {
             rd: BufReader::with_capacity(64 * 1024, s),
-            addr: addr.to_string(),
+            addr,
         })
     }
 
@@ -201,7 +175,9 @@ impl Client {
 
     /// Writes raw bytes (one or more complete commands).
     pub(crate) fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        self.rd.get_mut().write_all(bytes).map_err(|e| self.io(e))
+        let s = self.rd.get_mut();
+        let r = s.write_all(bytes).and_then(|()| s.flush());
+        r.map_err(|e| self.io(e))
     }
 
     /// Reads one complete reply.

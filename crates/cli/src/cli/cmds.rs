@@ -11,6 +11,7 @@ use serde_json::json;
 use super::client::{Client, Error, Reply, Result};
 use super::text::{self, Align};
 use super::yaml::Stats;
+use crate::conn::Target;
 
 /// Job states a job can be peeked or flushed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -90,8 +91,8 @@ fn stats_table_without(s: &Stats, skip: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-pub fn stats(addr: &str, of: StatsOf, json: bool) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+pub fn stats(t: &Target, of: StatsOf, json: bool) -> Result<()> {
+    let mut c = Client::connect(t)?;
     let (line, extra_strings): (String, &[&str]) = match &of {
         // The server's `id` is a random hex string; a job's is a number.
         StatsOf::Server => ("stats".into(), &["id"]),
@@ -123,8 +124,8 @@ pub enum PeekAt {
     Tube(String, State),
 }
 
-pub fn peek(addr: &str, at: PeekAt, raw: bool) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+pub fn peek(t: &Target, at: PeekAt, raw: bool) -> Result<()> {
+    let mut c = Client::connect(t)?;
     let line = match &at {
         PeekAt::Id(id) => format!("peek {id}"),
         PeekAt::Tube(t, st) => {
@@ -178,7 +179,7 @@ pub struct PutArgs {
     pub ttr: u32,
 }
 
-pub fn put(addr: &str, body: Body, a: &PutArgs) -> Result<()> {
+pub fn put(t: &Target, body: Body, a: &PutArgs) -> Result<()> {
     let body = match body {
         Body::Arg(s) => s.into_bytes(),
         Body::File(f) => std::fs::read(Path::new(&f))
@@ -194,7 +195,7 @@ pub fn put(addr: &str, body: Body, a: &PutArgs) -> Result<()> {
             b
         }
     };
-    let mut c = Client::connect(addr)?;
+    let mut c = Client::connect(t)?;
     if a.tube != "default" {
         c.use_tube(&a.tube)?;
     }
@@ -211,7 +212,7 @@ pub fn put(addr: &str, body: Body, a: &PutArgs) -> Result<()> {
             let pr = c.call(&probe)?;
             if pr.unsupported() {
                 return Err(Error::Unsupported {
-                    addr: addr.to_string(),
+                    addr: t.addr.clone(),
                     cmd: "put-unique".into(),
                     reply: format!("{} to {probe}", pr.head),
                 });
@@ -255,8 +256,8 @@ pub enum KickWhat {
     Id(u64),
 }
 
-pub fn kick(addr: &str, what: KickWhat) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+pub fn kick(t: &Target, what: KickWhat) -> Result<()> {
+    let mut c = Client::connect(t)?;
     match what {
         KickWhat::Id(id) => {
             c.expect(&format!("kick-job {id}"), "KICKED")?;
@@ -278,8 +279,8 @@ pub fn kick(addr: &str, what: KickWhat) -> Result<()> {
 }
 
 /// Deletes each id; a failure does not stop the others, the first one is returned.
-pub fn delete(addr: &str, ids: &[u64]) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+pub fn delete(t: &Target, ids: &[u64]) -> Result<()> {
+    let mut c = Client::connect(t)?;
     let mut first_err = None;
     for id in ids {
         match c.expect(&format!("delete {id}"), "DELETED") {
@@ -302,8 +303,8 @@ pub fn delete(addr: &str, ids: &[u64]) -> Result<()> {
     }
 }
 
-pub fn pause(addr: &str, tube: &str, secs: u32) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+pub fn pause(t: &Target, tube: &str, secs: u32) -> Result<()> {
+    let mut c = Client::connect(t)?;
     c.expect(&format!("pause-tube {tube} {secs}"), "PAUSED")?;
     text::emit_str(&format!("paused tube {tube} for {secs} s\n"))
 }
@@ -416,8 +417,8 @@ fn flush_bar(tube: &str) -> ProgressBar {
 /// `sprout flush`: with `--state all`, sproutd's `flush-tube` (every ready, delayed and
 /// buried job at once); on a server without it (beanstalkd, `sproutd --strict`), and for
 /// one state, job by job ([`flush_tube`]).
-pub fn flush(addr: &str, tube: &str, which: FlushState, json: bool) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+pub fn flush(t: &Target, tube: &str, which: FlushState, json: bool) -> Result<()> {
+    let mut c = Client::connect(t)?;
     let at_once = match which {
         FlushState::All => flush_tube_at_once(&mut c, tube)?,
         _ => None,

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::client::{Client, Error, Reply, Result};
 use super::text::{self, Align};
 use super::yaml::{self, Stats};
+use crate::conn::Target;
 
 /// The states `jobs` lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -167,8 +168,8 @@ fn job_json(r: &JobRow) -> Value {
 
 /// `sprout jobs`: the jobs of a tube in a state, pages of `list-jobs` until `limit` jobs
 /// (or all of them), each with its stats and the start of its body.
-pub fn jobs(addr: &str, a: &JobsArgs) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+pub fn jobs(t: &Target, a: &JobsArgs) -> Result<()> {
+    let mut c = Client::connect(t)?;
     let mut after = a.after;
     let mut listed = 0u64;
     let mut gone = 0u64;
@@ -308,12 +309,12 @@ fn read_policy(c: &mut Client, tube: &str) -> Result<Option<Stats>> {
 }
 
 /// `sprout policy TUBE [KEY VALUE]`: sets one key if given, then shows the tube's policy.
-pub fn policy(addr: &str, tube: &str, set: Option<(PolicyKey, String)>, json: bool) -> Result<()> {
+pub fn policy(t: &Target, tube: &str, set: Option<(PolicyKey, String)>, json: bool) -> Result<()> {
     let set_line = match &set {
         Some((k, v)) => Some(policy_line(tube, *k, v)?),
         None => None,
     };
-    let mut c = Client::connect(addr)?;
+    let mut c = Client::connect(t)?;
     if let Some(line) = &set_line {
         let r = c.call(line)?;
         if r.unsupported() {
@@ -342,8 +343,8 @@ pub fn policy(addr: &str, tube: &str, set: Option<(PolicyKey, String)>, json: bo
 }
 
 /// `sprout move ID TUBE`: `move-job`.
-pub fn move_job(addr: &str, id: u64, tube: &str) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+pub fn move_job(t: &Target, id: u64, tube: &str) -> Result<()> {
+    let mut c = Client::connect(t)?;
     let line = format!("move-job {id} {tube}");
     let r = c.call(&line)?;
     if r.unsupported() {

@@ -21,6 +21,7 @@ use super::client::{Client, Error, Result};
 use super::text::{compact, duration, rate};
 use super::tubes::{self, SortKey, TubeRow};
 use super::yaml::Stats;
+use crate::conn::Target;
 
 /// One poll of the server: `stats` and every tube's `stats-tube`.
 #[derive(Debug, Clone)]
@@ -385,7 +386,12 @@ fn term_err(e: std::io::Error) -> Error {
     Error::Local(format!("terminal: {e}"))
 }
 
-fn event_loop(term: &mut DefaultTerminal, v: &mut View, mut conn: Option<Client>) -> Result<()> {
+fn event_loop(
+    term: &mut DefaultTerminal,
+    v: &mut View,
+    t: &Target,
+    mut conn: Option<Client>,
+) -> Result<()> {
     let mut next = Instant::now() + v.interval;
     term.draw(|f| render(f, v)).map_err(term_err)?;
     loop {
@@ -395,7 +401,7 @@ fn event_loop(term: &mut DefaultTerminal, v: &mut View, mut conn: Option<Client>
             // reconnect at the next tick.
             let res = match conn.as_mut() {
                 Some(c) => Sample::take(c),
-                None => Client::connect(&v.addr).and_then(|mut c| {
+                None => Client::connect(t).and_then(|mut c| {
                     let s = Sample::take(&mut c);
                     conn = Some(c);
                     s
@@ -441,7 +447,7 @@ fn event_loop(term: &mut DefaultTerminal, v: &mut View, mut conn: Option<Client>
     }
 }
 
-pub fn run(addr: &str, interval: Duration) -> Result<()> {
+pub fn run(t: &Target, interval: Duration) -> Result<()> {
     if !std::io::stdout().is_terminal() {
         return Err(Error::Local(
             "top needs a terminal (use `sprout tubes` or `sprout stats` in scripts)".into(),
@@ -449,9 +455,9 @@ pub fn run(addr: &str, interval: Duration) -> Result<()> {
     }
     // Connect and poll once before taking over the screen, so an unreachable server
     // or a bad reply is reported as plainly as by the other subcommands.
-    let mut c = Client::connect(addr)?;
+    let mut c = Client::connect(t)?;
     let first = Sample::take(&mut c)?;
-    let mut v = View::new(addr, interval);
+    let mut v = View::new(&t.addr, interval);
     v.update(first);
     let mut term = match ratatui::try_init() {
         Ok(t) => t,
@@ -461,7 +467,7 @@ pub fn run(addr: &str, interval: Duration) -> Result<()> {
             return Err(term_err(e));
         }
     };
-    let res = event_loop(&mut term, &mut v, Some(c));
+    let res = event_loop(&mut term, &mut v, t, Some(c));
     let restored = ratatui::try_restore().map_err(term_err);
     res.and(restored)
 }

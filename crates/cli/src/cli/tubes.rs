@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::client::{Client, Result};
 use super::text::{self, Align};
 use super::yaml::Stats;
+use crate::conn::Target;
 
 /// One tube's `stats-tube`, the fields the CLI shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,8 +190,8 @@ pub(crate) fn table(rows: &[TubeRow]) -> String {
     text::table(&header, &align, &cells)
 }
 
-pub fn run(addr: &str, key: SortKey, reverse: bool, json: bool) -> Result<()> {
-    let mut c = Client::connect(addr)?;
+pub fn run(t: &Target, key: SortKey, reverse: bool, json: bool) -> Result<()> {
+    let mut c = Client::connect(t)?;
     let mut rows = fetch(&mut c)?;
     sort(&mut rows, key, reverse);
     if json {

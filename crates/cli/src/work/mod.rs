@@ -27,6 +27,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::conn::Target;
+
 /// The worker's exit codes, as documented in `sprout work --help`.
 pub const EXIT_CODES: &str = "\
 Exit status:
@@ -37,7 +39,9 @@ Exit status:
      refused the worker's setup (watch); a malformed command line the argument parser
      rejects (an unknown option) exits 2, as for every sprout command
   2  the server cannot be reached at start (a connection lost later is retried, never
-     fatal)";
+     fatal)
+  3  the server refused the token at start (UNAUTHORIZED); later, on a reconnect, a
+     refused token is logged and retried like a lost connection";
 
 /// Exit status: stopped by a signal, cleanly.
 pub const EXIT_STOPPED: u8 = 0;
@@ -45,6 +49,8 @@ pub const EXIT_STOPPED: u8 = 0;
 pub const EXIT_CONFIG: u8 = 1;
 /// Exit status: the server cannot be reached at start.
 pub const EXIT_UNREACHABLE: u8 = 2;
+/// Exit status: the server refused the token at start.
+pub const EXIT_UNAUTHORIZED: u8 = 3;
 
 /// `sprout work`'s options. Values are taken as text and checked by [`Config::new`], so
 /// that a bad value exits 1 (configuration) rather than clap's 2 (cannot connect, for
@@ -139,7 +145,7 @@ impl std::fmt::Display for Backoff {
 /// The checked configuration of a worker.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub addr: String,
+    pub target: Target,
     pub tubes: Vec<String>,
     pub concurrency: usize,
     pub max_attempts: u64,
@@ -162,7 +168,7 @@ fn seconds(flag: &str, s: &str) -> Result<Duration, String> {
 }
 
 impl Config {
-    pub fn new(addr: &str, a: WorkArgs) -> Result<Config, String> {
+    pub fn new(target: Target, a: WorkArgs) -> Result<Config, String> {
         if a.tubes.is_empty() {
             return Err("at least one --tube is needed".into());
         }
@@ -234,7 +240,7 @@ impl Config {
             ));
         }
         Ok(Config {
-            addr: addr.to_string(),
+            target,
             tubes,
             concurrency,
             max_attempts,
@@ -269,8 +275,8 @@ fn runnable(program: &OsString) -> bool {
 }
 
 /// `sprout work`: checks the options, then runs the worker until it is stopped.
-pub fn run(addr: &str, args: WorkArgs) -> ExitCode {
-    let cfg = match Config::new(addr, args) {
+pub fn run(target: Target, args: WorkArgs) -> ExitCode {
+    let cfg = match Config::new(target, args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sprout work: {e}");

@@ -8,14 +8,14 @@ use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpStream, UnixStream};
 
-/// How long connecting may take.
+use crate::conn::{self, AsyncStream, Target};
+
+/// How long connecting may take (per address; then the TLS handshake and `auth`).
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server may take to answer a command (beyond a reserve's own timeout)
 /// before the connection is considered dead.
 pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_PORT: u16 = 11300;
 /// The most jobs a `RESERVED_BATCH` may announce (the server's own limit).
 const MAX_BATCH: u64 = 1000;
 
@@ -82,39 +82,32 @@ fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-/// Connects to `addr`: `unix:/path`, `HOST:PORT`, or `HOST` (port 11300).
-async fn connect(addr: &str) -> io::Result<(Reader, Writer)> {
-    if let Some(path) = addr.strip_prefix("unix:") {
-        let s = UnixStream::connect(path).await?;
-        let (r, w) = s.into_split();
-        return Ok((
+/// Connects to `target` (TLS and `auth` included). A plain socket is split into its
+/// owned halves; TLS, which reads and writes one session, through `tokio::io::split`.
+async fn connect(target: &Target) -> io::Result<(Reader, Writer)> {
+    fn halves(
+        r: impl AsyncRead + Send + Unpin + 'static,
+        w: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> (Reader, Writer) {
+        (
             BufReader::with_capacity(64 * 1024, Box::new(r)),
             Box::new(w),
-        ));
+        )
     }
-    let addrs: Vec<_> = if addr.contains(':') {
-        tokio::net::lookup_host(addr).await?.collect()
-    } else {
-        tokio::net::lookup_host((addr, DEFAULT_PORT))
-            .await?
-            .collect()
-    };
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
-    for a in addrs {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(a)).await {
-            Ok(Ok(s)) => {
-                s.set_nodelay(true)?;
-                let (r, w) = s.into_split();
-                return Ok((
-                    BufReader::with_capacity(64 * 1024, Box::new(r)),
-                    Box::new(w),
-                ));
-            }
-            Ok(Err(e)) => last = e,
-            Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+    Ok(match conn::connect_async(target, CONNECT_TIMEOUT).await? {
+        AsyncStream::Tcp(s) => {
+            let (r, w) = s.into_split();
+            halves(r, w)
         }
-    }
-    Err(last)
+        AsyncStream::Unix(s) => {
+            let (r, w) = s.into_split();
+            halves(r, w)
+        }
+        tls @ AsyncStream::Tls(_) => {
+            let (r, w) = tokio::io::split(tls);
+            halves(r, w)
+        }
+    })
 }
 
 /// Reads one reply.
@@ -220,11 +213,11 @@ async fn call(rd: &mut Reader, wr: &mut Writer, line: &str) -> io::Result<Reply>
 /// Connects and sets up a worker's connection: watches `tubes` (and ignores `default`
 /// unless it is one of them); with `policies`, also asks for each tube's policy.
 pub(super) async fn open(
-    addr: &str,
+    target: &Target,
     tubes: &[String],
     policies: bool,
 ) -> Result<Session, SessionError> {
-    let (mut rd, mut wr) = connect(addr).await?;
+    let (mut rd, mut wr) = connect(target).await?;
     for t in tubes {
         let r = call(&mut rd, &mut wr, &format!("watch {t}")).await?;
         if r.word() != "WATCHING" {

@@ -72,7 +72,7 @@ use super::child::{self, Ctl, Finished, Spec};
 use super::log::{Fields, Level, Log};
 use super::metrics::{self, Metrics};
 use super::proto::{self, Reply, Session, SessionError, Writer, REPLY_TIMEOUT};
-use super::{Config, EXIT_CONFIG, EXIT_STOPPED, EXIT_UNREACHABLE};
+use super::{Config, EXIT_CONFIG, EXIT_STOPPED, EXIT_UNAUTHORIZED, EXIT_UNREACHABLE};
 use crate::cli::yaml::Stats;
 
 /// The longest a reserve waits for a job, in seconds.
@@ -285,13 +285,25 @@ pub(super) async fn run(cfg: Config) -> u8 {
             }
         },
     };
-    let session = match proto::open(&cfg.addr, &cfg.tubes, true).await {
+    let session = match proto::open(&cfg.target, &cfg.tubes, true).await {
         Ok(s) => s,
+        Err(SessionError::Io(e)) if crate::conn::auth_error(&e).is_some() => {
+            log.event(
+                Level::Error,
+                "unauthorized",
+                &format!("{}: {e}", cfg.target.addr),
+                vec![],
+            );
+            return match crate::conn::auth_error(&e) {
+                Some(crate::conn::AuthError::Refused) => EXIT_UNAUTHORIZED,
+                _ => EXIT_CONFIG,
+            };
+        }
         Err(SessionError::Io(e)) => {
             log.event(
                 Level::Error,
                 "unreachable",
-                &format!("cannot connect to {}: {e}", cfg.addr),
+                &format!("cannot connect to {}: {e}", cfg.target.addr),
                 vec![],
             );
             return EXIT_UNREACHABLE;
@@ -306,7 +318,7 @@ pub(super) async fn run(cfg: Config) -> u8 {
         "started",
         "worker started",
         vec![
-            ("addr", cfg.addr.clone().into()),
+            ("addr", cfg.target.addr.clone().into()),
             ("tubes", json!(cfg.tubes)),
             ("concurrency", cfg.concurrency.into()),
             ("max_attempts", cfg.max_attempts.into()),
@@ -478,7 +490,10 @@ impl Worker {
         let running = self.jobs.values().filter(|j| j.running()).count();
         self.log.warn(
             "connection-lost",
-            &format!("connection to {} lost: {err}; reconnecting", self.cfg.addr),
+            &format!(
+                "connection to {} lost: {err}; reconnecting",
+                self.cfg.target.addr
+            ),
             vec![("running", running.into())],
         );
         self.metric(|m| m.set_connected(false, false));
@@ -537,10 +552,10 @@ impl Worker {
         self.reconnect_at = None;
         self.connecting = true;
         let tx = self.tx.clone();
-        let addr = self.cfg.addr.clone();
+        let target = self.cfg.target.clone();
         let tubes = self.cfg.tubes.clone();
         tokio::spawn(async move {
-            let r = proto::open(&addr, &tubes, false).await;
+            let r = proto::open(&target, &tubes, false).await;
             let _ = tx.send(Event::Session(r));
         });
     }
@@ -553,7 +568,7 @@ impl Worker {
                 let orphans = self.jobs.values().filter(|j| j.held.is_none()).count();
                 self.log.info(
                     "reconnected",
-                    &format!("reconnected to {}", self.cfg.addr),
+                    &format!("reconnected to {}", self.cfg.target.addr),
                     vec![("orphans", orphans.into())],
                 );
             }
@@ -565,7 +580,7 @@ impl Worker {
                     "reconnect-failed",
                     &format!(
                         "cannot reconnect to {}: {e}; next try in {:.1}s",
-                        self.cfg.addr,
+                        self.cfg.target.addr,
                         delay.as_secs_f64()
                     ),
                     vec![],
@@ -1206,7 +1221,7 @@ mod tests {
 
     fn cfg() -> Config {
         Config {
-            addr: String::new(),
+            target: crate::conn::Target::plain(""),
             tubes: vec!["t".into()],
             concurrency: 1,
             max_attempts: 3,
