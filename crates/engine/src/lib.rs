@@ -8,6 +8,7 @@
 //! Every operation costs O(log n) in jobs, tubes and waiting connections, except those
 //! that are inherently per watched tube of the calling connection (reserve, disconnect).
 
+mod access;
 pub(crate) mod ages;
 pub mod body;
 pub(crate) mod check;

@@ -33,6 +33,9 @@ pub enum Event {
     JobTooBig,
     /// A body the caller chose to skip (see [`Decoder::skip_body`]) has been skipped.
     BodySkipped,
+    /// `auth <token>`, only from a decoder made [`Decoder::with_auth`] (sproutd's token
+    /// listeners): the bytes after `auth ` (empty for a bare `auth` or a malformed line).
+    Auth(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub struct Decoder {
     max_job_size: u32,
     /// sprout's own commands are recognised (off with `--strict`).
     extensions: bool,
+    /// `auth` is recognised (token listeners only; elsewhere it is an unknown command).
+    auth: bool,
 }
 
 /// Position of the line end in `window` per beanstalkd: the first `\r`, if `\n` follows it.
@@ -69,7 +74,13 @@ impl Decoder {
             state: State::Line,
             max_job_size,
             extensions: true,
+            auth: false,
         }
+    }
+
+    /// The same decoder, also recognising `auth <token>` ([`Event::Auth`]).
+    pub fn with_auth(self) -> Self {
+        Decoder { auth: true, ..self }
     }
 
     /// A decoder that reads exactly beanstalkd 1.13's commands (`--strict`).
@@ -167,6 +178,18 @@ impl Decoder {
     }
 
     fn on_line(&mut self, line: &[u8]) -> Event {
+        if self.auth && line.starts_with(b"auth") {
+            return Event::Auth(match line.strip_prefix(b"auth ") {
+                Some(t) if !t.is_empty() && !t.contains(&b' ') => t.to_vec(),
+                _ if line == b"auth" || line.starts_with(b"auth ") => Vec::new(),
+                // Another word that starts with "auth": not this command.
+                _ => return self.parse(line),
+            });
+        }
+        self.parse(line)
+    }
+
+    fn parse(&mut self, line: &[u8]) -> Event {
         match parse_line_with(line, self.max_job_size, self.extensions) {
             Ok(Command::Put(h)) => {
                 self.state = State::Body(h.bytes as usize + 2);
@@ -274,6 +297,26 @@ mod tests {
         let mut quirk = vec![b'b'; 223];
         quirk.extend_from_slice(b"\r\nlist-tube-used\r\n");
         assert_eq!(all(&quirk), vec![Event::Error(LineError::BadFormat)]);
+    }
+
+    #[test]
+    fn auth_only_when_asked_for() {
+        let input = b"auth s3cret\r\nauth\r\nauth a b\r\nauthx\r\n";
+        assert_eq!(
+            all(input),
+            vec![Event::Error(LineError::UnknownCommand); 4],
+            "a plain decoder knows no auth"
+        );
+        let mut d = Decoder::new(65535).with_auth();
+        assert_eq!(
+            run(&mut d, &[input]),
+            vec![
+                Event::Auth(b"s3cret".to_vec()),
+                Event::Auth(Vec::new()),
+                Event::Auth(Vec::new()),
+                Event::Error(LineError::UnknownCommand),
+            ]
+        );
     }
 
     #[test]

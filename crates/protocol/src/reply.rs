@@ -59,6 +59,14 @@ pub enum Reply {
     Ok,
     /// `OK <bytes>` and a YAML document (a tube policy).
     Yaml(String),
+    // Replies of sproutd's access control (token listeners and restricted users only).
+    /// `AUTHENTICATED` (`auth` with a known token).
+    Authenticated,
+    /// `UNAUTHORIZED`: `auth` with an unknown token, or any command before `auth`; the
+    /// connection is closed after it.
+    Unauthorized,
+    /// `PERMISSION_DENIED`: the user may not run this command on a tube it can see.
+    PermissionDenied,
 }
 
 /// The engine's part of `stats-job`.
@@ -288,6 +296,9 @@ impl Reply {
             Reply::Moved => word(out, "MOVED"),
             Reply::Ok => word(out, "OK"),
             Reply::Yaml(s) => yaml(out, s),
+            Reply::Authenticated => word(out, "AUTHENTICATED"),
+            Reply::Unauthorized => word(out, "UNAUTHORIZED"),
+            Reply::PermissionDenied => word(out, "PERMISSION_DENIED"),
         }
     }
 

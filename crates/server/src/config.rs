@@ -46,6 +46,162 @@ pub struct Config {
     pub max_memory: Option<u64>,
     /// Warnings produced while parsing, to log once logging is up.
     pub warnings: Vec<String>,
+    /// `--config FILE`: the TOML file the flags are applied over.
+    pub config_file: Option<PathBuf>,
+    /// `--print-config`: print the effective configuration as TOML and exit.
+    pub print_config: bool,
+    /// `--tls-listen ADDR` with `--tls-cert`, `--tls-key`, `--tls-client-ca`, `--tls-auth`:
+    /// one more listener, for the common case (`[[listener]]` in the file for more).
+    pub tls_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub tls_auth: Option<AuthMode>,
+    /// `[[listener]]` tables.
+    pub listeners: Vec<ListenerCfg>,
+    /// `[[user]]` tables.
+    pub users: Vec<UserCfg>,
+    /// `[anonymous]`: the rights of `auth = "none"` listeners (None: everything).
+    pub anonymous: Option<RightsCfg>,
+    /// `--metrics-tls-cert`/`--metrics-tls-key`: serve /metrics over TLS.
+    pub metrics_tls_cert: Option<PathBuf>,
+    pub metrics_tls_key: Option<PathBuf>,
+    /// `--metrics-token-sha256 HEX`: /metrics wants `Authorization: Bearer <token>`.
+    pub metrics_token_sha256: Option<[u8; 32]>,
+}
+
+/// How a listener's clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Nobody: the `[anonymous]` rights (everything, without it).
+    None,
+    /// `auth <token>` first.
+    Token,
+    /// The client certificate's subject (`cert-subject`); needs `client-ca`.
+    Mtls,
+    /// The peer's uid on a unix socket (`unix-uid`).
+    Peercred,
+}
+
+impl AuthMode {
+    pub fn parse(s: &str) -> Option<AuthMode> {
+        Some(match s {
+            "none" => AuthMode::None,
+            "token" => AuthMode::Token,
+            "mtls" => AuthMode::Mtls,
+            "peercred" => AuthMode::Peercred,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::Token => "token",
+            AuthMode::Mtls => "mtls",
+            AuthMode::Peercred => "peercred",
+        }
+    }
+}
+
+/// One more listener (`[[listener]]`, or `--tls-listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerCfg {
+    /// `host:port` or `unix:/path`.
+    pub addr: String,
+    pub tls: Option<crate::tls::TlsFiles>,
+    pub auth: AuthMode,
+}
+
+/// `[[user]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCfg {
+    pub name: String,
+    pub token_sha256: Option<[u8; 32]>,
+    pub cert_subject: Option<String>,
+    pub unix_uid: Option<u32>,
+    pub tubes: Vec<String>,
+    /// Class bits (see `access`).
+    pub may: u8,
+}
+
+/// `[anonymous]`: tubes and classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RightsCfg {
+    pub tubes: Vec<String>,
+    pub may: u8,
+}
+
+impl Config {
+    /// Every listener beyond the default one: the file's, then `--tls-listen`'s.
+    pub fn extra_listeners(&self) -> Vec<ListenerCfg> {
+        let mut v = self.listeners.clone();
+        if let Some(addr) = &self.tls_listen {
+            v.push(ListenerCfg {
+                addr: addr.clone(),
+                tls: match (&self.tls_cert, &self.tls_key) {
+                    (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client_ca: self.tls_client_ca.clone(),
+                    }),
+                    _ => None,
+                },
+                auth: self.tls_auth.unwrap_or(if self.tls_client_ca.is_some() {
+                    AuthMode::Mtls
+                } else {
+                    AuthMode::None
+                }),
+            });
+        }
+        v
+    }
+
+    /// Checks what flags and file together ask for: listeners that can work, users that
+    /// the listeners can find.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tls_listen.is_some() && (self.tls_cert.is_none() || self.tls_key.is_none()) {
+            return Err("--tls-listen needs --tls-cert and --tls-key".into());
+        }
+        if self.tls_listen.is_none()
+            && (self.tls_cert.is_some()
+                || self.tls_key.is_some()
+                || self.tls_client_ca.is_some()
+                || self.tls_auth.is_some())
+        {
+            return Err(
+                "--tls-cert, --tls-key, --tls-client-ca and --tls-auth need --tls-listen".into(),
+            );
+        }
+        if self.metrics_tls_cert.is_some() != self.metrics_tls_key.is_some() {
+            return Err("--metrics-tls-cert and --metrics-tls-key go together".into());
+        }
+        for l in self.extra_listeners() {
+            let unix = l.addr.starts_with("unix:");
+            match l.auth {
+                AuthMode::Mtls if l.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_none() => {
+                    return Err(format!(
+                        "listener {}: auth = \"mtls\" needs tls.client-ca",
+                        l.addr
+                    ));
+                }
+                AuthMode::Peercred if !unix => {
+                    return Err(format!(
+                        "listener {}: auth = \"peercred\" needs a unix: address",
+                        l.addr
+                    ));
+                }
+                _ => {}
+            }
+            if unix && l.tls.is_some() {
+                return Err(format!(
+                    "listener {}: tls on unix sockets is not supported",
+                    l.addr
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -69,6 +225,19 @@ impl Default for Config {
             max_jobs: None,
             max_memory: None,
             warnings: vec![],
+            config_file: None,
+            print_config: false,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_auth: None,
+            listeners: vec![],
+            users: vec![],
+            anonymous: None,
+            metrics_tls_cert: None,
+            metrics_tls_key: None,
+            metrics_token_sha256: None,
         }
     }
 }
@@ -83,6 +252,8 @@ pub enum Parsed {
     Help,
     /// Print this and the usage to stderr, exit with this code.
     Error(String, i32),
+    /// Print this (a configuration file's error) to stderr, exit with this code.
+    Fatal(String, i32),
 }
 
 pub fn usage(prog: &str) -> String {
@@ -106,6 +277,16 @@ pub fn usage(prog: &str) -> String {
          --max-memory BYTES    put answers OUT_OF_MEMORY beyond BYTES of job bodies\n \
          --strict  only beanstalkd 1.13's commands (sprout's own answer as beanstalkd would)\n \
          --policy-file FILE    tube policies to set at startup: lines of TUBE KEY VALUE\n \
+         --config FILE         settings from a TOML file (keys: the long flag names); flags win\n \
+         --print-config        print the effective configuration as TOML (secrets masked), exit\n \
+         --tls-listen ADDR     one more listener, with TLS (listeners, users: see --config)\n \
+                  --tls-cert FILE --tls-key FILE   its certificate chain and key (PEM)\n \
+                  --tls-client-ca FILE   require client certificates from this CA\n \
+                  --tls-auth none|token|mtls   how its clients authenticate\n \
+         --metrics-tls-cert FILE --metrics-tls-key FILE   serve /metrics over TLS\n \
+         --metrics-token-sha256 HEX   /metrics wants Authorization: Bearer TOKEN\n \
+         long names of the short flags: --listen --port --max-job-size --binlog-dir\n \
+                  --fsync-ms --no-fsync --binlog-size --user --verbose\n \
          -c, -n   accepted for compatibility, no effect\n \
          -v       show version information\n \
          -V       increase verbosity\n \
@@ -120,9 +301,57 @@ fn parse_size(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// Long options that take a value. Each (but `--config`) is also a key of the
+/// configuration file, with the same name.
+pub(crate) const LONG_VALUE: [&str; 22] = [
+    "--config",
+    "--listen",
+    "--port",
+    "--max-job-size",
+    "--binlog-dir",
+    "--fsync-ms",
+    "--binlog-size",
+    "--user",
+    "--metrics",
+    "--policy-file",
+    "--metrics-tube-cap",
+    "--max-connections",
+    "--max-jobs",
+    "--max-memory",
+    "--tls-listen",
+    "--tls-cert",
+    "--tls-key",
+    "--tls-client-ca",
+    "--tls-auth",
+    "--metrics-tls-cert",
+    "--metrics-tls-key",
+    "--metrics-token-sha256",
+];
+
+/// Long options without a value (keys of the file too, as booleans; `verbose` as a count).
+pub(crate) const LONG_FLAG: [&str; 5] = [
+    "--binlog-salvage",
+    "--strict",
+    "--no-fsync",
+    "--verbose",
+    "--print-config",
+];
+
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
+    let args: Vec<String> = args.into_iter().skip(1).collect();
     let mut cfg = Config::default();
-    let mut args = args.into_iter().skip(1).peekable();
+    // The file first: the flags are then applied over it, so they win.
+    match config_path(&args) {
+        Err(e) => return Parsed::Error(e, 5),
+        Ok(Some(path)) => {
+            if let Err(e) = crate::conffile::load(&path, &mut cfg) {
+                return Parsed::Fatal(e, 5);
+            }
+            cfg.config_file = Some(path);
+        }
+        Ok(None) => {}
+    }
+    let mut args = args.into_iter().peekable();
     while let Some(arg) = args.next() {
         if arg == "--help" {
             return Parsed::Help;
@@ -130,43 +359,29 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
         if arg == "--version" {
             return Parsed::Version;
         }
-        if arg == "--binlog-salvage" {
-            cfg.binlog_salvage = true;
+        if let Some((name, inline)) = long_opt(&arg, &LONG_FLAG) {
+            if inline.is_some() {
+                return Parsed::Error(format!("flag takes no argument: {name}"), 5);
+            }
+            if name == "--print-config" {
+                cfg.print_config = true;
+                continue;
+            }
+            if let Err(e) = apply_long(&mut cfg, &name[2..], "true".into()) {
+                return Parsed::Error(e, 5);
+            }
             continue;
         }
-        if arg == "--strict" {
-            cfg.strict = true;
-            continue;
-        }
-        let long = [
-            "--metrics",
-            "--policy-file",
-            "--metrics-tube-cap",
-            "--max-connections",
-            "--max-jobs",
-            "--max-memory",
-        ];
-        if let Some((name, inline)) = long_opt(&arg, &long) {
+        if let Some((name, inline)) = long_opt(&arg, &LONG_VALUE) {
             let val = match inline.or_else(|| args.next()) {
                 Some(v) => v,
                 None => return Parsed::Error(format!("flag requires an argument: {name}"), 5),
             };
-            if name == "--metrics" {
-                cfg.metrics = Some(val);
+            if name == "--config" {
                 continue;
             }
-            if name == "--policy-file" {
-                cfg.policy_file = Some(val.into());
-                continue;
-            }
-            let Some(n) = parse_size(&val) else {
-                return Parsed::Error(format!("invalid number: {val}"), 5);
-            };
-            match name {
-                "--metrics-tube-cap" => cfg.metrics_tube_cap = n as usize,
-                "--max-connections" => cfg.max_connections = Some(n as usize),
-                "--max-jobs" => cfg.max_jobs = Some(n),
-                _ => cfg.max_memory = Some(n),
+            if let Err(e) = apply_long(&mut cfg, &name[2..], val) {
+                return Parsed::Error(e, 5);
             }
             continue;
         }
@@ -200,7 +415,115 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Parsed {
             }
         }
     }
+    if let Err(e) = cfg.validate() {
+        return Parsed::Error(e, 5);
+    }
     Parsed::Run(Box::new(cfg))
+}
+
+/// The value of the last `--config` (None without one).
+fn config_path(args: &[String]) -> Result<Option<PathBuf>, String> {
+    let mut found = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--config" {
+            match args.get(i + 1) {
+                Some(v) => found = Some(PathBuf::from(v)),
+                None => return Err("flag requires an argument: --config".into()),
+            }
+            i += 2;
+            continue;
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            found = Some(PathBuf::from(v));
+        } else if LONG_VALUE.contains(&a.as_str()) {
+            // Its value is not a flag, even if it looks like one.
+            i += 1;
+        } else if a.starts_with('-') && !a.starts_with("--") {
+            // `-l --config` would make `--config` the value of -l: the same rule as below.
+            let flags = &a[1..];
+            if let Some(pos) = flags.find(['b', 'f', 'l', 'p', 's', 'u', 'z']) {
+                if pos == flags.len() - 1 {
+                    i += 1;
+                }
+            }
+        } else if !a.starts_with('-') {
+            // Parsing stops at the first argument that is not a flag (it is an error).
+            break;
+        }
+        i += 1;
+    }
+    Ok(found)
+}
+
+fn hex32(v: &str) -> Option<[u8; 32]> {
+    let v = v.trim();
+    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&v[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Hex SHA-256 (64 digits): the form tokens are configured in.
+pub(crate) fn parse_sha256(v: &str) -> Result<[u8; 32], String> {
+    hex32(v).ok_or_else(|| format!("not a hex SHA-256 (64 hex digits): {v}"))
+}
+
+/// Sets the option `name` (a long flag without `--`, or a key of the file) from a
+/// value given as text (`true` for flags without a value).
+pub(crate) fn apply_long(cfg: &mut Config, name: &str, val: String) -> Result<(), String> {
+    let num = |v: &str| parse_size(v).ok_or_else(|| format!("invalid number: {v}"));
+    match name {
+        "listen" => apply(cfg, 'l', val)?,
+        "port" => apply(cfg, 'p', val)?,
+        "max-job-size" => apply(cfg, 'z', val)?,
+        "binlog-dir" => apply(cfg, 'b', val)?,
+        "fsync-ms" => apply(cfg, 'f', val)?,
+        "binlog-size" => apply(cfg, 's', val)?,
+        "user" => apply(cfg, 'u', val)?,
+        "no-fsync" => {
+            if val == "true" {
+                cfg.fsync_ms = None;
+            }
+        }
+        "verbose" => {
+            cfg.verbosity = match val.as_str() {
+                "true" => cfg.verbosity.saturating_add(1),
+                "false" => 0,
+                v => num(v)?.min(u64::from(u8::MAX)) as u8,
+            }
+        }
+        "binlog-salvage" => cfg.binlog_salvage = val == "true",
+        "strict" => cfg.strict = val == "true",
+        "metrics" => cfg.metrics = Some(val),
+        "policy-file" => cfg.policy_file = Some(val.into()),
+        "metrics-tube-cap" => cfg.metrics_tube_cap = num(&val)? as usize,
+        "max-connections" => cfg.max_connections = Some(num(&val)? as usize),
+        "max-jobs" => cfg.max_jobs = Some(num(&val)?),
+        "max-memory" => cfg.max_memory = Some(num(&val)?),
+        "tls-listen" => cfg.tls_listen = Some(val),
+        "tls-cert" => cfg.tls_cert = Some(val.into()),
+        "tls-key" => cfg.tls_key = Some(val.into()),
+        "tls-client-ca" => cfg.tls_client_ca = Some(val.into()),
+        "tls-auth" => {
+            cfg.tls_auth = match AuthMode::parse(&val) {
+                Some(AuthMode::Peercred) | None => {
+                    return Err(format!("--tls-auth: none, token or mtls, not {val}"))
+                }
+                a => a,
+            }
+        }
+        "metrics-tls-cert" => cfg.metrics_tls_cert = Some(val.into()),
+        "metrics-tls-key" => cfg.metrics_tls_key = Some(val.into()),
+        "metrics-token-sha256" => cfg.metrics_token_sha256 = Some(parse_sha256(&val)?),
+        _ => return Err(format!("unknown option: {name}")),
+    }
+    Ok(())
 }
 
 /// `--name VALUE` or `--name=VALUE` for one of `names`: (name, inline value).

@@ -15,7 +15,9 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::futures::Notified;
 use tokio::sync::{oneshot, watch};
 
-use super::{Delivered, Shared};
+use super::{Delivered, Shared, Unauthenticated};
+use crate::access::{self, Access, Rights, Verdict};
+use crate::tls::TlsSock;
 use sprout_engine::{ConnId, Input, JobId, NewPut, Output, Reveal};
 use sprout_protocol::command::PutHeader;
 use sprout_protocol::{Command, Decoder, Event, LineError, Reply};
@@ -33,6 +35,7 @@ const WAIT_READ_LIMIT: usize = 64 * 1024;
 pub(crate) enum Sock {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<TlsSock>),
 }
 
 impl Sock {
@@ -40,7 +43,40 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s.ready(i).await,
             Sock::Unix(s) => s.ready(i).await,
+            Sock::Tls(s) => s.ready(i).await,
         }
+    }
+
+    /// Closes after a last reply: close_notify (TLS), then FIN, then what the client
+    /// still sends is read and dropped for a moment (closing with unread input would
+    /// reset the connection, and the client could lose the reply).
+    async fn close_after_reply(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Sock::Tcp(s) => s.as_raw_fd(),
+            Sock::Unix(s) => s.as_raw_fd(),
+            Sock::Tls(s) => {
+                s.close();
+                s.tcp().as_raw_fd()
+            }
+        };
+        // SAFETY: shutdown on a descriptor this socket owns.
+        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        let drain = async {
+            let mut sink = BytesMut::with_capacity(4096);
+            loop {
+                if self.ready(Interest::READABLE).await.is_err() {
+                    return;
+                }
+                sink.clear();
+                match self.try_read_buf(&mut sink) {
+                    Ok(0) => return,
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => return,
+                    _ => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
     }
 
     /// Reads what is there. A read that leaves the buffer's spare room unfilled has
@@ -63,6 +99,7 @@ impl Sock {
         let r = match self {
             Sock::Tcp(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
             Sock::Unix(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
+            Sock::Tls(s) => return s.try_read_buf(buf),
         };
         match r {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
@@ -74,10 +111,14 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s.try_write(b),
             Sock::Unix(s) => s.try_write(b),
+            Sock::Tls(_) => unreachable!("TLS writes go through write_all"),
         }
     }
 
     async fn write_all(&self, out: &mut BytesMut) -> io::Result<()> {
+        if let Sock::Tls(s) = self {
+            return s.write_all(out).await;
+        }
         while !out.is_empty() {
             match self.try_write(out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -206,23 +247,160 @@ struct Conn {
     /// Body bytes of those puts.
     unapplied_bytes: usize,
     acked: Option<watch::Receiver<Acked>>,
+    /// What the connection may do ([`Access::Full`] on plain listeners without
+    /// `[anonymous]`: no checks).
+    access: Access,
+    /// Still watching `default`, which the (restricted) user cannot see: every session
+    /// starts so; dropped at the first `watch` of one of its tubes.
+    hidden_default: bool,
+    /// The put body being skipped was refused for want of rights: PERMISSION_DENIED
+    /// once it has been skipped.
+    deny_body: bool,
+    /// On a token listener, the user the connection authenticated as.
+    token_user: Option<Arc<str>>,
+}
+
+fn decoder(shared: &Shared) -> Decoder {
+    if shared.config.strict {
+        Decoder::strict(shared.config.max_job_size)
+    } else {
+        Decoder::new(shared.config.max_job_size)
+    }
+}
+
+/// Serves a connection of a token listener: nothing but `auth <token>` (or `quit`) is
+/// accepted until it succeeds, within the deadline; anything else is answered
+/// UNAUTHORIZED and the connection closed. The connection joins the engine (and
+/// `current-connections`) only once authenticated.
+pub(crate) async fn serve_token(
+    sock: Sock,
+    shared: Arc<Shared>,
+    deadline: tokio::time::Instant,
+    pending: Unauthenticated,
+) {
+    let mut decoder = decoder(&shared).with_auth();
+    let mut input = BytesMut::with_capacity(1024);
+    let refuse = |why: &str| {
+        tracing::debug!("unauthenticated connection: {why}");
+        shared
+            .security
+            .counters
+            .auth_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    let rights = loop {
+        match decoder.decode(&mut input) {
+            Some(Event::Auth(token)) => match shared.security.users().by_token(&token) {
+                Some(r) => break r.clone(),
+                None => {
+                    refuse("unknown token");
+                    return unauthorized(sock).await;
+                }
+            },
+            Some(Event::Command(Command::Quit)) => return,
+            Some(_) => {
+                refuse("a command before auth");
+                return unauthorized(sock).await;
+            }
+            None => {}
+        }
+        let read = async {
+            loop {
+                sock.ready(Interest::READABLE).await?;
+                input.reserve(1024);
+                match sock.try_read_buf(&mut input) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => return r,
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return,
+            Err(_) => {
+                tracing::debug!(
+                    "unauthenticated connection closed after {:?}",
+                    super::AUTH_TIMEOUT
+                );
+                shared
+                    .security
+                    .counters
+                    .unauth_timeouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+        }
+    };
+    drop(pending);
+    let id = super::register(&shared);
+    let mut out = BytesMut::new();
+    Reply::Authenticated.encode(&mut out, &Default::default());
+    let user = rights.user.clone();
+    serve_with(
+        sock,
+        shared,
+        id,
+        Access::of(&rights),
+        decoder,
+        input,
+        out,
+        Some(user),
+    )
+    .await;
+}
+
+/// UNAUTHORIZED, then close.
+async fn unauthorized(sock: Sock) {
+    let mut out = BytesMut::new();
+    Reply::Unauthorized.encode(&mut out, &Default::default());
+    if tokio::time::timeout(std::time::Duration::from_secs(1), sock.write_all(&mut out))
+        .await
+        .is_ok()
+    {
+        sock.close_after_reply().await;
+    }
 }
 
 /// Serves one connection, registered in the engine as `id` when it was accepted.
-pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
+pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId, access: Access) {
+    let d = decoder(&shared);
+    serve_with(
+        sock,
+        shared,
+        id,
+        access,
+        d,
+        BytesMut::new(),
+        BytesMut::new(),
+        None,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_with(
+    sock: Sock,
+    shared: Arc<Shared>,
+    id: ConnId,
+    access: Access,
+    decoder: Decoder,
+    input: BytesMut,
+    out: BytesMut,
+    token_user: Option<Arc<str>>,
+) {
     tracing::debug!("accept {id}");
+    let hidden_default = match &access {
+        Access::Full => false,
+        Access::Restricted(r) => !r.sees("default"),
+    };
     let mut c = Conn {
         id,
-        decoder: if shared.config.strict {
-            Decoder::strict(shared.config.max_job_size)
-        } else {
-            Decoder::new(shared.config.max_job_size)
-        },
+        decoder,
         verbose: shared.config.verbosity >= 2,
         shared,
         sock,
-        input: BytesMut::new(),
-        out: BytesMut::new(),
+        input,
+        out,
         put: None,
         eof: false,
         held: VecDeque::new(),
@@ -230,6 +408,10 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
         unapplied_bytes: 0,
         acked: None,
         read_since_yield: 0,
+        access,
+        hidden_default,
+        deny_body: false,
+        token_user,
     };
     c.acked = c.shared.binlog.as_ref().map(|b| b.acks());
     let stop = c.shared.clone();
@@ -243,6 +425,9 @@ pub async fn serve(sock: Sock, shared: Arc<Shared>, id: ConnId) {
     // has them, so the engine must too.
     if c.unapplied > 0 && !c.shared.stopping() {
         c.settle().await;
+    }
+    if let Sock::Tls(t) = &c.sock {
+        t.close();
     }
     let shared = c.shared.clone();
     shared.step(Input::Disconnect(id));
@@ -602,6 +787,121 @@ impl Conn {
         }
     }
 
+    /// The reply (or wait) of a command that ran.
+    fn answer(
+        &mut self,
+        info: &sprout_protocol::command::Info,
+        out: Output,
+        reveal: Reveal,
+        ticket: Option<Ticket>,
+        rx: Option<oneshot::Receiver<Delivered>>,
+    ) -> Next {
+        debug_assert!(
+            info.reveals || reveal == Reveal::Nothing,
+            "{} showed {reveal:?}",
+            info.name
+        );
+        match (out, rx) {
+            (Output::Reply(r), _) => {
+                let t = ticket.filter(|_| info.acknowledges);
+                self.reply_after(r, t, reveal);
+                Next::Continue
+            }
+            (_, Some(rx)) => Next::Wait(rx),
+            (o, None) => unreachable!("command gave {o:?}"),
+        }
+    }
+
+    /// A command of a restricted connection: decided under the engine lock (see
+    /// `access::decide`), run if allowed, its reply cut down to what the user sees.
+    fn restricted(&mut self, r: &Arc<Rights>, cmd: Command) -> Next {
+        let id = self.id;
+        let info = cmd.info();
+        let shared = self.shared.clone();
+        let mut st = shared.lock();
+        match access::decide(r, &st.engine, id, &cmd, self.hidden_default) {
+            Verdict::Run => {}
+            Verdict::Answer(reply) => {
+                drop(st);
+                self.reply(reply);
+                return Next::Continue;
+            }
+            Verdict::Deny(class) => {
+                drop(st);
+                self.deny(r, class, info.name);
+                return Next::Continue;
+            }
+        }
+        let watch = matches!(cmd, Command::Watch(_));
+        let mut rx = None;
+        let (mut out, reveal, ticket) =
+            shared.step_with(&mut st, Input::Command(id, cmd), |st, out| {
+                if *out == Output::Wait {
+                    let (tx, r) = oneshot::channel();
+                    st.waiters.insert(id, tx);
+                    rx = Some(r);
+                }
+            });
+        if let Output::Reply(reply) = &mut out {
+            access::filter_reply(r, &st.engine, reply);
+        }
+        if watch && self.hidden_default {
+            // The user now watches a tube of its own: `default`, which it cannot see,
+            // goes (the reply counts what is left).
+            let ignore = Input::Command(id, Command::Ignore("default".into()));
+            if let (Output::Reply(w @ Reply::Watching(_)), _, _) =
+                shared.step_with(&mut st, ignore, |_, _| {})
+            {
+                out = Output::Reply(w);
+            }
+            self.hidden_default = false;
+        }
+        drop(st);
+        self.answer(info, out, reveal, ticket, rx)
+    }
+
+    /// PERMISSION_DENIED, counted for the user and class.
+    fn deny(&mut self, r: &Rights, class: u8, what: &str) {
+        tracing::debug!(
+            "conn {}: {what} denied to user {} ({} not allowed)",
+            self.id,
+            r.user,
+            access::class_name(class)
+        );
+        self.shared.security.counters.deny(&r.user, class);
+        self.reply(Reply::PermissionDenied);
+    }
+
+    /// A put header of a restricted connection that may not put into its used tube: the
+    /// body is skipped as it arrives, then PERMISSION_DENIED. True if refused.
+    fn put_refused(&mut self, h: PutHeader) -> bool {
+        let Access::Restricted(r) = &self.access else {
+            return false;
+        };
+        let r = r.clone();
+        let verdict = {
+            let st = self.shared.lock();
+            access::decide(
+                &r,
+                &st.engine,
+                self.id,
+                &Command::Put(h),
+                self.hidden_default,
+            )
+        };
+        match verdict {
+            Verdict::Run => false,
+            Verdict::Deny(class) => {
+                tracing::debug!("conn {}: put denied to user {}", self.id, r.user);
+                self.shared.security.counters.deny(&r.user, class);
+                self.decoder.skip_body();
+                self.deny_body = true;
+                true
+            }
+            Verdict::Answer(_) => unreachable!("a put is run or denied"),
+        }
+    }
+
     fn on_event(&mut self, ev: Event) -> Next {
         let id = self.id;
         match ev {
@@ -614,6 +914,10 @@ impl Conn {
                 if info.acknowledges && self.shared.log_failed() {
                     self.reply(Reply::InternalError);
                     return Next::Continue;
+                }
+                if let Access::Restricted(r) = &self.access {
+                    let r = r.clone();
+                    return self.restricted(&r, cmd);
                 }
                 let shared = self.shared.clone();
                 let mut rx = None;
@@ -628,24 +932,46 @@ impl Conn {
                         }
                     })
                 };
-                debug_assert!(
-                    info.reveals || reveal == Reveal::Nothing,
-                    "{} showed {reveal:?}",
-                    info.name
-                );
-                return match (out, rx) {
-                    (Output::Reply(r), _) => {
-                        let t = ticket.filter(|_| info.acknowledges);
-                        self.reply_after(r, t, reveal);
-                        Next::Continue
-                    }
-                    (_, Some(rx)) => Next::Wait(rx),
-                    (o, None) => unreachable!("command gave {o:?}"),
-                };
+                return self.answer(info, out, reveal, ticket, rx);
             }
-            Event::Put(h) => self.on_put_header(h, None),
-            Event::PutUnique(key, h) => self.on_put_header(h, Some(key)),
-            Event::BodySkipped => self.reply(Reply::OutOfMemory),
+            Event::Put(h) => {
+                if !self.put_refused(h) {
+                    self.on_put_header(h, None)
+                }
+            }
+            Event::PutUnique(key, h) => {
+                if !self.put_refused(h) {
+                    self.on_put_header(h, Some(key))
+                }
+            }
+            Event::BodySkipped => {
+                if std::mem::take(&mut self.deny_body) {
+                    self.reply(Reply::PermissionDenied)
+                } else {
+                    self.reply(Reply::OutOfMemory)
+                }
+            }
+            Event::Auth(token) => {
+                // Only token listeners' decoders produce it, once authenticated: the same
+                // user again is a no-op; anything else ends the connection.
+                let same = self
+                    .shared
+                    .security
+                    .users()
+                    .by_token(&token)
+                    .is_some_and(|r| Some(&r.user) == self.token_user.as_ref());
+                if same {
+                    self.reply(Reply::Authenticated);
+                } else {
+                    self.shared
+                        .security
+                        .counters
+                        .auth_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.reply(Reply::Unauthorized);
+                    return Next::Quit;
+                }
+            }
             Event::Body(body) => {
                 if let Some((job, h, key)) = self.put.take() {
                     self.on_put(job, h, key, body);

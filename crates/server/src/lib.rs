@@ -5,12 +5,16 @@
 //! (microseconds, never across I/O). Replies for connections blocked in `reserve` travel
 //! through one-shot channels registered in the same critical section that blocked them.
 
+pub(crate) mod access;
+pub mod conffile;
 pub mod config;
 mod conn;
 pub mod listen;
 pub mod metrics;
 pub mod persist;
+pub mod secure;
 pub mod sys;
+pub(crate) mod tls;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,7 +23,7 @@ use rustc_hash::FxHashMap;
 use tokio::sync::{oneshot, Notify};
 
 use config::Config;
-use listen::{Accepted, Listener};
+use listen::{Accepted, Extra, Listener};
 use sprout_engine::{
     ConnId, Delivery, Effects, Engine, Input, JournalOp, Output, Reveal, LSN_PENDING,
 };
@@ -95,6 +99,8 @@ pub struct Shared {
     stop: Notify,
     stopping: std::sync::atomic::AtomicBool,
     open: std::sync::atomic::AtomicUsize,
+    /// Users, TLS configurations, access counters (see `secure`).
+    pub security: Arc<secure::Security>,
 }
 
 impl Shared {
@@ -127,7 +133,14 @@ impl Shared {
             stop: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             open: std::sync::atomic::AtomicUsize::new(0),
+            security: Arc::new(secure::Security::open()),
         }
+    }
+
+    /// The same, with the users and TLS configurations of `security`.
+    pub fn with_security(mut self, security: Arc<secure::Security>) -> Self {
+        self.security = security;
+        self
     }
 
     /// Connections open now (counted from accept to close).
@@ -363,6 +376,182 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
     run_until(listener, shared, std::future::pending()).await
 }
 
+/// [`run`] with more listeners (`[[listener]]`, `--tls-listen`).
+pub async fn run_all(listener: Listener, extras: Vec<Extra>, shared: Arc<Shared>) -> i32 {
+    run_all_until(listener, extras, shared, std::future::pending()).await
+}
+
+/// Counts a connection as unauthenticated (TLS handshake, or waiting for `auth`) while
+/// it lives.
+pub(crate) struct Unauthenticated(Arc<Shared>);
+
+impl Unauthenticated {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        shared
+            .security
+            .unauthenticated
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Unauthenticated(shared.clone())
+    }
+}
+
+impl Drop for Unauthenticated {
+    fn drop(&mut self) {
+        self.0
+            .security
+            .unauthenticated
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How long a connection may take for its TLS handshake and its `auth`, together.
+pub(crate) const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Registers a connection with the engine (it then counts in `current-connections`).
+pub(crate) fn register(shared: &Shared) -> ConnId {
+    match shared.step(Input::Connect).0 {
+        Output::Conn(id) => id,
+        o => unreachable!("connect gave {o:?}"),
+    }
+}
+
+/// Serves one connection of an extra listener: the TLS handshake and the
+/// authentication in its own task, under [`AUTH_TIMEOUT`], so that a client that stalls
+/// holds up nobody else.
+async fn serve_extra(
+    sock: Accepted,
+    auth: config::AuthMode,
+    tls: Option<Arc<tls::TlsSlot>>,
+    shared: Arc<Shared>,
+) {
+    use config::AuthMode;
+    let deadline = tokio::time::Instant::now() + AUTH_TIMEOUT;
+    let pending = Unauthenticated::new(&shared);
+    let sock = match (sock, tls) {
+        (Accepted::Tcp(tcp), Some(slot)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(slot.get());
+            match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let (tcp, session) = stream.into_inner();
+                    conn::Sock::Tls(Box::new(tls::TlsSock::new(tcp, session)))
+                }
+                Ok(Err(e)) => {
+                    shared
+                        .security
+                        .counters
+                        .handshake_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!("TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    shared
+                        .security
+                        .counters
+                        .handshake_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!("TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+        (Accepted::Tcp(s), None) => conn::Sock::Tcp(s),
+        (Accepted::Unix(s), _) => conn::Sock::Unix(s),
+    };
+    let users = shared.security.users();
+    let rights = match auth {
+        AuthMode::None => users.anonymous(),
+        AuthMode::Token => {
+            conn::serve_token(sock, shared, deadline, pending).await;
+            return;
+        }
+        AuthMode::Mtls => {
+            let subject = match &sock {
+                conn::Sock::Tls(t) => t.peer_subject(),
+                _ => None,
+            };
+            match subject.as_deref().and_then(|s| users.by_subject(s)) {
+                Some(r) => access::Access::of(r),
+                None => {
+                    tracing::info!(
+                        "mtls: no user has the certificate subject {subject:?}; closing"
+                    );
+                    shared
+                        .security
+                        .counters
+                        .auth_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        AuthMode::Peercred => {
+            let uid = match &sock {
+                conn::Sock::Unix(u) => u.peer_cred().ok().map(|c| c.uid()),
+                _ => None,
+            };
+            match uid.and_then(|u| users.by_uid(u)) {
+                Some(r) => access::Access::of(r),
+                None => {
+                    tracing::info!("peercred: no user has uid {uid:?}; closing");
+                    shared
+                        .security
+                        .counters
+                        .auth_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    };
+    drop(users);
+    drop(pending);
+    let id = register(&shared);
+    conn::serve(sock, shared, id, rights).await;
+}
+
+/// Accepts on an extra listener until shutdown.
+async fn accept_extra(x: Extra, shared: Arc<Shared>, alive: tokio::sync::mpsc::Sender<()>) {
+    let mut accept_log = Instant::now() - Duration::from_secs(2);
+    loop {
+        let stopped = shared.stop.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        if shared.stopping() {
+            return;
+        }
+        tokio::select! {
+            accepted = x.listener.accept() => match accepted {
+                Ok(sock) => {
+                    if shared.config.max_connections.is_some_and(|m| shared.open_connections() >= m) {
+                        drop(sock);
+                        continue;
+                    }
+                    shared.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let shared = shared.clone();
+                    let alive = alive.clone();
+                    let tls = x.tls.clone();
+                    let auth = x.auth;
+                    tokio::spawn(async move {
+                        let counted = shared.clone();
+                        serve_extra(sock, auth, tls, shared).await;
+                        counted.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        drop(alive);
+                    });
+                }
+                Err(e) => {
+                    if accept_log.elapsed() >= Duration::from_secs(1) {
+                        tracing::warn!("accept on {}: {e}", x.addr);
+                        accept_log = Instant::now();
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = &mut stopped => return,
+        }
+    }
+}
+
 /// As [`run`], also shutting down (as on SIGTERM) when `stop` completes: for servers run
 /// inside another program, such as tests.
 pub async fn run_until(
@@ -370,9 +559,22 @@ pub async fn run_until(
     shared: Arc<Shared>,
     stop: impl std::future::Future<Output = ()>,
 ) -> i32 {
+    run_all_until(listener, Vec::new(), shared, stop).await
+}
+
+/// [`run_until`] with more listeners.
+pub async fn run_all_until(
+    listener: Listener,
+    extras: Vec<Extra>,
+    shared: Arc<Shared>,
+    stop: impl std::future::Future<Output = ()>,
+) -> i32 {
     tokio::pin!(stop);
     tokio::spawn(timer_task(shared.clone()));
     let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+    for x in extras {
+        tokio::spawn(accept_extra(x, shared.clone(), alive_tx.clone()));
+    }
 
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -396,6 +598,13 @@ pub async fn run_until(
                 return 111;
             }
         };
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("sigaction: {e}");
+            return 111;
+        }
+    };
 
     let mut refused_log = Instant::now() - Duration::from_secs(2);
     let mut accept_log = refused_log;
@@ -416,15 +625,14 @@ pub async fn run_until(
                     let alive = alive_tx.clone();
                     shared.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Registered now, in accept order, so `stats` counts it at once.
-                    let id = match shared.step(Input::Connect).0 {
-                        Output::Conn(id) => id,
-                        o => unreachable!("connect gave {o:?}"),
-                    };
+                    let id = register(&shared);
+                    // `[anonymous]`'s rights (everything, without it), as of now.
+                    let rights = shared.security.users().anonymous();
                     tokio::spawn(async move {
                         let counted = shared.clone();
                         match sock {
-                                                        Accepted::Tcp(s) => conn::serve(conn::Sock::Tcp(s), shared, id).await,
-                            Accepted::Unix(s) => conn::serve(conn::Sock::Unix(s), shared, id).await,
+                            Accepted::Tcp(s) => conn::serve(conn::Sock::Tcp(s), shared, id, rights).await,
+                            Accepted::Unix(s) => conn::serve(conn::Sock::Unix(s), shared, id, rights).await,
                         }
                                                 counted.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         drop(alive);
@@ -440,6 +648,12 @@ pub async fn run_until(
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
+            _ = hup.recv() => {
+                match shared.security.reload() {
+                    Ok(what) => tracing::info!("SIGHUP: configuration reloaded: {what}"),
+                    Err(e) => tracing::error!("SIGHUP: reload failed, the old configuration stays: {e}"),
+                }
+            }
             _ = usr1.recv() => {
                 tracing::warn!("SIGUSR1: entering drain mode; puts now answer DRAINING");
                 shared.lock().engine.set_draining();

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
-use super::config::Config;
+use super::config::{AuthMode, Config};
+use crate::secure::Security;
+use crate::tls::TlsSlot;
 
 pub enum Listener {
     Tcp(TcpListener),
@@ -163,4 +165,69 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     s.set_nodelay(true)?;
     s.bind(addr)?;
     s.listen(1024)
+}
+
+/// A listener beyond the default one (`[[listener]]`, `--tls-listen`).
+pub struct Extra {
+    pub(crate) listener: Listener,
+    pub(crate) auth: AuthMode,
+    pub(crate) tls: Option<std::sync::Arc<TlsSlot>>,
+    pub(crate) addr: String,
+}
+
+impl Extra {
+    pub fn describe(&self) -> String {
+        format!(
+            "{}{} (auth {})",
+            self.listener.describe(),
+            if self.tls.is_some() { " TLS" } else { "" },
+            self.auth.name()
+        )
+    }
+}
+
+/// Opens the extra listeners and loads their certificates (registered with `security`
+/// for reloads). Errors carry an exit code: 111 for a socket, 5 for a certificate.
+pub fn open_extra(cfg: &Config, security: &Security) -> Result<Vec<Extra>, (String, i32)> {
+    let mut out = Vec::new();
+    for l in cfg.extra_listeners() {
+        let tls = match &l.tls {
+            Some(files) => {
+                let slot = std::sync::Arc::new(
+                    TlsSlot::load(files).map_err(|e| (format!("listener {}: {e}", l.addr), 5))?,
+                );
+                security.add_slot(&l.addr, slot.clone());
+                Some(slot)
+            }
+            None => None,
+        };
+        let listener = match l.addr.strip_prefix("unix:") {
+            Some(path) => unix(path)?,
+            None => {
+                let addrs: Vec<SocketAddr> = l
+                    .addr
+                    .to_socket_addrs()
+                    .map_err(|e| (format!("listener {}: {e}", l.addr), 111))?
+                    .collect();
+                let mut last = Err((format!("listener {}: no address", l.addr), 111));
+                for a in addrs {
+                    match bind(a) {
+                        Ok(t) => {
+                            last = Ok(Listener::Tcp(t));
+                            break;
+                        }
+                        Err(e) => last = Err((format!("bind {a}: {e}"), 111)),
+                    }
+                }
+                last?
+            }
+        };
+        out.push(Extra {
+            listener,
+            auth: l.auth,
+            tls,
+            addr: l.addr,
+        });
+    }
+    Ok(out)
 }

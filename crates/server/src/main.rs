@@ -4,11 +4,17 @@ use std::sync::Arc;
 
 use sprout_engine::Engine;
 use sproutd::config::{parse_args, usage, Parsed};
-use sproutd::{listen, persist, run, start_maintenance, sys, Clock, Shared, VERSION};
+use sproutd::secure::Security;
+use sproutd::{listen, persist, run_all, start_maintenance, sys, Clock, Shared, VERSION};
 
 fn main() {
     let prog = std::env::args().next().unwrap_or_else(|| "sproutd".into());
-    let cfg = match parse_args(std::env::args()) {
+    let args: Vec<String> = std::env::args().collect();
+    let cfg = match parse_args(args.clone()) {
+        Parsed::Run(c) if c.print_config => {
+            print!("{}", sproutd::conffile::print(&c));
+            return;
+        }
         Parsed::Run(c) => *c,
         Parsed::Version => {
             println!("sproutd {VERSION} (beanstalkd 1.13 protocol)");
@@ -22,6 +28,17 @@ fn main() {
             eprintln!("{prog}: {msg}");
             eprint!("{}", usage(&prog));
             std::process::exit(code);
+        }
+        Parsed::Fatal(msg, code) => {
+            eprintln!("{prog}: {msg}");
+            std::process::exit(code);
+        }
+    };
+    let security = match Security::new(&cfg, args) {
+        Ok(s) => std::sync::Arc::new(s),
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            std::process::exit(5);
         }
     };
     let level = match cfg.verbosity {
@@ -66,6 +83,16 @@ fn main() {
                 return code;
             }
         };
+        let extras = match listen::open_extra(&cfg, &security) {
+            Ok(x) => x,
+            Err((msg, code)) => {
+                eprintln!("{prog}: {msg}");
+                return code;
+            }
+        };
+        for x in &extras {
+            tracing::info!("also listening on {}", x.describe());
+        }
         tracing::info!(
             "sproutd {VERSION} pid {} listening on {}; max job size {}; binlog {}; metrics {}",
             std::process::id(),
@@ -117,7 +144,9 @@ fn main() {
         let tube_cap = cfg.metrics_tube_cap;
         let mut engine = engine;
         engine.set_limits(cfg.max_jobs, cfg.max_memory);
-        let shared = Arc::new(Shared::with_engine_and_log(cfg, engine, binlog, clock));
+        let shared = Arc::new(
+            Shared::with_engine_and_log(cfg, engine, binlog, clock).with_security(security),
+        );
         start_maintenance(shared.clone());
         if let Some(path) = shared.config.policy_file.clone() {
             match sproutd::apply_policy_file(&shared, &path) {
@@ -130,12 +159,17 @@ fn main() {
         }
         if let Some(l) = metrics {
             tracing::info!(
-                "metrics on http://{}/metrics",
+                "metrics on {}://{}/metrics",
+                if shared.security.metrics_over_tls() {
+                    "https"
+                } else {
+                    "http"
+                },
                 l.local_addr().map(|a| a.to_string()).unwrap_or_default()
             );
             tokio::spawn(sproutd::metrics::serve(l, shared.clone(), tube_cap));
         }
-        run(listener, shared).await
+        run_all(listener, extras, shared).await
     });
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);

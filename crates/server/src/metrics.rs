@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use super::Shared;
 use sprout_engine::metrics::{Hist, TubeMetrics, BUCKETS};
@@ -26,11 +26,45 @@ pub(crate) struct Snapshot {
     pub(crate) process: ProcessStats,
     pub(crate) tubes: Vec<TubeMetrics>,
     pub(crate) binlog: Option<BinlogStats>,
+    pub(crate) access: AccessStats,
+}
+
+/// Access control's numbers (see `secure`).
+#[derive(Default)]
+pub(crate) struct AccessStats {
+    pub(crate) unauthenticated: u64,
+    pub(crate) auth_failures: u64,
+    pub(crate) handshake_failures: u64,
+    pub(crate) unauth_timeouts: u64,
+    /// (user, class, count), sorted.
+    pub(crate) denied: Vec<(String, &'static str, u64)>,
+}
+
+fn access_stats(shared: &Shared) -> AccessStats {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sec = &shared.security;
+    let c = &sec.counters;
+    let mut denied: Vec<(String, &'static str, u64)> = c
+        .denied
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|((u, class), n)| (u.to_string(), *class, *n))
+        .collect();
+    denied.sort();
+    AccessStats {
+        unauthenticated: sec.unauthenticated() as u64,
+        auth_failures: c.auth_failures.load(Relaxed),
+        handshake_failures: c.handshake_failures.load(Relaxed),
+        unauth_timeouts: c.unauth_timeouts.load(Relaxed),
+        denied,
+    }
 }
 
 pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
     let process = shared.process_stats();
     let binlog = shared.binlog.as_ref().map(|b| b.stats());
+    let access = access_stats(shared);
     let st = shared.lock();
     let now = shared.clock.now();
     Snapshot {
@@ -38,6 +72,7 @@ pub(crate) fn snapshot(shared: &Shared) -> Snapshot {
         process,
         tubes: st.engine.tube_metrics(now),
         binlog,
+        access,
     }
 }
 
@@ -287,6 +322,43 @@ pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
             b.disk_bytes.saturating_sub(b.live_bytes) as f64,
         );
     }
+    let a = &s.access;
+    o.one(
+        "sprout_unauthenticated_connections",
+        "gauge",
+        "Connections in a TLS handshake or waiting for auth (not in current_connections).",
+        a.unauthenticated as f64,
+    );
+    o.one(
+        "sprout_auth_failures_total",
+        "counter",
+        "Connections refused: unknown token, command before auth, unknown certificate subject or uid.",
+        a.auth_failures as f64,
+    );
+    o.one(
+        "sprout_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed or timed out.",
+        a.handshake_failures as f64,
+    );
+    o.one(
+        "sprout_unauthenticated_timeouts_total",
+        "counter",
+        "Connections closed for not authenticating in time.",
+        a.unauth_timeouts as f64,
+    );
+    o.head(
+        "sprout_denied_total",
+        "counter",
+        "Commands answered PERMISSION_DENIED, by user and class.",
+    );
+    for (user, class, n) in &a.denied {
+        let _ = writeln!(
+            o.0,
+            "sprout_denied_total{{user=\"{}\",class=\"{class}\"}} {n}",
+            escape(user)
+        );
+    }
     o.head(
         "sprout_info",
         "gauge",
@@ -439,17 +511,28 @@ pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
     o.0
 }
 
-/// Serves `/metrics` and `/healthz` until the process exits.
+/// Serves `/metrics` and `/healthz` until the process exits: over TLS with
+/// `--metrics-tls-cert`/`--metrics-tls-key`, and /metrics only to requests with
+/// `Authorization: Bearer <token>` when `--metrics-token-sha256` is set.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tube_cap: usize) {
     loop {
         match listener.accept().await {
             Ok((sock, _)) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        answer(sock, &shared, tube_cap),
-                    )
+                    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                        match shared.security.metrics_tls.as_ref() {
+                            Some(slot) => {
+                                let acceptor = tokio_rustls::TlsAcceptor::from(slot.get());
+                                if let Ok(tls) = acceptor.accept(sock).await {
+                                    let _ = answer(tls, &shared, tube_cap).await;
+                                }
+                            }
+                            None => {
+                                let _ = answer(sock, &shared, tube_cap).await;
+                            }
+                        }
+                    })
                     .await;
                 });
             }
@@ -461,7 +544,34 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tube_cap: usize) 
     }
 }
 
-async fn answer(mut sock: TcpStream, shared: &Shared, tube_cap: usize) -> std::io::Result<()> {
+/// Whether the request carries the bearer token /metrics wants (if it wants one).
+fn authorized(req: &[u8], shared: &Shared) -> bool {
+    let Some(want) = shared.security.metrics_token() else {
+        return true;
+    };
+    let text = String::from_utf8_lossy(req);
+    text.lines().skip(1).any(|l| {
+        let Some((name, value)) = l.split_once(':') else {
+            return false;
+        };
+        if !name.trim().eq_ignore_ascii_case("authorization") {
+            return false;
+        }
+        let value = value.trim();
+        let Some((scheme, token)) = value.split_once(' ') else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case("bearer") && {
+            let d = ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes());
+            d.as_ref() == want
+        }
+    })
+}
+
+async fn answer<S>(mut sock: S, shared: &Shared, tube_cap: usize) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut req = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") && !req.windows(2).any(|w| w == b"\n\n") {
@@ -476,7 +586,16 @@ async fn answer(mut sock: TcpStream, shared: &Shared, tube_cap: usize) -> std::i
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
+    let mut extra = "";
     let (status, ctype, body) = match (method, path) {
+        ("GET", "/metrics") if !authorized(&req, shared) => {
+            extra = "WWW-Authenticate: Bearer realm=\"sproutd\"\r\n";
+            (
+                "401 Unauthorized",
+                "text/plain",
+                "unauthorized\n".to_string(),
+            )
+        }
         ("GET", "/metrics") => {
             let snap = snapshot(shared);
             (
@@ -494,7 +613,7 @@ async fn answer(mut sock: TcpStream, shared: &Shared, tube_cap: usize) -> std::i
         ),
     };
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     sock.write_all(head.as_bytes()).await?;
