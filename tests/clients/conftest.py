@@ -9,6 +9,7 @@ teardown.
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +17,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import tlsutil  # noqa: E402
 SPROUTD = os.environ.get("SPROUTD", str(ROOT / "target" / "debug" / "sproutd"))
 READY_TIMEOUT = 10.0
 
@@ -166,6 +170,124 @@ def metrics_server():
 
     def make(*extra):
         srv = start_with_metrics(*extra)
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pki():
+    """A CA, a server certificate for 127.0.0.1/localhost, a client certificate
+    (CN=tester) and an unrelated CA, made once per session with openssl."""
+    p = tlsutil.Pki()
+    yield p
+    p.cleanup()
+
+
+TOKEN = tlsutil.TEST_TOKEN
+
+
+def write_users(directory, client_cn="tester"):
+    """A config file with one user who may do everything: token TOKEN, subject
+    CN=<client_cn>."""
+    path = os.path.join(directory, "sproutd.toml")
+    with open(path, "w") as f:
+        f.write("[[user]]\nname = \"tester\"\n"
+                f"token-sha256 = \"{tlsutil.sha256_hex(TOKEN)}\"\n"
+                f"cert-subject = \"CN={client_cn}\"\n"
+                "tubes = [\"*\"]\nmay = [\"produce\", \"consume\", \"inspect\", \"admin\"]\n")
+    return path
+
+
+class TlsServer(Server):
+    """sproutd with its plain listener (`address`) and a TLS listener (`tls_address`).
+    `address` may be pointed at a stunnel in front of the TLS listener; `stop` stops that
+    too."""
+
+    def __init__(self, srv, tls_address, confdir):
+        super().__init__(srv.proc, srv.address)
+        self.plain_address = srv.address
+        self.tls_address = tls_address
+        self.confdir = confdir
+        self.stunnel = None
+
+    def stop(self):
+        if self.stunnel is not None:
+            self.stunnel.cleanup()
+            self.stunnel = None
+        super().stop()
+        self.confdir.cleanup()
+
+
+def start_tls(pki, auth="none", *extra):
+    """sproutd on free ports with a TLS listener (`--tls-auth auth`; mtls trusts the
+    test CA), knowing the user of `write_users`."""
+    confdir = tempfile.TemporaryDirectory(prefix="sproutd-tls-", dir="/tmp")
+    conf = write_users(confdir.name, pki.client_cn)
+    for _ in range(5):
+        tls_port = free_port()
+        args = ["--config", conf, "--tls-listen", f"127.0.0.1:{tls_port}",
+                "--tls-cert", pki.server_cert, "--tls-key", pki.server_key,
+                "--tls-auth", auth]
+        if auth == "mtls":
+            args += ["--tls-client-ca", pki.ca]
+        srv = start_tcp(*args, *extra)
+        if tlsutil.wait_listening(tls_port, srv.proc):
+            return TlsServer(srv, ("127.0.0.1", tls_port), confdir)
+        srv.stop()
+    confdir.cleanup()
+    pytest.fail("sproutd's TLS listener did not come up 5 times")
+
+
+def start_via_stunnel(pki, *extra):
+    """A TlsServer whose `address` is a stunnel client in front of its TLS listener: a
+    plain client there speaks TLS to sproutd, the server certificate verified against
+    the test CA and the name localhost."""
+    srv = start_tls(pki, "none", *extra)
+    try:
+        host, port = srv.tls_address
+        srv.stunnel = tlsutil.Stunnel(f"{host}:{port}", pki.ca)
+    except Exception as e:  # noqa: BLE001 - reported as the test's failure
+        srv.stop()
+        pytest.fail(f"cannot start stunnel: {e}")
+    srv.address = srv.stunnel.address
+    return srv
+
+
+@pytest.fixture
+def tls_server(pki):
+    """Factory: tls_server(auth="none", *extra_flags) starts a TlsServer; all are stopped
+    at teardown."""
+    servers = []
+
+    def make(auth="none", *extra):
+        srv = start_tls(pki, auth, *extra)
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def reached(request):
+    """Factory: reached(how, *extra_flags) starts sproutd and returns a Server whose
+    `address` reaches it `how`: "plain" (its plain listener) or "stunnel" (a stunnel TLS
+    client in front of its TLS listener). All are stopped at teardown."""
+    servers = []
+
+    def make(how, *extra):
+        if how == "plain":
+            srv = start_tcp(*extra)
+        else:
+            srv = start_via_stunnel(request.getfixturevalue("pki"), *extra)
         servers.append(srv)
         return srv
 

@@ -4,6 +4,11 @@ Every public API call of greenstalk 2.x is exercised, and every server error gre
 maps to an exception that a server can produce on demand. A few error replies cannot be
 reached through greenstalk's public API (EXPECTED_CRLF, UNKNOWN_COMMAND); those use its
 private `_send_cmd`, as noted.
+
+Each test that uses `server` (or `server_small_jobs`) runs twice: `[plain]` against the
+plain listener, and `[stunnel]` through Debian's stunnel as a TLS client in front of
+sproutd's TLS listener (the server certificate verified against the test CA), so the
+whole suite also runs over TLS.
 """
 
 import signal
@@ -13,6 +18,18 @@ import time
 
 import greenstalk
 import pytest
+
+
+@pytest.fixture(params=["plain", "stunnel"])
+def server(request, reached):
+    """sproutd, reached directly or through a stunnel TLS client."""
+    return reached(request.param)
+
+
+@pytest.fixture(params=["plain", "stunnel"])
+def server_small_jobs(request, reached):
+    """sproutd with -z 10 (max job size 10 bytes), directly or through stunnel."""
+    return reached(request.param, "-z", "10")
 
 
 @pytest.fixture

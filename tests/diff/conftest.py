@@ -31,9 +31,17 @@ def _target_lines():
                  "ignored: the target is beanstalkd itself)")
     strict = ("run" if harness.target_strict()
               else "skipped (the target is not sproutd --strict)")
+    if harness.target_tls_beside():
+        tls = ("TLS listeners beside the plain one: none, token, mtls (SPROUT_DIFF_TLS), "
+               "each checked after every scenario")
+    elif harness.TLS_BESIDE:
+        tls = "TLS listeners: none (SPROUT_DIFF_TLS ignored: the target is beanstalkd)"
+    else:
+        tls = "TLS listeners: none (SPROUT_DIFF_TLS unset)"
     return [f"diff: reference={harness.BEANSTALKD} target={harness.SPROUTD} "
             f"(target flavour {harness.target_flavour()})",
-            f"diff: {flags}; strict_only tests: {strict}"]
+            f"diff: {flags}; strict_only tests: {strict}",
+            f"diff: {tls}"]
 
 
 def pytest_report_header(config):

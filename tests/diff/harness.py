@@ -95,6 +95,18 @@ command lines, which plain sproutd answers with its own replies) carry the
 pytest marker ``strict_only`` and are skipped, saying so, unless
 ``target_strict()``.
 
+TLS listeners beside the plain one
+----------------------------------
+With ``SPROUT_DIFF_TLS=1`` every sproutd target also gets three TLS listeners on
+loopback ports, from a ``--config`` file written into its temporary directory:
+``auth = "none"``, ``auth = "token"`` and ``auth = "mtls"`` (with one user who may do
+everything), the certificates made once per session with openssl (tests/tlsutil.py).
+The scenario still runs on the plain listener and must match beanstalkd byte for byte;
+after its last step, while the server still runs, each TLS listener must complete a
+handshake (the server certificate verified; a client certificate for mtls), accept the
+token (token) and answer ``list-tube-used`` with ``USING default``, or the scenario
+fails. Nothing of this reaches beanstalkd, nor a target that is beanstalkd itself.
+
 Files
 -----
 ``scenarios/s_*.py``   the scenario data (each module exports ``SCENARIOS``);
@@ -114,12 +126,15 @@ scenarios/s_timing.py); those scenarios poke the owner first.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
 import signal as _signal
 import socket
+import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -133,6 +148,11 @@ BEANSTALKD = os.environ.get("BEANSTALKD", "/usr/bin/beanstalkd")
 SPROUTD = os.environ.get("SPROUTD", os.path.join(ROOT, "target", "debug", "sproutd"))
 # Extra flags for the target server only (e.g. "--strict"); see target_args().
 SPROUTD_ARGS = tuple(os.environ.get("SPROUTD_ARGS", "").split())
+# TLS listeners beside the target's plain one; see "TLS listeners beside the plain one".
+TLS_BESIDE = os.environ.get("SPROUT_DIFF_TLS", "") not in ("", "0")
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import tlsutil  # noqa: E402
 
 DEFAULT_TIMEOUT = 3.0
 START_TIMEOUT = 5.0
@@ -168,11 +188,13 @@ class Server:
     """One server process (beanstalkd or sproutd) on a fresh port or unix socket."""
 
     def __init__(self, binary: str, args: Sequence[str] = (), unix: bool = False,
-                 label: str = "server"):
+                 label: str = "server", tls_beside: bool = False):
         self.binary = binary
         self.args = list(args)
         self.unix = unix
         self.label = label
+        self.tls_beside = tls_beside
+        self.tls_listeners: list[tuple[str, int]] = []
         self.proc: Optional[subprocess.Popen] = None
         self.tmpdir: Optional[str] = None
         self.addr: Any = None
@@ -205,7 +227,10 @@ class Server:
                 port = free_port()
                 self.addr = ("127.0.0.1", port)
                 listen = ["-l", "127.0.0.1", "-p", str(port)]
-            self.cmdline = [self.binary, *listen, *self.args]
+            config = []
+            if self.tls_beside:
+                config = ["--config", self._write_tls_config()]
+            self.cmdline = [self.binary, *listen, *config, *self.args]
             errpath = os.path.join(self.tmpdir, "stderr")
             with open(errpath, "wb") as errf:
                 try:
@@ -243,6 +268,50 @@ class Server:
             if rc is None:  # hung without listening: no point retrying
                 break
         raise ServerStartError(f"{self.label}: {self.cmdline} did not start: {last_err}")
+
+    def _write_tls_config(self) -> str:
+        """The --config file of the TLS listeners beside the plain one (fresh ports)."""
+        pki = _pki()
+        self.tls_listeners = [(auth, free_port()) for auth in ("none", "token", "mtls")]
+        lines = []
+        for auth, port in self.tls_listeners:
+            ca = f', client-ca = "{pki.ca}"' if auth == "mtls" else ""
+            lines += ["[[listener]]", f'addr = "127.0.0.1:{port}"',
+                      f'tls = {{ cert = "{pki.server_cert}", key = "{pki.server_key}"{ca} }}',
+                      f'auth = "{auth}"', ""]
+        lines += ["[[user]]", 'name = "diff"',
+                  f'token-sha256 = "{tlsutil.sha256_hex(tlsutil.TEST_TOKEN)}"',
+                  f'cert-subject = "CN={pki.client_cn}"', 'tubes = ["*"]',
+                  'may = ["produce", "consume", "inspect", "admin"]', ""]
+        path = os.path.join(self.tmpdir, "tls.toml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines))
+        return path
+
+    def check_tls_beside(self) -> Optional[str]:
+        """Each TLS listener handshakes, takes the token (token listener) and answers
+        list-tube-used; a description of the first failure, or None."""
+        pki = _pki()
+        for auth, port in self.tls_listeners:
+            try:
+                ctx = ssl.create_default_context(cafile=pki.ca)
+                if auth == "mtls":
+                    ctx.load_cert_chain(pki.client_cert, pki.client_key)
+                raw = socket.create_connection(("127.0.0.1", port), timeout=START_TIMEOUT)
+                with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    if auth == "token":
+                        s.sendall(b"auth " + tlsutil.TEST_TOKEN.encode() + b"\r\n")
+                        got = _read_line(s)
+                        if got != b"AUTHENTICATED\r\n":
+                            return f"TLS listener {auth} on port {port}: auth answered {got!r}"
+                    s.sendall(b"list-tube-used\r\n")
+                    got = _read_line(s)
+                    if got != b"USING default\r\n":
+                        return (f"TLS listener {auth} on port {port}: list-tube-used "
+                                f"answered {got!r}")
+            except (OSError, ssl.SSLError) as e:
+                return f"TLS listener {auth} on port {port}: {type(e).__name__}: {e}"
+        return None
 
     def _probe_round_trip(self) -> bool:
         """Send an empty line (UNKNOWN_COMMAND; counted nowhere) so that the server
@@ -285,6 +354,39 @@ class Server:
                 pass
             self.proc = None
         self._cleanup_dir()
+
+
+def _read_line(sock) -> bytes:
+    line = b""
+    while not line.endswith(b"\r\n") and len(line) < 200:
+        b = sock.recv(1)
+        if not b:
+            break
+        line += b
+    return line
+
+
+@lru_cache(maxsize=None)
+def _pki() -> "tlsutil.Pki":
+    """The certificates of the TLS listeners, made once per session."""
+    pki = tlsutil.Pki(client_cn="diff-client")
+    atexit.register(pki.cleanup)
+    return pki
+
+
+def target_tls_beside(binary=None) -> bool:
+    """Whether a target run from `binary` gets TLS listeners beside its plain one
+    (SPROUT_DIFF_TLS set, and the target is sproutd)."""
+    return TLS_BESIDE and target_flavour(binary) != "1.12"
+
+
+def _check_beside(srv: Server, res: "RunResult"):
+    """After a scenario: the TLS listeners still work (only while the server runs)."""
+    if not srv.tls_beside or srv.proc is None or srv.proc.poll() is not None:
+        return
+    err = srv.check_tls_beside()
+    if err:
+        res.error = f"{res.error}; {err}" if res.error else err
 
 
 # --------------------------------------------------------------------------
@@ -758,7 +860,8 @@ def run_pair(sc: Scenario, ref_bin=BEANSTALKD, tgt_bin=None):
     """Run a scenario against the reference and the target concurrently."""
     tgt_bin = tgt_bin or SPROUTD
     ref = Server(ref_bin, sc.args, sc.unix, "beanstalkd")
-    tgt = Server(tgt_bin, sc.args + target_args(tgt_bin), sc.unix, "sproutd")
+    tgt = Server(tgt_bin, sc.args + target_args(tgt_bin), sc.unix, "sproutd",
+                 tls_beside=target_tls_beside(tgt_bin))
     results: dict[str, RunResult] = {}
     try:
         ref.start()
@@ -781,6 +884,8 @@ def run_pair(sc: Scenario, ref_bin=BEANSTALKD, tgt_bin=None):
             t.start()
         for t in threads:
             t.join()
+        if tgt.proc is not None:
+            _check_beside(tgt, results["tgt"])
     finally:
         ref.stop()
         tgt.stop()
@@ -807,10 +912,13 @@ def run_solo(sc: Scenario, binary=None) -> RunResult:
     """Run a scenario against one server (the target by default); SPROUTD_ARGS are
     added unless that server is beanstalkd."""
     binary = binary or SPROUTD
-    srv = Server(binary, sc.args + target_args(binary), sc.unix, "sproutd")
+    srv = Server(binary, sc.args + target_args(binary), sc.unix, "sproutd",
+                 tls_beside=target_tls_beside(binary))
     try:
         srv.start()
-        return run_steps(srv, sc.steps)
+        res = run_steps(srv, sc.steps)
+        _check_beside(srv, res)
+        return res
     finally:
         srv.stop()
 
