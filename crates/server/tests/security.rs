@@ -457,7 +457,7 @@ fn tls_listen_flags() {
     let pki = Pki::new();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let _s = Server::start(&[
+    let s = Server::start(&[
         "--tls-listen",
         &addr,
         "--tls-cert",
@@ -465,9 +465,32 @@ fn tls_listen_flags() {
         "--tls-key",
         &pki.path("server.key"),
     ]);
-    let mut c = tls(port, &client_config(&pki.path("ca.pem"), None)).unwrap();
+    let cfg = client_config(&pki.path("ca.pem"), None);
+    let mut c = tls(port, &cfg).unwrap();
     assert_eq!(c.cmd("use x"), "USING x");
     assert_eq!(c.cmd("put 0 0 60 1\r\nx"), "INSERTED 1");
+    // Pipelined: 300 commands in one write, 300 replies in order.
+    let many: String = (0..300).map(|i| format!("use p{i}\r\n")).collect();
+    c.send(many.as_bytes()).unwrap();
+    for i in 0..300 {
+        assert_eq!(c.try_line().unwrap(), format!("USING p{i}"));
+    }
+    // A reserve blocked over TLS gets the job another connection puts.
+    let mut w = tls(port, &cfg).unwrap();
+    assert_eq!(w.cmd("watch later"), "WATCHING 2");
+    w.send(b"reserve-with-timeout 10\r\n").unwrap();
+    let mut p = s.conn();
+    p.cmd("use later");
+    let id = p.put(0, 0, 60, b"late");
+    assert_eq!(w.try_line().unwrap(), format!("RESERVED {id} 4"));
+    assert_eq!(w.try_line().unwrap(), "late");
+    // A client that hangs up while blocked: its reservation goes back.
+    assert_eq!(w.cmd("reserve-with-timeout 0"), "TIMED_OUT");
+    w.send(b"reserve\r\n").unwrap();
+    drop(w);
+    wait_until("the hung-up TLS client's reservation is released", || {
+        s.conn().stat(&format!("stats-job {id}"), "state") == "ready"
+    });
     // A client that does not trust the server's CA fails its handshake.
     assert!(tls(port, &client_config(&pki.path("ca2.pem"), None)).is_err());
 }
