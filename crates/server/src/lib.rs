@@ -458,13 +458,13 @@ async fn serve_extra(
         (Accepted::Tcp(s), None) => conn::Sock::Tcp(s),
         (Accepted::Unix(s), _) => conn::Sock::Unix(s),
     };
+    if auth == AuthMode::Token {
+        conn::serve_token(sock, shared, deadline, pending).await;
+        return;
+    }
     let users = shared.security.users();
     let rights = match auth {
-        AuthMode::None => users.anonymous(),
-        AuthMode::Token => {
-            conn::serve_token(sock, shared, deadline, pending).await;
-            return;
-        }
+        AuthMode::None | AuthMode::Token => users.anonymous(),
         AuthMode::Mtls => {
             let subject = match &sock {
                 conn::Sock::Tls(t) => t.peer_subject(),
