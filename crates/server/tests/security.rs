@@ -1216,3 +1216,37 @@ fn metrics_over_tls_with_a_bearer_token() {
     let _ = p.read_to_end(&mut out);
     assert!(!String::from_utf8_lossy(&out).contains("sprout_"));
 }
+
+#[test]
+fn shutdown_does_not_wait_for_unauthenticated_connections() {
+    let pki = Pki::new();
+    let (port, tport) = (free_port(), free_port());
+    let cfg = write_config(
+        pki.dir.path(),
+        "sproutd.toml",
+        &format!(
+            "[[listener]]\naddr = \"127.0.0.1:{port}\"\nauth = \"token\"\n\n\
+             [[listener]]\naddr = \"127.0.0.1:{tport}\"\n\
+             tls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            pki.path("server.pem"),
+            pki.path("server.key"),
+        ),
+    );
+    let mut s = start_with_config(&cfg, &[]);
+    // One waiting for auth, one in its handshake, one idle on the plain listener: none
+    // holds the shutdown up (it would wait up to 5 s for connections that owe replies).
+    let mut waiting = plain(port);
+    let _handshaking = tcp(tport);
+    let mut served = plain(s.port());
+    assert_eq!(served.cmd("use x"), "USING x");
+    waiting.send(b"auth").unwrap(); // no line end yet
+    let t0 = Instant::now();
+    s.signal(libc::SIGTERM);
+    let st = s.wait_exit(Duration::from_secs(10));
+    assert!(st.success(), "{st}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
+}
