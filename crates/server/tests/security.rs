@@ -1250,3 +1250,27 @@ fn shutdown_does_not_wait_for_unauthenticated_connections() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn strict_keeps_auth_on_token_listeners_only() {
+    let dir = TempDir::new("strict");
+    let port = free_port();
+    let cfg = write_config(
+        dir.path(),
+        "sproutd.toml",
+        &format!(
+            "strict = true\n[[listener]]\naddr = \"127.0.0.1:{port}\"\nauth = \"token\"\n\n{}",
+            token_user("u", "tok", "[\"*\"]", "[\"produce\", \"inspect\"]")
+        ),
+    );
+    let s = start_with_config(&cfg, &[]);
+    let mut c = plain(port);
+    assert_eq!(c.cmd("auth tok"), "AUTHENTICATED");
+    // sprout's own commands are off (beanstalkd's answers), the user's classes hold.
+    assert_eq!(c.cmd("flush-tube x"), "UNKNOWN_COMMAND");
+    assert_eq!(c.cmd("watch x"), "PERMISSION_DENIED");
+    assert_eq!(c.cmd("use x"), "USING x");
+    let mut p = s.conn();
+    assert_eq!(p.cmd("auth tok"), "UNKNOWN_COMMAND");
+    assert_eq!(p.cmd("flush-tube x"), "UNKNOWN_COMMAND");
+}
