@@ -493,6 +493,26 @@ fn tls_listen_flags() {
     });
     // A client that does not trust the server's CA fails its handshake.
     assert!(tls(port, &client_config(&pki.path("ca2.pem"), None)).is_err());
+    // TLS 1.2 and 1.3 are both served.
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let only = Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        );
+        let mut c = tls(port, &only).expect("handshake");
+        assert_eq!(c.cmd("use v"), "USING v");
+        let got = c.rd.get_ref().conn.protocol_version();
+        assert_eq!(got, Some(version.version));
+    }
 }
 
 /// Peercred: clients running as two uids get their users' rights. They are this test
