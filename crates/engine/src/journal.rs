@@ -74,6 +74,13 @@ pub struct Restored {
     pub kicks: u32,
     pub file: u32,
     pub body: Bytes,
+    /// What few jobs have (boxed, so that the rest stay small while recovery moves them).
+    pub extra: Option<Box<RestoredExtra>>,
+}
+
+/// The rarer parts of a [`Restored`] job.
+#[derive(Debug, Clone, Default)]
+pub struct RestoredExtra {
     /// Its `put-unique` key.
     pub key: Option<String>,
     /// For a dead-lettered job: the tube it came from.
@@ -193,10 +200,11 @@ impl Engine {
                 body: Body::from_bytes(r.body),
             },
         );
-        if let Some(o) = r.origin {
+        let (key, origin) = r.extra.map_or((None, None), |e| (e.key, e.origin));
+        if let Some(o) = origin {
             self.q.origins.insert(id, o.into());
         }
-        if let Some(k) = r.key {
+        if let Some(k) = key {
             // Recovery restores jobs in id order: of two with one key, the first keeps it.
             let k: std::sync::Arc<str> = k.into();
             let t = self.q.tubes.get_mut(tube);

@@ -18,6 +18,8 @@ pub(crate) struct JobTable {
     /// Jobs deleted by `flush-tube` whose memory is not freed yet (a few thousand at a
     /// time, see `Engine::free_dead`): every lookup treats them as gone.
     dead: roaring::RoaringTreemap,
+    /// `dead.len()`, kept so that lookups test a number, not the set (the put path).
+    dead_n: u64,
 }
 
 impl std::fmt::Debug for JobTable {
@@ -31,14 +33,16 @@ impl JobTable {
         self.hasher.hash_one(id)
     }
 
+    #[inline]
     fn slot_of(&self, id: JobId) -> Option<u32> {
-        if !self.dead.is_empty() && self.dead.contains(id) {
+        if self.dead_n != 0 && self.dead.contains(id) {
             return None;
         }
         self.any_slot_of(id)
     }
 
     /// `slot_of`, dead jobs included.
+    #[inline]
     fn any_slot_of(&self, id: JobId) -> Option<u32> {
         let slots = &self.slots;
         self.index
@@ -149,11 +153,11 @@ impl JobTable {
 
     /// Live jobs, in slot order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&JobId, &Job)> {
-        let dead = &self.dead;
+        let (dead, any) = (&self.dead, self.dead_n != 0);
         self.slots
             .iter()
             .flatten()
-            .filter(move |j| dead.is_empty() || !dead.contains(j.id))
+            .filter(move |j| !any || !dead.contains(j.id))
             .map(|j| (&j.id, j))
     }
 
@@ -166,17 +170,20 @@ impl JobTable {
     /// `free_dead`.
     pub(crate) fn kill(&mut self, ids: roaring::RoaringTreemap) {
         self.dead |= ids;
+        self.dead_n = self.dead.len();
     }
 
     pub(crate) fn dead_count(&self) -> u64 {
-        self.dead.len()
+        self.dead_n
     }
 
     /// Frees up to `max` dead jobs, handing them to `out` (lowest ids first).
     pub(crate) fn free_dead(&mut self, max: usize, out: &mut Vec<Job>) {
         let ids: Vec<JobId> = self.dead.iter().take(max).collect();
         for id in ids {
-            self.dead.remove(id);
+            if self.dead.remove(id) {
+                self.dead_n -= 1;
+            }
             if let Some(j) = self.remove(&id) {
                 out.push(j);
             }

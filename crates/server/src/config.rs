@@ -621,4 +621,56 @@ mod tests {
         assert!(matches!(run(&["foo"]), Parsed::Error(ref m, 5) if m == "unknown argument: foo"));
         assert_eq!(cfg(&["-c", "-n"]).warnings.len(), 2);
     }
+
+    #[test]
+    fn long_names_of_the_short_flags_and_tls_flags() {
+        let c = cfg(&[
+            "--listen",
+            "127.0.0.1",
+            "--port=11302",
+            "--max-job-size",
+            "10",
+            "--no-fsync",
+            "--verbose",
+            "--binlog-size",
+            "4096",
+        ]);
+        assert_eq!(c.listen.as_deref(), Some("127.0.0.1"));
+        assert_eq!(c.port, 11302);
+        assert_eq!(c.max_job_size, 10);
+        assert_eq!(c.fsync_ms, None);
+        assert_eq!(c.verbosity, 1);
+        assert_eq!(c.binlog_size, 4096);
+        let c = cfg(&[
+            "--tls-listen",
+            "127.0.0.1:11400",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-client-ca",
+            "ca.pem",
+        ]);
+        let l = c.extra_listeners();
+        assert_eq!(l.len(), 1);
+        assert_eq!(
+            l[0].auth,
+            AuthMode::Mtls,
+            "a client CA without --tls-auth means mtls"
+        );
+        assert!(matches!(
+            run(&["--tls-listen", "127.0.0.1:1", "--tls-cert", "c", "--tls-key", "k", "--tls-auth", "peercred"]),
+            Parsed::Error(ref m, 5) if m.contains("--tls-auth")
+        ));
+        assert!(matches!(
+            run(&["--tls-cert", "c"]),
+            Parsed::Error(ref m, 5) if m.contains("need --tls-listen")
+        ));
+        assert!(matches!(
+            run(&["--metrics-token-sha256", "abc"]),
+            Parsed::Error(ref m, 5) if m.contains("hex SHA-256")
+        ));
+        assert!(matches!(run(&["--strict=yes"]), Parsed::Error(_, 5)));
+        assert!(cfg(&["--print-config"]).print_config);
+    }
 }

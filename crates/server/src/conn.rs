@@ -314,10 +314,11 @@ pub(crate) async fn serve_token(
                 }
             }
         };
-        match tokio::time::timeout_at(deadline, read).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return,
-            Err(_) => {
+        match super::until_deadline_or_stop(&shared, deadline, read).await {
+            Some(Ok(n)) if n > 0 => {}
+            Some(_) => return,
+            None if shared.stopping() => return,
+            None => {
                 tracing::debug!(
                     "unauthenticated connection closed after {:?}",
                     super::AUTH_TIMEOUT

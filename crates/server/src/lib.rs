@@ -407,6 +407,25 @@ impl Drop for Unauthenticated {
 /// How long a connection may take for its TLS handshake and its `auth`, together.
 pub(crate) const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Runs `f` until `deadline`, or until shutdown begins: None then (a connection still
+/// in its handshake or authentication is simply dropped at shutdown).
+pub(crate) async fn until_deadline_or_stop<F: std::future::Future>(
+    shared: &Shared,
+    deadline: tokio::time::Instant,
+    f: F,
+) -> Option<F::Output> {
+    let stopped = shared.stop.notified();
+    tokio::pin!(stopped);
+    stopped.as_mut().enable();
+    if shared.stopping() {
+        return None;
+    }
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, f) => r.ok(),
+        _ = stopped => None,
+    }
+}
+
 /// Registers a connection with the engine (it then counts in `current-connections`).
 pub(crate) fn register(shared: &Shared) -> ConnId {
     match shared.step(Input::Connect).0 {
@@ -430,12 +449,12 @@ async fn serve_extra(
     let sock = match (sock, tls) {
         (Accepted::Tcp(tcp), Some(slot)) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(slot.get());
-            match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
+            match until_deadline_or_stop(&shared, deadline, acceptor.accept(tcp)).await {
+                Some(Ok(stream)) => {
                     let (tcp, session) = stream.into_inner();
                     conn::Sock::Tls(Box::new(tls::TlsSock::new(tcp, session)))
                 }
-                Ok(Err(e)) => {
+                Some(Err(e)) => {
                     shared
                         .security
                         .counters
@@ -444,13 +463,13 @@ async fn serve_extra(
                     tracing::debug!("TLS handshake failed: {e}");
                     return;
                 }
-                Err(_) => {
+                None => {
                     shared
                         .security
                         .counters
                         .handshake_failures
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::debug!("TLS handshake timed out");
+                    tracing::debug!("TLS handshake timed out (or shutdown)");
                     return;
                 }
             }
@@ -458,13 +477,13 @@ async fn serve_extra(
         (Accepted::Tcp(s), None) => conn::Sock::Tcp(s),
         (Accepted::Unix(s), _) => conn::Sock::Unix(s),
     };
+    if auth == AuthMode::Token {
+        conn::serve_token(sock, shared, deadline, pending).await;
+        return;
+    }
     let users = shared.security.users();
     let rights = match auth {
-        AuthMode::None => users.anonymous(),
-        AuthMode::Token => {
-            conn::serve_token(sock, shared, deadline, pending).await;
-            return;
-        }
+        AuthMode::None | AuthMode::Token => users.anonymous(),
         AuthMode::Mtls => {
             let subject = match &sock {
                 conn::Sock::Tls(t) => t.peer_subject(),

@@ -347,11 +347,14 @@ pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
         "Connections closed for not authenticating in time.",
         a.unauth_timeouts as f64,
     );
-    o.head(
-        "sprout_denied_total",
-        "counter",
-        "Commands answered PERMISSION_DENIED, by user and class.",
-    );
+    if !a.denied.is_empty() {
+        // A family with no samples is not exposed (there is no user without a denial).
+        o.head(
+            "sprout_denied_total",
+            "counter",
+            "Commands answered PERMISSION_DENIED, by user and class.",
+        );
+    }
     for (user, class, n) in &a.denied {
         let _ = writeln!(
             o.0,

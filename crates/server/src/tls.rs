@@ -343,6 +343,10 @@ impl TlsSock {
     /// WouldBlock when nothing is there yet (the socket's readiness is then cleared).
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
         let mut t = self.tls();
+        // A session that failed stays failed: say so rather than wait on the socket.
+        if let Err(e) = t.process_new_packets() {
+            return Err(tls_error(e));
+        }
         loop {
             let room = (buf.capacity() - buf.len()).clamp(1, PLAIN_CHUNK);
             let len = buf.len();

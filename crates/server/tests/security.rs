@@ -457,7 +457,7 @@ fn tls_listen_flags() {
     let pki = Pki::new();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let _s = Server::start(&[
+    let s = Server::start(&[
         "--tls-listen",
         &addr,
         "--tls-cert",
@@ -465,11 +465,54 @@ fn tls_listen_flags() {
         "--tls-key",
         &pki.path("server.key"),
     ]);
-    let mut c = tls(port, &client_config(&pki.path("ca.pem"), None)).unwrap();
+    let cfg = client_config(&pki.path("ca.pem"), None);
+    let mut c = tls(port, &cfg).unwrap();
     assert_eq!(c.cmd("use x"), "USING x");
     assert_eq!(c.cmd("put 0 0 60 1\r\nx"), "INSERTED 1");
+    // Pipelined: 300 commands in one write, 300 replies in order.
+    let many: String = (0..300).map(|i| format!("use p{i}\r\n")).collect();
+    c.send(many.as_bytes()).unwrap();
+    for i in 0..300 {
+        assert_eq!(c.try_line().unwrap(), format!("USING p{i}"));
+    }
+    // A reserve blocked over TLS gets the job another connection puts.
+    let mut w = tls(port, &cfg).unwrap();
+    assert_eq!(w.cmd("watch later"), "WATCHING 2");
+    w.send(b"reserve-with-timeout 10\r\n").unwrap();
+    let mut p = s.conn();
+    p.cmd("use later");
+    let id = p.put(0, 0, 60, b"late");
+    assert_eq!(w.try_line().unwrap(), format!("RESERVED {id} 4"));
+    assert_eq!(w.try_line().unwrap(), "late");
+    // A client that hangs up while blocked: its reservation goes back.
+    assert_eq!(w.cmd("reserve-with-timeout 0"), "TIMED_OUT");
+    w.send(b"reserve\r\n").unwrap();
+    drop(w);
+    wait_until("the hung-up TLS client's reservation is released", || {
+        s.conn().stat(&format!("stats-job {id}"), "state") == "ready"
+    });
     // A client that does not trust the server's CA fails its handshake.
     assert!(tls(port, &client_config(&pki.path("ca2.pem"), None)).is_err());
+    // TLS 1.2 and 1.3 are both served.
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let only = Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        );
+        let mut c = tls(port, &only).expect("handshake");
+        assert_eq!(c.cmd("use v"), "USING v");
+        let got = c.rd.get_ref().conn.protocol_version();
+        assert_eq!(got, Some(version.version));
+    }
 }
 
 /// Peercred: clients running as two uids get their users' rights. They are this test
@@ -1192,4 +1235,62 @@ fn metrics_over_tls_with_a_bearer_token() {
     let mut out = Vec::new();
     let _ = p.read_to_end(&mut out);
     assert!(!String::from_utf8_lossy(&out).contains("sprout_"));
+}
+
+#[test]
+fn shutdown_does_not_wait_for_unauthenticated_connections() {
+    let pki = Pki::new();
+    let (port, tport) = (free_port(), free_port());
+    let cfg = write_config(
+        pki.dir.path(),
+        "sproutd.toml",
+        &format!(
+            "[[listener]]\naddr = \"127.0.0.1:{port}\"\nauth = \"token\"\n\n\
+             [[listener]]\naddr = \"127.0.0.1:{tport}\"\n\
+             tls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            pki.path("server.pem"),
+            pki.path("server.key"),
+        ),
+    );
+    let mut s = start_with_config(&cfg, &[]);
+    // One waiting for auth, one in its handshake, one idle on the plain listener: none
+    // holds the shutdown up (it would wait up to 5 s for connections that owe replies).
+    let mut waiting = plain(port);
+    let _handshaking = tcp(tport);
+    let mut served = plain(s.port());
+    assert_eq!(served.cmd("use x"), "USING x");
+    waiting.send(b"auth").unwrap(); // no line end yet
+    let t0 = Instant::now();
+    s.signal(libc::SIGTERM);
+    let st = s.wait_exit(Duration::from_secs(10));
+    assert!(st.success(), "{st}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn strict_keeps_auth_on_token_listeners_only() {
+    let dir = TempDir::new("strict");
+    let port = free_port();
+    let cfg = write_config(
+        dir.path(),
+        "sproutd.toml",
+        &format!(
+            "strict = true\n[[listener]]\naddr = \"127.0.0.1:{port}\"\nauth = \"token\"\n\n{}",
+            token_user("u", "tok", "[\"*\"]", "[\"produce\", \"inspect\"]")
+        ),
+    );
+    let s = start_with_config(&cfg, &[]);
+    let mut c = plain(port);
+    assert_eq!(c.cmd("auth tok"), "AUTHENTICATED");
+    // sprout's own commands are off (beanstalkd's answers), the user's classes hold.
+    assert_eq!(c.cmd("flush-tube x"), "UNKNOWN_COMMAND");
+    assert_eq!(c.cmd("watch x"), "PERMISSION_DENIED");
+    assert_eq!(c.cmd("use x"), "USING x");
+    let mut p = s.conn();
+    assert_eq!(p.cmd("auth tok"), "UNKNOWN_COMMAND");
+    assert_eq!(p.cmd("flush-tube x"), "UNKNOWN_COMMAND");
 }

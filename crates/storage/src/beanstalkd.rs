@@ -165,8 +165,7 @@ pub fn read(dir: &Path) -> (Vec<Restored>, u64, Vec<String>) {
                 _ => JobState::Ready,
             };
             Restored {
-                key: None,
-                origin: None,
+                extra: None,
                 id,
                 tube: r.tube,
                 state,

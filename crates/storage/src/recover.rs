@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 
 use super::record::{self, Next, Record, Snapshot};
 use crate::Error;
-use sprout_engine::journal::Restored;
+use sprout_engine::journal::{Restored, RestoredExtra};
 use sprout_engine::JobState;
 
 /// Segment files are `sprout.<seq>.wal`.
@@ -36,8 +36,7 @@ pub fn segments(dir: &Path) -> Vec<(u32, PathBuf)> {
 
 struct Rec {
     tube: String,
-    key: Option<String>,
-    origin: Option<String>,
+    extra: Option<Box<RestoredExtra>>,
     ttr: u32,
     created: u64,
     body: Bytes,
@@ -191,11 +190,10 @@ pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, Error> {
             kicks: r.snap.kicks,
             file: r.file,
             body: r.body,
-            key: r.key,
-            origin: r.origin,
+            extra: r.extra,
         })
         .collect();
-    out.jobs.sort_by_key(|r| r.id);
+    out.jobs.sort_unstable_by_key(|r| r.id);
     Ok(out)
 }
 
@@ -220,8 +218,7 @@ fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32) {
                 id,
                 Rec {
                     tube,
-                    key: None,
-                    origin: None,
+                    extra: None,
                     ttr,
                     created,
                     body,
@@ -248,12 +245,12 @@ fn apply(jobs: &mut FxHashMap<u64, Rec>, r: Record, seq: u32) {
         }
         Record::Key { id, key } => {
             if let Some(j) = jobs.get_mut(&id) {
-                j.key = (!key.is_empty()).then_some(key);
+                j.extra.get_or_insert_default().key = (!key.is_empty()).then_some(key);
             }
         }
         Record::Origin { id, tube } => {
             if let Some(j) = jobs.get_mut(&id) {
-                j.origin = Some(tube);
+                j.extra.get_or_insert_default().origin = Some(tube);
             }
         }
         Record::Policy { .. } => {}
