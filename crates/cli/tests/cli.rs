@@ -1504,6 +1504,94 @@ fn top_quits_on_ctrl_c_and_needs_a_terminal() {
     p.wait_screen("error message", |sc| sc.contains("cannot connect to"));
 }
 
+/// `top` over a TLS listener that wants a token: it connects (and reconnects) the way every
+/// subcommand does. The certificates: a CA made here with rcgen and a server certificate
+/// for 127.0.0.1 signed by it.
+#[test]
+fn top_over_tls_with_a_token() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let dir = TempDir::new("toptls");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::CommonName, "top test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let token = "top-test-token";
+    let hash: String = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let files = [
+        ("ca.pem", ca_cert.pem()),
+        ("server.pem", cert.pem()),
+        ("server.key", key.serialize_pem()),
+        (
+            "sproutd.toml",
+            format!(
+                "[[user]]\nname = \"ops\"\ntoken-sha256 = \"{hash}\"\ntubes = [\"*\"]\n\
+                 may = [\"produce\", \"consume\", \"inspect\", \"admin\"]\n"
+            ),
+        ),
+    ];
+    for (name, data) in &files {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    let p = |name: &str| dir.join(name).display().to_string();
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let s = Server::start(&[
+        "--config",
+        &p("sproutd.toml"),
+        "--tls-listen",
+        &tls_addr,
+        "--tls-cert",
+        &p("server.pem"),
+        "--tls-key",
+        &p("server.key"),
+        "--tls-auth",
+        "token",
+    ]);
+    wait_until("the TLS listener accepts connections", || {
+        std::net::TcpStream::connect(&tls_addr).is_ok()
+    });
+    let mut c = s.conn();
+    assert_eq!(c.cmd("use secure"), "USING secure");
+    c.put(1, 0, 60, b"s");
+    let ca_path = p("ca.pem");
+    let mut t = Pty::spawn(&[
+        "-a",
+        &tls_addr,
+        "--ca",
+        &ca_path,
+        "--token",
+        token,
+        "top",
+        "--interval",
+        "0.1",
+    ]);
+    t.wait_screen("the tube over TLS", |sc| {
+        sc.contains(&tls_addr) && row_of(sc, "secure").is_some_and(|r| r[1] == "1")
+    });
+    t.send(b"q");
+    assert_eq!(t.exit_code(), 0);
+    // Without the token: UNAUTHORIZED, reported before the screen is taken over.
+    let mut t = Pty::spawn(&["-a", &tls_addr, "--ca", &ca_path, "top"]);
+    assert_eq!(t.exit_code(), 3);
+    t.wait_screen("error message", |sc| sc.contains("UNAUTHORIZED"));
+}
+
 // ---------------------------------------------------------------------------------------
 // bench still works
 // ---------------------------------------------------------------------------------------
