@@ -221,7 +221,7 @@ enum Cmd {
     },
     /// Run a command for each job of some tubes: delete, retry or bury by its exit status.
     Work(sprout::work::WorkArgs),
-    /// Load-generate against a server, or compare sproutd with beanstalkd.
+    /// Load-generate against a server, compare sproutd with beanstalkd, or TLS with plain.
     Bench(BenchArgs),
     /// Read a binlog directory (no server needed).
     #[command(subcommand)]
