@@ -3,14 +3,66 @@
 
 use std::io;
 
+use std::future::Future;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf,
+    WriteHalf,
+};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::conn::{self, AsyncStream, Target};
 
 /// How long connecting (with the TLS handshake and `auth`) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a [`Client`] reaches the server. The load generator is generic over it, so that a
+/// plain TCP connection is driven through tokio's own socket halves, with no dispatch on
+/// the connection type in the hot path.
+pub(crate) trait Transport: Send + Sync + 'static {
+    type R: AsyncRead + Unpin + Send + 'static;
+    type W: AsyncWrite + Unpin + Send + 'static;
+    /// Whether a write must be flushed (TLS buffers its last record).
+    const FLUSH: bool;
+    fn open(t: &Target) -> impl Future<Output = io::Result<(Self::R, Self::W)>> + Send;
+}
+
+/// Plain TCP: the socket's owned halves.
+pub(crate) struct Plain;
+
+impl Transport for Plain {
+    type R = OwnedReadHalf;
+    type W = OwnedWriteHalf;
+    const FLUSH: bool = false;
+
+    async fn open(t: &Target) -> io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+        match conn::connect_async(t, CONNECT_TIMEOUT).await? {
+            AsyncStream::Tcp(s) => Ok(s.into_split()),
+            _ => Err(bad(format!("{}: not a plain TCP address", t.addr))),
+        }
+    }
+}
+
+/// Anything else (TLS, a token, a unix socket): the connection layer's stream, split.
+pub(crate) struct Secured;
+
+impl Transport for Secured {
+    type R = ReadHalf<AsyncStream>;
+    type W = WriteHalf<AsyncStream>;
+    const FLUSH: bool = true;
+
+    async fn open(t: &Target) -> io::Result<(Self::R, Self::W)> {
+        Ok(tokio::io::split(
+            conn::connect_async(t, CONNECT_TIMEOUT).await?,
+        ))
+    }
+}
+
+/// Whether `t` is reached by [`Plain`].
+pub(crate) fn is_plain(t: &Target) -> bool {
+    !t.is_tls() && !t.has_token() && !t.addr.starts_with("unix:")
+}
 
 /// One reply: its first line (without CRLF) and, for replies that carry data, the data.
 #[derive(Debug)]
@@ -54,19 +106,20 @@ impl Reply {
     }
 }
 
-/// One connection. Reads and writes go through the same [`AsyncStream`] (the reader's
-/// inner stream): for a plain connection that is the TCP socket itself behind one `match`.
-pub(crate) struct Client {
-    rd: BufReader<AsyncStream>,
+/// One connection.
+pub(crate) struct Client<T: Transport> {
+    rd: BufReader<T::R>,
+    wr: T::W,
     wbuf: Vec<u8>,
     line: String,
 }
 
-impl Client {
-    pub(crate) async fn connect(t: &Target) -> io::Result<Client> {
-        let s = conn::connect_async(t, CONNECT_TIMEOUT).await?;
+impl<T: Transport> Client<T> {
+    pub(crate) async fn connect(t: &Target) -> io::Result<Client<T>> {
+        let (r, w) = T::open(t).await?;
         Ok(Client {
-            rd: BufReader::with_capacity(64 * 1024, s),
+            rd: BufReader::with_capacity(64 * 1024, r),
+            wr: w,
             wbuf: Vec::with_capacity(4096),
             line: String::new(),
         })
@@ -74,7 +127,7 @@ impl Client {
 
     /// Closes the connection (TLS: with close_notify).
     pub(crate) async fn shutdown(mut self) -> io::Result<()> {
-        self.rd.get_mut().shutdown().await
+        self.wr.shutdown().await
     }
 
     /// Queues a raw command line (CRLF added).
@@ -91,11 +144,9 @@ impl Client {
     }
 
     pub async fn flush(&mut self) -> io::Result<()> {
-        let s = self.rd.get_mut();
-        s.write_all(&self.wbuf).await?;
-        if matches!(s, AsyncStream::Tls(_)) {
-            // TLS records are written as they fill; flush sends the last one.
-            s.flush().await?;
+        self.wr.write_all(&self.wbuf).await?;
+        if T::FLUSH {
+            self.wr.flush().await?;
         }
         self.wbuf.clear();
         Ok(())

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::conn::Target;
-use client::{bad, Client};
+use client::{bad, is_plain, Client, Plain, Secured, Transport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -128,16 +128,30 @@ pub async fn run(
     p: &Params,
     progress: &indicatif::ProgressBar,
 ) -> io::Result<Measurement> {
+    if is_plain(target) {
+        run_with::<Plain>(target, pid, w, p, progress).await
+    } else {
+        run_with::<Secured>(target, pid, w, p, progress).await
+    }
+}
+
+async fn run_with<T: Transport>(
+    target: &Target,
+    pid: Option<u32>,
+    w: Workload,
+    p: &Params,
+    progress: &indicatif::ProgressBar,
+) -> io::Result<Measurement> {
     if p.extra_tubes > 0 {
-        make_extra_tubes(target, p.extra_tubes).await?;
+        make_extra_tubes::<T>(target, p.extra_tubes).await?;
     }
     match w {
-        Workload::Fill => return fill(target, pid, p, progress).await,
-        Workload::Idle => return idle(target, pid, p, progress).await,
+        Workload::Fill => return fill::<T>(target, pid, p, progress).await,
+        Workload::Idle => return idle::<T>(target, pid, p, progress).await,
         _ => {}
     }
     if w == Workload::Drain {
-        prefill(target, p.jobs, p.size, progress).await?;
+        prefill_with::<T>(target, p.jobs, p.size, progress).await?;
     }
     let target = if w == Workload::Handshake {
         target.without_resumption()
@@ -156,7 +170,7 @@ pub async fn run(
     let mut clients = Vec::new();
     if w != Workload::Handshake {
         for _ in 0..p.conns.max(1) {
-            clients.push(Client::connect(&target).await?);
+            clients.push(Client::<T>::connect(&target).await?);
         }
     }
     let mut clients = clients.into_iter();
@@ -224,8 +238,8 @@ pub async fn run(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn conn_loop(
-    client: Option<Client>,
+async fn conn_loop<T: Transport>(
+    client: Option<Client<T>>,
     target: &Target,
     w: Workload,
     i: usize,
@@ -241,7 +255,7 @@ async fn conn_loop(
     if w == Workload::Handshake {
         while Instant::now() < deadline {
             let t0 = Instant::now();
-            let mut c = Client::connect(target).await?;
+            let mut c = Client::<T>::connect(target).await?;
             c.call("list-tube-used").await?.expect("USING default")?;
             record(h, t0);
             totals.ops.fetch_add(1, Ordering::Relaxed);
@@ -252,7 +266,7 @@ async fn conn_loop(
     }
     let mut c = match client {
         Some(c) => c,
-        None => Client::connect(target).await?,
+        None => Client::<T>::connect(target).await?,
     };
     let tube = format!("bench{}", i % p.tubes.max(1));
     let plain = body(p.size, None);
@@ -404,8 +418,8 @@ async fn conn_loop(
     Ok(())
 }
 
-async fn make_extra_tubes(target: &Target, n: usize) -> io::Result<()> {
-    let mut c = Client::connect(target).await?;
+async fn make_extra_tubes<T: Transport>(target: &Target, n: usize) -> io::Result<()> {
+    let mut c = Client::<T>::connect(target).await?;
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         for t in chunk {
             c.queue(&format!("use extra{t}"));
@@ -420,13 +434,27 @@ async fn make_extra_tubes(target: &Target, n: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Puts `jobs` jobs of `size` bytes in tube bench0.
 pub(crate) async fn prefill(
     target: &Target,
     jobs: u64,
     size: usize,
     progress: &indicatif::ProgressBar,
 ) -> io::Result<()> {
-    let mut c = Client::connect(target).await?;
+    if is_plain(target) {
+        prefill_with::<Plain>(target, jobs, size, progress).await
+    } else {
+        prefill_with::<Secured>(target, jobs, size, progress).await
+    }
+}
+
+async fn prefill_with<T: Transport>(
+    target: &Target,
+    jobs: u64,
+    size: usize,
+    progress: &indicatif::ProgressBar,
+) -> io::Result<()> {
+    let mut c = Client::<T>::connect(target).await?;
     c.call("use bench0").await?;
     let b = body(size, None);
     let mut done = 0;
@@ -447,7 +475,15 @@ pub(crate) async fn prefill(
 
 /// `current-jobs-ready` of tube bench0.
 pub(crate) async fn ready_jobs(target: &Target) -> io::Result<Option<u64>> {
-    let mut c = Client::connect(target).await?;
+    if is_plain(target) {
+        ready_jobs_with::<Plain>(target).await
+    } else {
+        ready_jobs_with::<Secured>(target).await
+    }
+}
+
+async fn ready_jobs_with<T: Transport>(target: &Target) -> io::Result<Option<u64>> {
+    let mut c = Client::<T>::connect(target).await?;
     let r = c.call("stats-tube bench0").await?;
     let Some(body) = r.body else {
         return Ok(None);
@@ -459,7 +495,7 @@ pub(crate) async fn ready_jobs(target: &Target) -> io::Result<Option<u64>> {
         .and_then(|v| v.parse::<u64>().ok()))
 }
 
-async fn fill(
+async fn fill<T: Transport>(
     target: &Target,
     pid: Option<u32>,
     p: &Params,
@@ -468,10 +504,10 @@ async fn fill(
     let rss0 = pid.and_then(proc::rss_kb);
     let cpu0 = pid.and_then(proc::cpu_ns);
     let t0 = Instant::now();
-    prefill(target, p.jobs, p.size, progress).await?;
+    prefill_with::<T>(target, p.jobs, p.size, progress).await?;
     let secs = t0.elapsed().as_secs_f64();
     // Prove the server still works at this size.
-    let ready = ready_jobs(target).await?;
+    let ready = ready_jobs_with::<T>(target).await?;
     if ready != Some(p.jobs) {
         return Err(bad(format!(
             "expected {} ready jobs, stats says {ready:?}",
@@ -497,7 +533,7 @@ async fn fill(
     })
 }
 
-async fn idle(
+async fn idle<T: Transport>(
     target: &Target,
     pid: Option<u32>,
     p: &Params,
@@ -508,7 +544,7 @@ async fn idle(
     let t0 = Instant::now();
     let mut conns = Vec::with_capacity(p.conns);
     for i in 0..p.conns {
-        conns.push(Client::connect(target).await?);
+        conns.push(Client::<T>::connect(target).await?);
         if i % 500 == 0 {
             progress.set_message(format!("{i} connections"));
         }
