@@ -12,6 +12,8 @@ use sprout::cli::ext::{self, JobsArgs, ListState, PolicyKey};
 use sprout::cli::tubes::SortKey;
 use sprout::cli::{top, tubes};
 
+mod docs;
+
 const AFTER_HELP: &str = "\
 Environment:
   SPROUT_ADDR  server address when -a/--addr is not given (default 127.0.0.1:11300)
@@ -214,6 +216,15 @@ enum Cmd {
     /// Read a binlog directory (no server needed).
     #[command(subcommand)]
     Binlog(BinlogCmd),
+    /// Print a completion script for SHELL, e.g. `sprout completions bash >
+    /// /usr/share/bash-completion/completions/sprout`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the sprout(1) manual page (roff), made from this help.
+    #[command(hide = true)]
+    Man,
 }
 
 const PUT_HELP: &str = "\
@@ -502,6 +513,8 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => return run_bench(addr, &a),
         Cmd::Work(a) => return sprout::work::run(addr, a),
         Cmd::Binlog(b) => return run_binlog(b),
+        Cmd::Completions { shell } => return docs::completions(shell),
+        Cmd::Man => return docs::man(),
         Cmd::Stats { tube, job, json } => {
             let of = match (tube, job) {
                 (Some(t), _) => StatsOf::Tube(t),
