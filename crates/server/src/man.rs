@@ -10,13 +10,22 @@ use crate::VERSION;
 fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     let mut word_start = true;
+    // Inside a word that began with a hyphen: an option, whose hyphens are all escaped
+    // (an escaped one is also no place to break the line).
+    let mut option = false;
     for c in text.chars() {
+        if word_start {
+            option = c == '-';
+        }
         match c {
             '\\' => out.push_str("\\e"),
-            '-' if word_start || out.ends_with("\\-") => out.push_str("\\-"),
+            '-' if option => out.push_str("\\-"),
             c => out.push(c),
         }
         word_start = c.is_whitespace() || c == '(' || c == '[' || c == '|' || c == ',';
+        if word_start {
+            option = false;
+        }
     }
     if out.starts_with('.') || out.starts_with('\'') {
         out.insert_str(0, "\\&");
@@ -232,5 +241,6 @@ mod tests {
             ]
         );
         assert_eq!(esc(".x a\\b write-ahead"), "\\&.x a\\eb write-ahead");
+        assert_eq!(esc("--binlog-dir -f0"), "\\-\\-binlog\\-dir \\-f0");
     }
 }

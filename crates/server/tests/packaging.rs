@@ -235,3 +235,53 @@ fn systemd_units_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// As under sproutd.socket: systemd-socket-activate listens, starts sproutd on the first
+/// connection with the socket as fd 3 (LISTEN_FDS), and sproutd, which was given other
+/// -l/-p flags, serves that socket, answers the connection that started it, and sends
+/// READY=1.
+#[test]
+fn socket_activation_with_notify() {
+    let ok = Command::new("systemd-socket-activate")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(
+        "systemd-socket-activate, to hand sproutd a socket (apt-get install systemd)",
+        ok,
+    );
+    let dir = TempDir::new("activate");
+    let path = dir.join("notify");
+    let sock = UnixDatagram::bind(&path).expect("bind the notify socket");
+    sock.set_read_timeout(Some(READY_TIMEOUT)).unwrap();
+    let port = free_port();
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--setenv=NOTIFY_SOCKET={}", path.display()))
+        .arg(&*BIN)
+        .args(["-l", "127.0.0.1", "-p", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut s = Server {
+        child: cmd.spawn().expect("spawn systemd-socket-activate"),
+        addr: Addr::Tcp(port),
+        startup: Duration::ZERO,
+    };
+    // The first connection starts sproutd (which then answers it).
+    let mut c = None;
+    wait_until("systemd-socket-activate listening", || {
+        c = Conn::try_connect(&s.addr).ok();
+        c.is_some()
+    });
+    let mut c = c.unwrap();
+    let msg = recv(&sock, "READY=1");
+    assert!(has_line(&msg, "READY=1"), "{msg:?}");
+    let stats = c.yaml("stats");
+    // systemd-socket-activate execs sproutd in its own process.
+    assert_eq!(stats["pid"], s.pid().to_string());
+    s.signal(libc::SIGTERM);
+    assert!(has_line(&recv(&sock, "STOPPING=1"), "STOPPING=1"));
+    assert!(s.wait_exit(Duration::from_secs(10)).success());
+}
