@@ -216,8 +216,10 @@ enum Cmd {
     /// Read a binlog directory (no server needed).
     #[command(subcommand)]
     Binlog(BinlogCmd),
-    /// Print a completion script for SHELL, e.g. `sprout completions bash >
-    /// /usr/share/bash-completion/completions/sprout`.
+    /// Print the completion script for SHELL.
+    ///
+    /// For example `sprout completions bash > /usr/share/bash-completion/completions/sprout`
+    /// (the Debian package installs the bash, zsh and fish ones).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,

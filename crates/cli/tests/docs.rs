@@ -1,7 +1,8 @@
 //! `sprout man` (sprout(1)) and `sprout completions SHELL`: the page renders without
-//! warnings and names every command and every flag that the commands' `--help` shows; the
-//! bash script loads in bash and registers a completion for `sprout`; the zsh and fish
-//! scripts name every command.
+//! warnings and names every command and every flag that the commands' `--help` shows;
+//! each completion script names every command and works in its shell (bash completes
+//! "sprout pu" to "put", zsh's compinit registers `_sprout`, fish offers every command and
+//! put's options).
 
 use std::process::{Command, Stdio};
 
@@ -129,49 +130,83 @@ fn man_page_renders_and_lists_every_command_and_flag() {
     );
 }
 
+/// Runs `script` with `shell -c`; returns stdout.
+fn shell(shell: &str, script: &str) -> String {
+    let out = Command::new(shell).arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{shell} -c {script:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
-fn completions_load_and_name_every_command() {
+fn completions_load_and_complete() {
+    for tool in ["bash", "zsh", "fish"] {
+        assert!(
+            have(tool),
+            "cannot run: {tool}, to load its completion script (apt-get install {tool})"
+        );
+    }
     let top = commands(&sprout(&["--help"]));
     assert!(top.contains(&"completions".to_string()));
-    let bash = sprout(&["completions", "bash"]);
     let dir = std::env::temp_dir().join(format!("sprout-compl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sprout.bash");
-    std::fs::write(&file, &bash).unwrap();
-    let syntax = Command::new("bash").arg("-n").arg(&file).output().unwrap();
-    assert!(syntax.status.success(), "bash -n: {syntax:?}");
-    let loaded = Command::new("bash")
-        .arg("-c")
-        .arg(format!(". '{}' && complete -p sprout", file.display()))
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = String::from_utf8_lossy(&loaded.stdout);
-    assert!(
-        loaded.status.success() && out.contains("sprout"),
-        "complete -p sprout: {loaded:?}"
-    );
-    for (shell, tool) in [("bash", "bash"), ("zsh", "zsh"), ("fish", "fish")] {
+    let file = |name: &str, shell: &str| {
         let script = sprout(&["completions", shell]);
         assert!(script.len() > 1000, "{shell}: {} bytes", script.len());
         for c in &top {
             assert!(script.contains(c.as_str()), "{shell} script lacks {c}");
         }
-        // Where the shell is installed, it must parse the script too.
-        if shell != "bash" && have(tool) {
-            let mut child = Command::new(tool)
-                .arg("-n")
-                .stdin(Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(script.as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success(), "{tool} -n");
-        }
+        let path = dir.join(name);
+        std::fs::write(&path, script).unwrap();
+        path.display().to_string()
+    };
+    let bash = file("sprout.bash", "bash");
+    let zsh = file("_sprout", "zsh");
+    let fish = file("sprout.fish", "fish");
+
+    // bash: loads, registers `sprout`, and completes "sprout pu" to "put".
+    let out = shell(
+        "bash",
+        &format!(
+            ". '{bash}' && complete -p sprout >/dev/null && \
+             COMP_WORDS=(sprout pu) COMP_CWORD=1 COMP_LINE='sprout pu' COMP_POINT=9 && \
+             _sprout sprout pu sprout && printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        ),
+    );
+    assert_eq!(out.trim(), "put", "bash completion of 'sprout pu'");
+    // zsh: the script parses, and compinit finds its function for `sprout` on $fpath.
+    shell("zsh", &format!("zsh -n '{zsh}'"));
+    let out = shell(
+        "zsh",
+        &format!(
+            "fpath=('{}' $fpath); autoload -U compinit; compinit -u -d '{}/zcompdump'; \
+             print -r -- ${{_comps[sprout]}}",
+            dir.display(),
+            dir.display()
+        ),
+    );
+    assert_eq!(
+        out.trim(),
+        "_sprout",
+        "zsh: no completion function for sprout"
+    );
+    // fish: completes every command after "sprout ", and put's options.
+    let out = shell("fish", &format!("source '{fish}'; complete -C'sprout '"));
+    let offered: Vec<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
+    for c in &top {
+        assert!(
+            offered.contains(&c.as_str()),
+            "fish does not offer {c}: {out}"
+        );
     }
+    let out = shell(
+        "fish",
+        &format!("source '{fish}'; complete -C'sprout put --'"),
+    );
+    assert!(out.lines().any(|l| l.starts_with("--ttr")), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
