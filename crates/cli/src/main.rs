@@ -13,6 +13,8 @@ use sprout::cli::tubes::SortKey;
 use sprout::cli::{top, tubes};
 use sprout::conn::{ConnArgs, Target};
 
+mod docs;
+
 const AFTER_HELP: &str = "\
 Environment:
   SPROUT_ADDR   server address when -a/--addr is not given (default 127.0.0.1:11300)
@@ -229,6 +231,17 @@ enum Cmd {
     /// Tokens for sproutd's token listeners (no server needed).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Print the completion script for SHELL.
+    ///
+    /// For example `sprout completions bash > /usr/share/bash-completion/completions/sprout`
+    /// (the Debian package installs the bash, zsh and fish ones).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the sprout(1) manual page (roff), made from this help.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -606,6 +619,8 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => return run_bench(addr, &cli.conn, &a),
         Cmd::Binlog(b) => return run_binlog(b),
         Cmd::Token(t) => return run_token(t),
+        Cmd::Completions { shell } => return docs::completions(shell),
+        Cmd::Man => return docs::man(),
         _ => {}
     }
     let t = match Target::new(addr, &cli.conn) {
@@ -617,7 +632,11 @@ fn main() -> ExitCode {
     };
     let t = &t;
     let res = match cli.cmd {
-        Cmd::Bench(_) | Cmd::Binlog(_) | Cmd::Token(_) => unreachable!("handled above"),
+        Cmd::Bench(_)
+        | Cmd::Binlog(_)
+        | Cmd::Token(_)
+        | Cmd::Completions { .. }
+        | Cmd::Man => unreachable!("handled above"),
         Cmd::Work(a) => return sprout::work::run(t.clone(), a),
         Cmd::Stats { tube, job, json } => {
             let of = match (tube, job) {

@@ -10,7 +10,9 @@ pub mod conffile;
 pub mod config;
 mod conn;
 pub mod listen;
+pub mod man;
 pub mod metrics;
+pub mod notify;
 pub mod persist;
 pub mod secure;
 pub mod sys;
@@ -627,6 +629,8 @@ pub async fn run_all_until(
 
     let mut refused_log = Instant::now() - Duration::from_secs(2);
     let mut accept_log = refused_log;
+    // Listening, the binlog recovered, signals handled: tell the service manager, if any.
+    notify::ready();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -677,12 +681,13 @@ pub async fn run_all_until(
                 tracing::warn!("SIGUSR1: entering drain mode; puts now answer DRAINING");
                 shared.lock().engine.set_draining();
             }
-            _ = term.recv() => { tracing::warn!("SIGTERM: shutting down"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = &mut stop => { tracing::info!("stop requested: shutting down"); break; }
-            _ = int.recv() => { tracing::warn!("SIGINT: shutting down"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         }
     }
     drop(listener);
+    notify::stopping();
     shared
         .stopping
         .store(true, std::sync::atomic::Ordering::Release);

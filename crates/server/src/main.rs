@@ -8,6 +8,11 @@ use sproutd::secure::Security;
 use sproutd::{listen, persist, run_all, start_maintenance, sys, Clock, Shared, VERSION};
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--man") {
+        // Hidden: the sproutd(8) manual page, made from the usage text below.
+        print!("{}", sproutd::man::page(&usage("sproutd")));
+        return;
+    }
     let prog = std::env::args().next().unwrap_or_else(|| "sproutd".into());
     let args: Vec<String> = std::env::args().collect();
     let cfg = match parse_args(args.clone()) {
@@ -51,6 +56,8 @@ fn main() {
             "sprout={level},sproutd={level}"
         )))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in files or the journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     for w in &cfg.warnings {
