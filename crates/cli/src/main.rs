@@ -632,11 +632,9 @@ fn main() -> ExitCode {
     };
     let t = &t;
     let res = match cli.cmd {
-        Cmd::Bench(_)
-        | Cmd::Binlog(_)
-        | Cmd::Token(_)
-        | Cmd::Completions { .. }
-        | Cmd::Man => unreachable!("handled above"),
+        Cmd::Bench(_) | Cmd::Binlog(_) | Cmd::Token(_) | Cmd::Completions { .. } | Cmd::Man => {
+            unreachable!("handled above")
+        }
         Cmd::Work(a) => return sprout::work::run(t.clone(), a),
         Cmd::Stats { tube, job, json } => {
             let of = match (tube, job) {
