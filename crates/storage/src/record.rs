@@ -195,35 +195,12 @@ pub fn encode(out: &mut Vec<u8>, r: &Record) -> usize {
             out.put_u8(4);
             out.put_u64_le(*limit);
         }),
-        Record::Flush { tube } => framed(out, |out| {
-            out.put_u8(5);
-            out.put_u64_le(0);
-            out.put_u8(tube.len() as u8);
-            out.extend_from_slice(tube.as_bytes());
-        }),
-        Record::Move { id, tube } => framed(out, |out| {
-            out.put_u8(6);
-            out.put_u64_le(*id);
-            out.put_u8(tube.len() as u8);
-            out.extend_from_slice(tube.as_bytes());
-        }),
-        Record::Key { id, key } => framed(out, |out| {
-            out.put_u8(7);
-            out.put_u64_le(*id);
-            out.put_u8(key.len() as u8);
-            out.extend_from_slice(key.as_bytes());
-        }),
-        Record::Origin { id, tube } => framed(out, |out| {
-            out.put_u8(8);
-            out.put_u64_le(*id);
-            out.put_u8(tube.len() as u8);
-            out.extend_from_slice(tube.as_bytes());
-        }),
+        Record::Flush { tube } => framed(out, |out| named(out, 5, 0, tube)),
+        Record::Move { id, tube } => framed(out, |out| named(out, 6, *id, tube)),
+        Record::Key { id, key } => framed(out, |out| named(out, 7, *id, key)),
+        Record::Origin { id, tube } => framed(out, |out| named(out, 8, *id, tube)),
         Record::Policy { tube, policy } => framed(out, |out| {
-            out.put_u8(9);
-            out.put_u64_le(0);
-            out.put_u8(tube.len() as u8);
-            out.extend_from_slice(tube.as_bytes());
+            named(out, 9, 0, tube);
             out.put_u32_le(policy.max_reserves);
             let (kind, dlq) = match &policy.on_exhaust {
                 Exhaust::Bury => (0, ""),
@@ -271,6 +248,15 @@ pub(crate) fn encode_full(
 }
 
 /// Appends the payload `put` writes, framed (payload length and CRC); returns the length.
+/// The head the records naming a tube or key share: type, job id (0 when none), the
+/// name's length and bytes.
+fn named(out: &mut Vec<u8>, kind: u8, id: u64, name: &str) {
+    out.put_u8(kind);
+    out.put_u64_le(id);
+    out.put_u8(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+}
+
 fn framed(out: &mut Vec<u8>, put: impl FnOnce(&mut Vec<u8>)) -> usize {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_LEN]);
@@ -456,20 +442,11 @@ fn parse(payload: &[u8]) -> Result<Record, DecodeError> {
         },
         3 => Record::Delete { id },
         4 => Record::IdLimit { limit: id },
-        5 | 6 => {
-            let tl = c.u8()? as usize;
-            let tube = std::str::from_utf8(c.take(tl)?)
-                .map_err(|_| DecodeError::Malformed("tube name"))?
-                .to_string();
-            if sprout_protocol::parse::tube_name(tube.as_bytes()).is_err() {
-                return Err(DecodeError::Malformed("tube name"));
-            }
-            if kind == 5 {
-                Record::Flush { tube }
-            } else {
-                Record::Move { id, tube }
-            }
-        }
+        5 => Record::Flush { tube: c.name()? },
+        6 => Record::Move {
+            id,
+            tube: c.name()?,
+        },
         8 => Record::Origin {
             id,
             tube: c.name()?,
