@@ -481,16 +481,32 @@ fn run_bench_tls(rt: &tokio::runtime::Runtime, a: &BenchArgs) -> ExitCode {
         cases,
         server_cpus: a.server_cpus,
     };
-    match rt.block_on(bench_tls::compare_tls(&opts)) {
+    let res = rt.block_on(bench_tls::compare_tls(&opts));
+    print_report(res, a.json, |r| {
+        format!(
+            "pinning: {}; rounds: {}\n{}",
+            r.pinning,
+            r.rounds,
+            bench_tls::table(r)
+        )
+    })
+}
+
+/// A comparison's report as JSON or as its table; an error on stderr and exit 1.
+fn print_report<R: serde::Serialize, E: std::fmt::Display>(
+    res: Result<R, E>,
+    json: bool,
+    text: impl FnOnce(&R) -> String,
+) -> ExitCode {
+    match res {
         Ok(report) => {
-            if a.json {
+            if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&report).unwrap_or_default()
                 );
             } else {
-                println!("pinning: {}; rounds: {}", report.pinning, report.rounds);
-                print!("{}", bench_tls::table(&report));
+                print!("{}", text(&report));
             }
             ExitCode::SUCCESS
         }
@@ -548,24 +564,15 @@ fn run_bench(addr: &str, conn: &ConnArgs, a: &BenchArgs) -> ExitCode {
             server_cpus: a.server_cpus,
             spin: a.spin != Spin::Off,
         };
-        return match rt.block_on(compare::compare(&opts)) {
-            Ok(report) => {
-                if a.json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).unwrap_or_default()
-                    );
-                } else {
-                    println!("pinning: {}; rounds: {}", report.pinning, report.rounds);
-                    print!("{}", compare::table(&report));
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("sprout bench: {e}");
-                ExitCode::from(1)
-            }
-        };
+        let res = rt.block_on(compare::compare(&opts));
+        return print_report(res, a.json, |r| {
+            format!(
+                "pinning: {}; rounds: {}\n{}",
+                r.pinning,
+                r.rounds,
+                compare::table(r)
+            )
+        });
     }
     let target = match Target::new(addr, conn) {
         Ok(t) => t,
