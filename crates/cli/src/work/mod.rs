@@ -104,19 +104,15 @@ pub enum Backoff {
 }
 
 impl Backoff {
+    /// The syntax of `tube-policy`'s `retry-backoff` (the protocol's parser), less `none`.
     pub fn parse(s: &str) -> Result<Backoff, String> {
-        let bad = || format!("--backoff: expected exp:BASE,CAP or fixed:S (seconds), got {s:?}");
-        let num = |v: &str| v.trim().parse::<u32>().map_err(|_| bad());
-        if let Some(rest) = s.strip_prefix("exp:") {
-            let (base, cap) = rest.split_once(',').ok_or_else(bad)?;
-            Ok(Backoff::Exp {
-                base: num(base)?,
-                cap: num(cap)?,
-            })
-        } else if let Some(rest) = s.strip_prefix("fixed:") {
-            Ok(Backoff::Fixed(num(rest)?))
-        } else {
-            Err(bad())
+        use sprout_protocol::command::Backoff as Policy;
+        match sprout_protocol::parse::parse_backoff(s.as_bytes()) {
+            Ok(Policy::Exp { base, cap }) => Ok(Backoff::Exp { base, cap }),
+            Ok(Policy::Fixed(s)) => Ok(Backoff::Fixed(s)),
+            Ok(Policy::None) | Err(_) => Err(format!(
+                "--backoff: expected exp:BASE,CAP (0 < BASE <= CAP) or fixed:S (seconds), got {s:?}"
+            )),
         }
     }
 
