@@ -31,8 +31,7 @@ impl Engine {
             JobState::Delayed => self.remove_delayed(id),
         }
         if let Some(j) = self.q.jobs.remove(&id) {
-            self.drop_key(id, j.tube);
-            self.q.origins.remove(&id);
+            self.drop_extras(id, j.tube);
             self.q.body_bytes -= j.body.len() as u64;
             let tube = self.q.tubes.get_mut(j.tube);
             tube.cmd_delete += 1;

@@ -73,8 +73,7 @@ impl Engine {
                 self.q.delayed_dead -= 1;
             }
             self.q.body_bytes -= j.body.len() as u64;
-            self.drop_key(j.id, j.tube);
-            self.q.origins.remove(&j.id);
+            self.drop_extras(j.id, j.tube);
             let tube = self.q.tubes.get_mut(j.tube);
             tube.dead_jobs -= 1;
             let size = (tube.name.len() + j.body.len()) as u64;

@@ -281,8 +281,7 @@ impl Engine {
     /// Deletes a job that is in no state's sets (taken out of its reservation).
     fn remove_taken(&mut self, id: JobId) {
         if let Some(j) = self.q.jobs.remove(&id) {
-            self.drop_key(id, j.tube);
-            self.q.origins.remove(&id);
+            self.drop_extras(id, j.tube);
             self.q.body_bytes -= j.body.len() as u64;
             let tube = self.q.tubes.get_mut(j.tube);
             let size = (tube.name.len() + j.body.len()) as u64;
@@ -297,13 +296,9 @@ impl Engine {
 
     /// The tube a dead-lettered job came from.
     pub fn job_origin(&self, id: JobId) -> Option<&Arc<str>> {
-        self.q.origins.get(&id)
-    }
-
-    /// At startup: where a dead-lettered job came from.
-    pub fn restore_origin(&mut self, id: JobId, tube: &str) {
-        if self.q.jobs.contains_key(&id) {
-            self.q.origins.insert(id, tube.into());
+        if self.q.origins.is_empty() {
+            return None;
         }
+        self.q.origins.get(&id)
     }
 }

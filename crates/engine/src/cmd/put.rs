@@ -17,8 +17,15 @@ impl Engine {
         self.q.jobs.contains_key(&id).then_some(id)
     }
 
-    /// Job `id` (in tube `t`) is deleted: its key is free.
-    pub(crate) fn drop_key(&mut self, id: JobId, t: crate::tube::TubeId) {
+    /// Job `id` (in tube `t`) is deleted: its key is free, its origin forgotten. Two
+    /// emptiness tests when no job ever had either (the common case: no lookup).
+    pub(crate) fn drop_extras(&mut self, id: JobId, t: crate::tube::TubeId) {
+        if !self.q.origins.is_empty() {
+            self.q.origins.remove(&id);
+        }
+        if self.q.keys.is_empty() {
+            return;
+        }
         if let Some(k) = self.q.keys.remove(&id) {
             if let Some(tube) = self.q.tubes.try_get_mut(t) {
                 if tube.unique.get(&k) == Some(&id) {
@@ -30,6 +37,9 @@ impl Engine {
 
     /// The job's `put-unique` key.
     pub fn job_key(&self, id: JobId) -> Option<&str> {
+        if self.q.keys.is_empty() {
+            return None;
+        }
         self.q.keys.get(&id).map(|k| &**k)
     }
 
