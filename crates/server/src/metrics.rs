@@ -564,10 +564,8 @@ fn authorized(req: &[u8], shared: &Shared) -> bool {
         let Some((scheme, token)) = value.split_once(' ') else {
             return false;
         };
-        scheme.eq_ignore_ascii_case("bearer") && {
-            let d = ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes());
-            d.as_ref() == want
-        }
+        scheme.eq_ignore_ascii_case("bearer")
+            && crate::access::sha256(token.trim().as_bytes()).as_slice() == want.as_ref()
     })
 }
 
