@@ -166,10 +166,7 @@ fn parse_extension(line: &[u8], max_job_size: u32) -> Option<Parsed> {
 
 /// A name argument (leading spaces skipped) and what follows it.
 fn name_arg(s: &[u8]) -> Result<(String, &[u8]), LineError> {
-    let start = s.iter().take_while(|&&b| b == b' ').count();
-    let s = &s[start..];
-    let len = s.iter().take_while(|&&b| b != b' ').count();
-    let (name, rest) = s.split_at(len);
+    let (name, rest) = word_arg(s);
     Ok((tube_name(name)?, rest))
 }
 

@@ -216,7 +216,21 @@ impl Counters {
         let mut d = self.denied.lock().unwrap_or_else(|p| p.into_inner());
         *d.entry((user.clone(), class_name(class))).or_insert(0) += 1;
     }
+
+    pub(crate) fn auth_failed(&self) {
+        self.auth_failures.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn handshake_failed(&self) {
+        self.handshake_failures.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn unauth_timed_out(&self) {
+        self.unauth_timeouts.fetch_add(1, Relaxed);
+    }
 }
+
+use std::sync::atomic::Ordering::Relaxed;
 
 /// What to do with a command of a restricted connection.
 #[derive(Debug, PartialEq)]

@@ -282,11 +282,7 @@ pub(crate) async fn serve_token(
     let mut input = BytesMut::with_capacity(1024);
     let refuse = |why: &str| {
         tracing::debug!("unauthenticated connection: {why}");
-        shared
-            .security
-            .counters
-            .auth_failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.security.counters.auth_failed();
     };
     let rights = loop {
         match decoder.decode(&mut input) {
@@ -323,11 +319,7 @@ pub(crate) async fn serve_token(
                     "unauthenticated connection closed after {:?}",
                     super::AUTH_TIMEOUT
                 );
-                shared
-                    .security
-                    .counters
-                    .unauth_timeouts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.security.counters.unauth_timed_out();
                 return;
             }
         }
@@ -964,11 +956,7 @@ impl Conn {
                 if same {
                     self.reply(Reply::Authenticated);
                 } else {
-                    self.shared
-                        .security
-                        .counters
-                        .auth_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.shared.security.counters.auth_failed();
                     self.reply(Reply::Unauthorized);
                     return Next::Quit;
                 }

@@ -457,20 +457,12 @@ async fn serve_extra(
                     conn::Sock::Tls(Box::new(tls::TlsSock::new(tcp, session)))
                 }
                 Some(Err(e)) => {
-                    shared
-                        .security
-                        .counters
-                        .handshake_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared.security.counters.handshake_failed();
                     tracing::debug!("TLS handshake failed: {e}");
                     return;
                 }
                 None => {
-                    shared
-                        .security
-                        .counters
-                        .handshake_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared.security.counters.handshake_failed();
                     tracing::debug!("TLS handshake timed out (or shutdown)");
                     return;
                 }
@@ -497,11 +489,7 @@ async fn serve_extra(
                     tracing::info!(
                         "mtls: no user has the certificate subject {subject:?}; closing"
                     );
-                    shared
-                        .security
-                        .counters
-                        .auth_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared.security.counters.auth_failed();
                     return;
                 }
             }
@@ -515,11 +503,7 @@ async fn serve_extra(
                 Some(r) => access::Access::of(r),
                 None => {
                     tracing::info!("peercred: no user has uid {uid:?}; closing");
-                    shared
-                        .security
-                        .counters
-                        .auth_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    shared.security.counters.auth_failed();
                     return;
                 }
             }
