@@ -14,7 +14,7 @@ use crate::config::{apply_long, parse_sha256, AuthMode, Config, ListenerCfg, Rig
 use crate::tls::TlsFiles;
 
 /// Top-level keys whose value is text.
-const STRINGS: [&str; 13] = [
+const STRINGS: [&str; 14] = [
     "listen",
     "binlog-dir",
     "user",
@@ -28,6 +28,7 @@ const STRINGS: [&str; 13] = [
     "metrics-tls-cert",
     "metrics-tls-key",
     "metrics-token-sha256",
+    "log-format",
 ];
 /// Top-level keys whose value is a number.
 const NUMBERS: [&str; 9] = [
@@ -377,6 +378,7 @@ pub fn print(cfg: &Config) -> String {
         kv("user", q(u));
     }
     kv("verbose", cfg.verbosity.to_string());
+    kv("log-format", q(cfg.log_format.name()));
     kv("binlog-salvage", cfg.binlog_salvage.to_string());
     kv("strict", cfg.strict.to_string());
     if let Some(p) = &cfg.policy_file {

@@ -28,6 +28,8 @@ pub struct Config {
     pub user: Option<String>,
     /// Number of `-V`.
     pub verbosity: u8,
+    /// `--log-format text|json`: how log lines are written to stderr.
+    pub log_format: LogFormat,
     /// `--binlog-salvage`: load what is readable from a damaged binlog.
     pub(crate) binlog_salvage: bool,
     /// `--strict`: exactly beanstalkd 1.13's commands; sprout's own are unknown.
@@ -68,6 +70,32 @@ pub struct Config {
     pub metrics_tls_key: Option<PathBuf>,
     /// `--metrics-token-sha256 HEX`: /metrics wants `Authorization: Bearer <token>`.
     pub metrics_token_sha256: Option<[u8; 32]>,
+}
+
+/// `--log-format`: plain text lines (colour only when stderr is a terminal) or one JSON
+/// object a line (for log shippers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// How a listener's clients prove who they are.
@@ -216,6 +244,7 @@ impl Default for Config {
             binlog_size: DEFAULT_BINLOG_SIZE,
             user: None,
             verbosity: 0,
+            log_format: LogFormat::Text,
             binlog_salvage: false,
             strict: false,
             policy_file: None,
@@ -285,6 +314,7 @@ pub fn usage(prog: &str) -> String {
                   --tls-auth none|token|mtls   how its clients authenticate\n \
          --metrics-tls-cert FILE --metrics-tls-key FILE   serve /metrics over TLS\n \
          --metrics-token-sha256 HEX   /metrics wants Authorization: Bearer TOKEN\n \
+         --log-format text|json   log lines as text (colour only on a terminal) or JSON\n \
          long names of the short flags: --listen --port --max-job-size --binlog-dir\n \
                   --fsync-ms --no-fsync --binlog-size --user --verbose\n \
          -c, -n   accepted for compatibility, no effect\n \
@@ -303,7 +333,7 @@ fn parse_size(s: &str) -> Option<u64> {
 
 /// Long options that take a value. Each (but `--config`) is also a key of the
 /// configuration file, with the same name.
-pub(crate) const LONG_VALUE: [&str; 22] = [
+pub(crate) const LONG_VALUE: [&str; 23] = [
     "--config",
     "--listen",
     "--port",
@@ -326,6 +356,7 @@ pub(crate) const LONG_VALUE: [&str; 22] = [
     "--metrics-tls-cert",
     "--metrics-tls-key",
     "--metrics-token-sha256",
+    "--log-format",
 ];
 
 /// Long options without a value (keys of the file too, as booleans; `verbose` as a count).
@@ -497,6 +528,10 @@ pub(crate) fn apply_long(cfg: &mut Config, name: &str, val: String) -> Result<()
                 "false" => 0,
                 v => num(v)?.min(u64::from(u8::MAX)) as u8,
             }
+        }
+        "log-format" => {
+            cfg.log_format = LogFormat::parse(&val)
+                .ok_or_else(|| format!("--log-format: text or json, not {val}"))?
         }
         "binlog-salvage" => cfg.binlog_salvage = val == "true",
         "strict" => cfg.strict = val == "true",

@@ -39,6 +39,19 @@ pub(crate) enum Sock {
 }
 
 impl Sock {
+    /// Who is at the other end, for `-V`'s connection lines.
+    fn peer(&self) -> String {
+        let tcp = match self {
+            Sock::Tcp(s) => s,
+            Sock::Tls(s) => s.tcp(),
+            Sock::Unix(_) => return "a unix socket".to_string(),
+        };
+        match tcp.peer_addr() {
+            Ok(a) => a.to_string(),
+            Err(e) => format!("an unknown peer ({e})"),
+        }
+    }
+
     async fn ready(&self, i: Interest) -> io::Result<Ready> {
         match self {
             Sock::Tcp(s) => s.ready(i).await,
@@ -381,7 +394,16 @@ async fn serve_with(
     out: BytesMut,
     token_user: Option<Arc<str>>,
 ) {
-    tracing::debug!("accept {id}");
+    let over = if matches!(sock, Sock::Tls(_)) {
+        "TLS"
+    } else {
+        "plain"
+    };
+    // -V: one line when a connection starts and one when it ends.
+    let peer = tracing::enabled!(tracing::Level::DEBUG).then(|| sock.peer());
+    if let Some(p) = &peer {
+        tracing::debug!("conn {id}: accepted from {p} ({over})");
+    }
     let hidden_default = match &access {
         Access::Full => false,
         Access::Restricted(r) => !r.sees("default"),
@@ -411,9 +433,7 @@ async fn serve_with(
     let stopped = stop.stop.notified();
     tokio::pin!(stopped);
     stopped.as_mut().enable();
-    if let Err(e) = c.run(stopped).await {
-        tracing::debug!("conn {id}: {e}");
-    }
+    let ended = c.run(stopped).await;
     // Puts that are logged must be applied even though nobody reads the replies: the log
     // has them, so the engine must too.
     if c.unapplied > 0 && !c.shared.stopping() {
@@ -425,7 +445,12 @@ async fn serve_with(
     let shared = c.shared.clone();
     shared.step(Input::Disconnect(id));
     shared.lock().waiters.remove(&id);
-    tracing::debug!("close {id}");
+    if let Some(p) = &peer {
+        match ended {
+            Ok(()) => tracing::debug!("conn {id}: closed ({p})"),
+            Err(e) => tracing::debug!("conn {id}: closed ({p}): {e}"),
+        }
+    }
 }
 
 impl Conn {

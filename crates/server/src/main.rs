@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sprout_engine::Engine;
-use sproutd::config::{parse_args, usage, Parsed};
+use sproutd::config::{parse_args, usage, LogFormat, Parsed};
 use sproutd::secure::Security;
 use sproutd::{listen, persist, run_all, start_maintenance, sys, Clock, Shared, VERSION};
 
@@ -51,15 +51,19 @@ fn main() {
         1 => "debug",
         _ => "trace",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "sprout={level},sproutd={level}"
-        )))
+    let filter = tracing_subscriber::EnvFilter::new(format!("sprout={level},sproutd={level}"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_target(false);
+    match cfg.log_format {
+        // One JSON object a line: timestamp, level, fields (message included).
+        LogFormat::Json => logs.json().with_current_span(false).init(),
         // Colour codes only for a person at a terminal, not in files or the journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }

@@ -187,8 +187,9 @@ pub fn page(usage: &str) -> String {
          STOPPING=1 when shutdown begins. A name starting with @ is in the abstract namespace.\n\
          .SH FILES\n\
          .TP\n\
-         .I /etc/default/sproutd\n\
-         The packaged service's flags: SPROUTD_ARGS, added to \\fB\\-b /var/lib/sprout\\fR.\n\
+         .I /etc/sprout/sproutd.toml\n\
+         The packaged service's settings (its \\fB\\-\\-config\\fR): the listener, the binlog\n\
+         directory /var/lib/sprout, and every other key commented.\n\
          .TP\n\
          .I /var/lib/sprout\n\
          The packaged service's binlog directory (\\fB\\-b\\fR); \\fIDIR\\fR/lock keeps a\n\

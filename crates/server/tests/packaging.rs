@@ -100,25 +100,45 @@ fn notify_abstract_socket() {
     assert!(has_line(&recv(&sock, "STOPPING=1"), "STOPPING=1"));
 }
 
+/// Runs sproutd with `flags` and stderr piped; with a client that connects, asks for
+/// `stats` and hangs up (the server is stopped once it has counted that connection out),
+/// then `sig`. Returns the whole log.
+fn log_of_a_session(flags: &[&str], sig: i32) -> String {
+    let mut s = Server::start_with(flags, |c| {
+        c.stderr(Stdio::piped());
+    });
+    {
+        let mut c = s.conn();
+        c.yaml("stats");
+    }
+    // Server::start's connection and ours are closed once a new one is the only one open
+    // (each check is a new connection, closed before the next).
+    wait_until("the earlier connections closed", || {
+        s.conn().yaml("stats")["current-connections"] == "1"
+    });
+    s.signal(sig);
+    assert!(s.wait_exit(Duration::from_secs(10)).success());
+    let mut log = Vec::new();
+    s.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut log)
+        .unwrap();
+    assert!(
+        !log.contains(&0x1b),
+        "escape codes in the log:\n{}",
+        String::from_utf8_lossy(&log)
+    );
+    String::from_utf8(log).expect("the log is UTF-8")
+}
+
 /// With stderr a pipe (a file, journald), the log has no terminal escape codes, and a
-/// shutdown by signal is an INFO line, not a warning.
+/// shutdown by signal is an INFO line, not a warning. Without -V, no connection lines.
 #[test]
 fn logs_plain_and_shutdown_at_info() {
     for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
-        let mut s = Server::start_with(&[], |c| {
-            c.stderr(Stdio::piped());
-        });
-        s.signal(sig);
-        assert!(s.wait_exit(Duration::from_secs(10)).success());
-        let mut log = Vec::new();
-        s.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_end(&mut log)
-            .unwrap();
-        let text = String::from_utf8_lossy(&log);
-        assert!(!log.contains(&0x1b), "escape codes in the log:\n{text}");
+        let text = log_of_a_session(&[], sig);
         let line = text
             .lines()
             .find(|l| l.contains(&format!("{name}: shutting down")))
@@ -128,7 +148,73 @@ fn logs_plain_and_shutdown_at_info() {
             !text.contains("WARN"),
             "a warning in a clean start and stop:\n{text}"
         );
+        assert!(
+            !text.contains("accepted from"),
+            "connection lines without -V:\n{text}"
+        );
     }
+}
+
+/// `-V`: one line when a connection is accepted (with its peer) and one when it closes.
+#[test]
+fn verbose_logs_one_line_per_connection_event() {
+    let text = log_of_a_session(&["-V"], libc::SIGTERM);
+    let accepted: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("accepted from 127.0.0.1:") && l.contains("(plain)"))
+        .collect();
+    let closed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(": closed (127.0.0.1:"))
+        .collect();
+    // Server::start's readiness probe, ours, and the wait's checks (at least one).
+    assert!(accepted.len() >= 3, "accept lines:\n{text}");
+    assert!(closed.len() >= 2, "close lines:\n{text}");
+    for l in accepted.iter().chain(&closed) {
+        assert!(l.contains(" DEBUG "), "connection line not at DEBUG: {l}");
+    }
+}
+
+/// `--log-format json`: every line one JSON object with a timestamp, a level and the
+/// message; connection events and the shutdown line among them.
+#[test]
+fn json_logs_one_object_a_line() {
+    let text = log_of_a_session(&["-V", "--log-format", "json"], libc::SIGTERM);
+    let mut messages = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["timestamp"].is_string(), "no timestamp: {line}");
+        let level = v["level"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no level: {line}"));
+        let msg = v["fields"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message: {line}"));
+        messages.push((level.to_string(), msg.to_string()));
+    }
+    assert!(
+        messages
+            .iter()
+            .any(|(l, m)| l == "INFO" && m.starts_with("sproutd ")),
+        "no startup line: {messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|(l, m)| l == "DEBUG" && m.contains("accepted from 127.0.0.1:")),
+        "no accept line: {messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|(l, m)| l == "INFO" && m == "SIGTERM: shutting down"),
+        "no shutdown line: {messages:?}"
+    );
+    // A bad value is refused like any bad flag (exit 5, naming the flag).
+    let (st, _, err) = run_to_exit(&["--log-format", "xml"]);
+    assert_eq!(st.code(), Some(5), "{err}");
+    assert!(err.contains("--log-format"), "{err}");
 }
 
 fn groff() -> &'static str {
@@ -234,6 +320,64 @@ fn systemd_units_verify() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The config file the package installs as /etc/sprout/sproutd.toml loads as it is (the
+/// service's listener and binlog directory), and so does every example in it once its
+/// line is uncommented (placeholders filled in): the comments do not lie about the keys.
+#[test]
+fn packaged_config_loads_with_its_examples() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/debian/sproutd.toml");
+    let service = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/systemd/sproutd.service"),
+    )
+    .unwrap();
+    assert!(
+        service.contains("\nExecStart=/usr/bin/sproutd --config /etc/sprout/sproutd.toml\n"),
+        "the unit does not start sproutd with the packaged config"
+    );
+    let (st, out, err) = run_to_exit(&["--config", src.to_str().unwrap(), "--print-config"]);
+    assert!(st.success(), "{err}");
+    for line in [
+        "listen = \"127.0.0.1\"",
+        "port = 11300",
+        "binlog-dir = \"/var/lib/sprout\"",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no `{line}` in:\n{out}");
+    }
+    // Every commented `key = value` and `[table]` line, uncommented.
+    let text = std::fs::read_to_string(&src).unwrap();
+    let mut examples = String::new();
+    let mut uncommented = 0;
+    for line in text.lines() {
+        let body = line.strip_prefix("# ").unwrap_or("");
+        let is_example = body.starts_with('[')
+            || body.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if is_example {
+            uncommented += 1;
+            let body = match body.split_once(" = \"<") {
+                Some((k, _)) => format!("{k} = \"{}\"", "0".repeat(64)),
+                None => body.to_string(),
+            };
+            examples.push_str(&body);
+        } else {
+            examples.push_str(line);
+        }
+        examples.push('\n');
+    }
+    assert!(uncommented > 20, "only {uncommented} examples found");
+    // `no-fsync` and `fsync-ms` both set is allowed (the later wins); the file loads.
+    let dir = TempDir::new("conf-examples");
+    let path = dir.join("all.toml");
+    std::fs::write(&path, &examples).unwrap();
+    let (st, out, err) = run_to_exit(&["--config", path.to_str().unwrap(), "--print-config"]);
+    assert!(st.success(), "the examples do not load: {err}\n{examples}");
+    assert!(out.contains("[[listener]]"), "{out}");
+    assert!(out.contains("[[user]]"), "{out}");
 }
 
 /// As under sproutd.socket: systemd-socket-activate listens, starts sproutd on the first
