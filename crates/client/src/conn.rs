@@ -105,6 +105,19 @@ impl Tls {
     }
 }
 
+impl Tls {
+    /// This configuration without session resumption: every connection makes a full
+    /// handshake.
+    pub fn without_resumption(&self) -> Tls {
+        let mut config = (*self.config).clone();
+        config.resumption = rustls::client::Resumption::disabled();
+        Tls {
+            config: Arc::new(config),
+            name: self.name.clone(),
+        }
+    }
+}
+
 impl TlsBuilder {
     /// Trusts only the CA certificates in this PEM file. The error's message starts with
     /// the path.
@@ -317,20 +330,17 @@ impl Connector {
         if self.tls.is_none() && self.token.is_none() {
             return Ok(Client::new(s));
         }
-        match tokio::time::timeout(self.timeout, self.secure(s)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Io(io::Error::new(
-                io::ErrorKind::TimedOut,
-                if self.tls.is_some() {
-                    "TLS handshake or auth timed out"
-                } else {
-                    "no reply to auth"
-                },
-            ))),
-        }
+        self.secure(s).await
     }
 
+    /// The TLS handshake and `auth`, each within the time limit.
     async fn secure(&self, s: Stream) -> Result<Client> {
+        let timed_out = |what: &str| {
+            Error::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{what} within {:?}", self.timeout),
+            ))
+        };
         let s = match &self.tls {
             None => s,
             Some(tls) => {
@@ -339,18 +349,28 @@ impl Connector {
                     None => server_name(&self.addr)?,
                 };
                 let c = tokio_rustls::TlsConnector::from(tls.config.clone());
-                let s = c.connect(name, s).await.map_err(|e| {
-                    Error::Io(io::Error::new(
-                        e.kind(),
-                        format!("TLS handshake failed: {e}"),
-                    ))
-                })?;
+                let s = tokio::time::timeout(self.timeout, c.connect(name, s))
+                    .await
+                    .map_err(|_| {
+                        timed_out(
+                            "TLS handshake failed: the server did not answer (is this a TLS \
+                             listener?)",
+                        )
+                    })?
+                    .map_err(|e| {
+                        Error::Io(io::Error::new(
+                            e.kind(),
+                            format!("TLS handshake failed: {e}"),
+                        ))
+                    })?;
                 Stream::Tls(Box::new(s))
             }
         };
         let mut c = Client::new(s);
         if let Some(token) = &self.token {
-            c.auth(token).await?;
+            tokio::time::timeout(self.timeout, c.auth(token))
+                .await
+                .map_err(|_| timed_out("no reply to auth"))??;
         }
         Ok(c)
     }

@@ -81,5 +81,19 @@ impl From<ServerError> for Error {
     }
 }
 
+/// For callers that speak `io::Result`: an I/O error as it is; a closed connection
+/// stays `UnexpectedEof`; bytes that are not the protocol are `InvalidData`; anything else
+/// `Other`, with this error's message.
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        match e {
+            Error::Io(e) => e,
+            Error::Protocol(_) => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            Error::Invalid(_) => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+            other => io::Error::other(other.to_string()),
+        }
+    }
+}
+
 /// The client's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -58,6 +58,12 @@ impl Stats {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// Adds a pair at the end (a value in double quotes stays a string in
+    /// [`Stats::iter_raw`]).
+    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.0.push((key.into(), value.into()));
+    }
+
     /// The number of pairs.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -66,6 +72,13 @@ impl Stats {
     /// Whether there are no pairs.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// Pairs as they would be parsed: values raw, quotes kept.
+impl From<Vec<(String, String)>> for Stats {
+    fn from(pairs: Vec<(String, String)>) -> Stats {
+        Stats(pairs)
     }
 }
 
