@@ -14,6 +14,7 @@
 //! - TCP (`host:port`, port 11300 by default) and unix sockets (`unix:/path`); TLS with
 //!   rustls (ring provider), a CA file and a client certificate ([`Tls`]); `auth` with a
 //!   token on connecting ([`Connector`]).
+//! - A blocking front for code that is not async: [`blocking::Client`].
 //!
 //! # Example
 //!
@@ -84,6 +85,7 @@
 
 #![deny(missing_docs, missing_debug_implementations)]
 
+pub mod blocking;
 mod client;
 mod conn;
 mod error;

@@ -471,3 +471,23 @@ async fn mutual_tls() {
         100
     );
 }
+
+#[test]
+fn blocking_front() {
+    let s = Server::start(&[]);
+    let mut c = sprout_client::blocking::Client::connect(&addr(&s)).unwrap();
+    let id = c
+        .run(async |c| {
+            c.use_tube("b").await?;
+            c.put(0, 0, 60, b"blocking").await
+        })
+        .unwrap()
+        .id();
+    assert_eq!(c.run(async |c| c.peek(id).await).unwrap().body, b"blocking");
+    // The time limit: a reserve that waits longer fails with TimedOut.
+    c.set_limit(Duration::from_millis(50));
+    match c.run(async |c| c.reserve().await) {
+        Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,10 +1,10 @@
-//! The admin CLI's connection: the `sprout-client` crate's async client, driven from the
-//! CLI's blocking code by a current-thread tokio runtime of its own (the subcommands run
-//! one command at a time, and `top` and the output code stay plain blocking code), with a
-//! time limit on every exchange; and the CLI's error type with its exit codes.
+//! The admin CLI's connection: the `sprout-client` crate's blocking front
+//! (`sprout_client::blocking`: the async client on a current-thread runtime of its own;
+//! the subcommands run one command at a time, and `top` and the output code stay plain
+//! blocking code), with a time limit on every exchange; and the CLI's error type with its
+//! exit codes.
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::time::Duration;
 
@@ -144,8 +144,7 @@ impl Reply {
 }
 
 pub(crate) struct Client {
-    rt: tokio::runtime::Runtime,
-    c: sprout_client::Client,
+    c: sprout_client::blocking::Client,
     addr: String,
 }
 
@@ -160,12 +159,7 @@ fn io_error(e: sprout_client::Error) -> io::Error {
 impl Client {
     pub(crate) fn connect(t: &Target) -> Result<Client> {
         let addr = t.addr.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Local(format!("cannot start the I/O runtime: {e}")))?;
-        let c = rt
-            .block_on(t.connector(CONNECT_TIMEOUT).connect())
+        let mut c = sprout_client::blocking::Client::connect_with(&t.connector(CONNECT_TIMEOUT))
             .map_err(|err| match conn::auth_failure(&err) {
                 Some(a) => Error::Auth {
                     addr: addr.clone(),
@@ -176,7 +170,8 @@ impl Client {
                     err: io_error(err),
                 },
             })?;
-        Ok(Client { rt, c, addr })
+        c.set_limit(IO_TIMEOUT);
+        Ok(Client { c, addr })
     }
 
     /// [`Error::Unsupported`] for `cmd` (its name) answered by `reply`.
@@ -189,29 +184,23 @@ impl Client {
     }
 
     /// Runs one exchange on the connection, within [`IO_TIMEOUT`].
-    fn run<'a, T, F>(&'a mut self, f: impl FnOnce(&'a mut sprout_client::Client) -> F) -> Result<T>
-    where
-        F: Future<Output = sprout_client::Result<T>> + 'a,
-    {
-        let fut = f(&mut self.c);
-        let r = self
-            .rt
-            .block_on(async move { tokio::time::timeout(IO_TIMEOUT, fut).await });
-        let err = match r {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(sprout_client::Error::Invalid(m))) => return Err(Error::Local(m)),
-            Ok(Err(e)) => io_error(e),
-            Err(_) => io::Error::new(io::ErrorKind::TimedOut, "no reply in time"),
-        };
-        Err(Error::Io {
-            addr: self.addr.clone(),
-            err,
-        })
+    fn run<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut sprout_client::Client) -> sprout_client::Result<T>,
+    ) -> Result<T> {
+        match self.c.run(f) {
+            Ok(v) => Ok(v),
+            Err(sprout_client::Error::Invalid(m)) => Err(Error::Local(m)),
+            Err(e) => Err(Error::Io {
+                addr: self.addr.clone(),
+                err: io_error(e),
+            }),
+        }
     }
 
     /// Sends one command line (CRLF added) and reads its reply.
     pub(crate) fn call(&mut self, line: &str) -> Result<Reply> {
-        self.run(|c| c.command(line)).map(Reply::from)
+        self.run(async |c| c.command(line).await).map(Reply::from)
     }
 
     /// Sends `line`; the reply must be exactly `want`, else it is a server error.
@@ -255,7 +244,7 @@ impl Client {
         &mut self,
         queue: impl FnOnce(&mut sprout_client::Sender) -> sprout_client::Result<()>,
     ) -> Result<Reply> {
-        self.run(|c| async move {
+        self.run(async |c| {
             let (tx, rx) = c.parts();
             queue(tx)?;
             tx.flush().await?;
@@ -288,7 +277,7 @@ impl Client {
     pub(crate) fn batch(&mut self, lines: &[String]) -> Result<Vec<Reply>> {
         let mut out = Vec::with_capacity(lines.len());
         for chunk in lines.chunks(64) {
-            let replies = self.run(|c| async move {
+            let replies = self.run(async |c| {
                 let (tx, rx) = c.parts();
                 for l in chunk {
                     tx.command(l)?;
