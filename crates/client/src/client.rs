@@ -116,6 +116,10 @@ impl JobState {
 /// and reused); [`Sender::flush`] writes them all. Nothing is sent before `flush`, so any
 /// number of commands can be pipelined; their replies come back in order, read by the
 /// [`Receiver`]'s `recv_*` method of the same name.
+///
+/// A method fails only for an argument that cannot be sent ([`Error::Invalid`]: a tube
+/// name, key or token that is not one word of the allowed characters); the others always
+/// succeed, and return a `Result` so that every command reads the same.
 pub struct Sender {
     w: WriteHalf,
     buf: Vec<u8>,
