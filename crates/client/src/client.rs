@@ -472,9 +472,13 @@ impl Receiver {
         reply::has_line(&self.buf[self.start..self.end])
     }
 
-    /// Takes what the socket already holds, without waiting; true if anything is buffered
-    /// now. For callers that poll instead of sleeping until a reply comes.
+    /// True if anything is buffered; otherwise takes what the socket already holds,
+    /// without waiting, and says whether that was anything. For callers that poll instead
+    /// of sleeping until a reply comes.
     pub async fn try_fill(&mut self) -> Result<bool> {
+        if self.start < self.end {
+            return Ok(true);
+        }
         self.make_room();
         let Receiver { r, buf, end, .. } = self;
         let got = poll_fn(|cx| {
