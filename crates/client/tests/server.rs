@@ -4,12 +4,13 @@
 
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
+#[path = "../../cli/tests/pki/mod.rs"]
+mod pki;
 
-use std::fs;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{free_port, Server, TempDir};
+use pki::{Pki, TlsServer, TOKEN};
 use sprout_client::{
     Client, Connector, Error, JobState, PutOutcome, ReleaseOutcome, Response, ServerError, Tls,
     UniqueOutcome,
@@ -303,121 +304,11 @@ async fn a_closed_connection_is_an_io_error() {
 
 // ----- TLS and tokens ------------------------------------------------------------------
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-struct Pki {
-    dir: TempDir,
-    ca: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-}
-
-fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name.push(rcgen::DnType::CommonName, name);
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    (p.self_signed(&key).unwrap(), key)
-}
-
-impl Pki {
-    /// A CA, a server certificate for 127.0.0.1 and localhost, a client certificate
-    /// (CN=tester), written to files.
-    fn new() -> Pki {
-        let dir = TempDir::new("client-tls");
-        let (ca_cert, ca_key) = ca("client test CA");
-        let leaf = |cn: &str, sans: &[&str], eku| {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let mut p = rcgen::CertificateParams::new(
-                sans.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            )
-            .unwrap();
-            p.distinguished_name = rcgen::DistinguishedName::new();
-            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-            p.extended_key_usages = vec![eku];
-            let c = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
-            (c.pem(), key.serialize_pem())
-        };
-        let (sc, sk) = leaf(
-            "sproutd",
-            &["127.0.0.1", "localhost"],
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (cc, ck) = leaf("tester", &[], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
-        for (name, data) in [
-            ("ca.pem", ca_cert.pem()),
-            ("server.pem", sc),
-            ("server.key", sk),
-            ("client.pem", cc),
-            ("client.key", ck),
-        ] {
-            fs::write(dir.join(name), data).unwrap();
-        }
-        Pki {
-            ca: dir.join("ca.pem"),
-            client_cert: dir.join("client.pem"),
-            client_key: dir.join("client.key"),
-            dir,
-        }
-    }
-
-    /// sproutd with a TLS listener (`auth`: token or mtls) whose user `tester` may do
-    /// everything; returns it and the TLS address.
-    fn server(&self, auth: &str) -> (Server, String) {
-        let conf = self.dir.join(&format!("{auth}.toml"));
-        fs::write(
-            &conf,
-            format!(
-                "[[user]]\nname = \"tester\"\ntoken-sha256 = \"{}\"\ncert-subject = \
-                 \"CN=tester\"\ntubes = [\"*\"]\nmay = [\"produce\", \"consume\", \
-                 \"inspect\", \"admin\"]\n",
-                sha256_hex(TOKEN)
-            ),
-        )
-        .unwrap();
-        let tls_addr = format!("127.0.0.1:{}", free_port());
-        let p = |x: PathBuf| x.display().to_string();
-        let mut args = vec![
-            "--config".to_string(),
-            p(conf),
-            "--tls-listen".into(),
-            tls_addr.clone(),
-            "--tls-cert".into(),
-            p(self.dir.join("server.pem")),
-            "--tls-key".into(),
-            p(self.dir.join("server.key")),
-            "--tls-auth".into(),
-            auth.into(),
-        ];
-        if auth == "mtls" {
-            args.extend(["--tls-client-ca".into(), p(self.ca.clone())]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let s = Server::start(&args);
-        common::wait_until("the TLS listener accepts", || {
-            std::net::TcpStream::connect(&tls_addr).is_ok()
-        });
-        (s, tls_addr)
-    }
-}
-
-fn sha256_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[tokio::test]
 async fn tls_with_a_token() {
     let pki = Pki::new();
-    let (_s, tls_addr) = pki.server("token");
+    let s = TlsServer::start(&pki, "token");
+    let tls_addr = s.tls_addr.clone();
     let tls = Tls::builder().ca_file(&pki.ca).unwrap().build().unwrap();
     let conn = Connector::new(&tls_addr).tls(tls.clone()).timeout(LIMIT);
     let mut c = conn.clone().token(TOKEN).unwrap().connect().await.unwrap();
@@ -439,7 +330,8 @@ async fn tls_with_a_token() {
 #[tokio::test]
 async fn mutual_tls() {
     let pki = Pki::new();
-    let (_s, tls_addr) = pki.server("mtls");
+    let s = TlsServer::start(&pki, "mtls");
+    let tls_addr = s.tls_addr.clone();
     let tls = Tls::builder()
         .ca_file(&pki.ca)
         .unwrap()
