@@ -1,15 +1,11 @@
 //! How every subcommand reaches a server: the address, TLS, and the token.
 //!
 //! A [`Target`] is built once from the global options (`--tls`, `--ca`, `--cert`/`--key`,
-//! `--tls-server-name`, `--token`/`SPROUT_TOKEN`) and handed to each subcommand. The admin
-//! commands connect with the blocking [`connect`]; `bench` and `work` with
-//! [`connect_async`]. Both open TCP or a unix socket, run the TLS handshake when TLS is on
-//! (rustls, ring provider, TLS 1.2 and 1.3), and send `auth <token>` when there is a token,
-//! so every path behaves alike.
-//!
-//! The connection types are enums ([`Stream`], [`AsyncStream`]): a plain connection is the
-//! socket itself, one `match` away, with no boxing and no extra buffer; TLS wraps the same
-//! enum.
+//! `--tls-server-name`, `--token`/`SPROUT_TOKEN`) and handed to each subcommand, which
+//! connects through [`Target::connector`]: the `sprout-client` crate opens TCP or a unix
+//! socket, runs the TLS handshake when TLS is on (rustls, ring provider, TLS 1.2 and 1.3),
+//! and sends `auth <token>` when there is a token, so every path behaves alike. This module
+//! only turns the options into that crate's settings, with errors that name the options.
 //!
 //! Trust: with `--ca FILE` the server's certificate must chain to a certificate in FILE
 //! and nothing else; without it, to one of the Mozilla roots compiled in (webpki-roots).
@@ -17,24 +13,10 @@
 //! must be in the certificate's IP SANs), or `--tls-server-name`.
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-
-/// The port used when an address has none.
-pub const DEFAULT_PORT: u16 = 11300;
-
-/// The longest token sent (the rest of the `auth` line is short).
-const MAX_TOKEN: usize = 1024;
+use sprout_client::{Connector, Tls, MAX_TOKEN};
 
 /// The connection options every subcommand shares (global flags).
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -107,14 +89,6 @@ impl ConnArgs {
     }
 }
 
-/// TLS settings of a [`Target`].
-#[derive(Clone)]
-struct Tls {
-    config: Arc<rustls::ClientConfig>,
-    /// The name to verify: --tls-server-name, else the host of the address.
-    name: ServerName<'static>,
-}
-
 /// Where and how to connect: the address, TLS or not, and the token.
 #[derive(Clone)]
 pub struct Target {
@@ -129,7 +103,7 @@ impl fmt::Debug for Target {
         // Never the token itself.
         f.debug_struct("Target")
             .field("addr", &self.addr)
-            .field("tls", &self.tls.as_ref().map(|t| &t.name))
+            .field("tls", &self.tls)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .finish()
     }
@@ -147,41 +121,36 @@ impl Target {
 
     /// The target the options describe. Errors name the option at fault.
     pub fn new(addr: &str, a: &ConnArgs) -> Result<Target, String> {
-        let token = match &a.token {
-            None => None,
-            Some(t) => Some(check_token(t)?),
-        };
+        if let Some(t) = &a.token {
+            sprout_client::check_token(t).map_err(|_| {
+                format!(
+                    "--token/SPROUT_TOKEN: expected 1 to {MAX_TOKEN} visible ASCII \
+                     characters, no spaces"
+                )
+            })?;
+        }
         let tls = if a.wants_tls() {
-            let config = client_config(a.ca.as_deref(), a.cert.as_deref(), a.key.as_deref())?;
-            let name = match &a.tls_server_name {
-                Some(n) => ServerName::try_from(n.clone())
-                    .map_err(|_| format!("--tls-server-name {n:?}: not a DNS name or IP"))?,
-                None => server_name(addr)?,
-            };
-            Some(Tls {
-                config: Arc::new(config),
-                name,
-            })
+            Some(tls_settings(addr, a)?)
         } else {
             None
         };
         Ok(Target {
             addr: addr.to_string(),
             tls,
-            token,
+            token: a.token.clone(),
         })
     }
 
     /// This target with TLS on, trusting the CA certificate(s) in `ca` only and verifying
     /// `name` (for the benchmark's own servers).
     pub fn with_tls(&self, ca: &Path, name: &str) -> Result<Target, String> {
-        let config = client_config(Some(ca), None, None)?;
+        let tls = Tls::builder()
+            .ca_file(ca)
+            .and_then(|b| b.server_name(name))
+            .and_then(|b| b.build())
+            .map_err(|e| e.to_string())?;
         Ok(Target {
-            tls: Some(Tls {
-                config: Arc::new(config),
-                name: ServerName::try_from(name.to_string())
-                    .map_err(|_| format!("{name:?}: not a DNS name or IP"))?,
-            }),
+            tls: Some(tls),
             ..self.clone()
         })
     }
@@ -189,13 +158,10 @@ impl Target {
     /// This target without TLS session resumption, so that every connection makes a
     /// full handshake (the handshake benchmark).
     pub fn without_resumption(&self) -> Target {
-        let mut t = self.clone();
-        if let Some(tls) = &mut t.tls {
-            let mut config = (*tls.config).clone();
-            config.resumption = rustls::client::Resumption::disabled();
-            tls.config = Arc::new(config);
+        Target {
+            tls: self.tls.as_ref().map(Tls::without_resumption),
+            ..self.clone()
         }
-        t
     }
 
     pub fn is_tls(&self) -> bool {
@@ -205,6 +171,20 @@ impl Target {
     pub fn has_token(&self) -> bool {
         self.token.is_some()
     }
+
+    /// How to connect, with `timeout` for the socket and again for the handshake and
+    /// `auth`.
+    pub fn connector(&self, timeout: Duration) -> Connector {
+        let mut c = Connector::new(&self.addr).timeout(timeout);
+        if let Some(tls) = &self.tls {
+            c = c.tls(tls.clone());
+        }
+        if let Some(t) = &self.token {
+            // Checked in `new`.
+            c = c.token(t).expect("a checked token");
+        }
+        c
+    }
 }
 
 impl fmt::Display for Target {
@@ -213,93 +193,45 @@ impl fmt::Display for Target {
     }
 }
 
-/// A token is sent on the `auth` line, so it must be one word of visible ASCII.
-fn check_token(t: &str) -> Result<String, String> {
-    if t.is_empty() || t.len() > MAX_TOKEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!(
-            "--token/SPROUT_TOKEN: expected 1 to {MAX_TOKEN} visible ASCII characters, no \
-             spaces"
-        ));
+/// The TLS settings of the options: roots from --ca (or the Mozilla roots), a client
+/// certificate from --cert/--key, the name from --tls-server-name or the address.
+fn tls_settings(addr: &str, a: &ConnArgs) -> Result<Tls, String> {
+    let mut b = Tls::builder();
+    if let Some(ca) = &a.ca {
+        b = b.ca_file(ca).map_err(|e| format!("--ca {e}"))?;
     }
-    Ok(t.to_string())
-}
-
-/// The host part of an address, as the name the server's certificate must carry.
-fn server_name(addr: &str) -> Result<ServerName<'static>, String> {
-    if addr.starts_with("unix:") {
-        return Err(format!(
-            "{addr}: TLS over a unix socket needs --tls-server-name (the name in the \
-             server's certificate)"
-        ));
-    }
-    let host = host_of(addr);
-    ServerName::try_from(host.to_string()).map_err(|_| {
-        format!("{addr}: {host:?} is not a DNS name or IP address to verify the server by")
-    })
-}
-
-/// `[v6]:port` → v6; `host:port` → host; `host` → host.
-fn host_of(addr: &str) -> &str {
-    if let Some(rest) = addr.strip_prefix('[') {
-        if let Some((h, _)) = rest.split_once(']') {
-            return h;
-        }
-    }
-    match addr.rsplit_once(':') {
-        Some((h, _)) if !h.contains(':') => h,
-        _ => addr,
-    }
-}
-
-fn read_certs(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bad = |e: &dyn fmt::Display| format!("{flag} {}: {e}", path.display());
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| bad(&e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&e))?;
-    if certs.is_empty() {
-        return Err(bad(&"no CERTIFICATE in it (PEM expected)"));
-    }
-    Ok(certs)
-}
-
-/// The rustls client configuration: ring provider, TLS 1.2 and 1.3, roots from `ca` (or
-/// webpki-roots), and a client certificate when `cert` and `key` are given.
-fn client_config(
-    ca: Option<&Path>,
-    cert: Option<&Path>,
-    key: Option<&Path>,
-) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            let (added, _) = roots.add_parsable_certificates(read_certs("--ca", path)?);
-            if added == 0 {
-                return Err(format!(
-                    "--ca {}: no usable CA certificate in it",
-                    path.display()
-                ));
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots);
-    match (cert, key) {
+    match (&a.cert, &a.key) {
         (Some(c), Some(k)) => {
-            let chain = read_certs("--cert", c)?;
-            let key = PrivateKeyDer::from_pem_file(k)
-                .map_err(|e| format!("--key {}: {e}", k.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("--cert/--key: {e}"))
+            b = b
+                .client_cert_files(c, k)
+                .map_err(|e| format!("--cert/--key {e}"))?
         }
-        (None, None) => Ok(builder.with_no_client_auth()),
-        (Some(_), None) => Err("--cert needs --key (the certificate's private key)".into()),
-        (None, Some(_)) => Err("--key needs --cert (the client certificate)".into()),
+        (None, None) => {}
+        (Some(_), None) => return Err("--cert needs --key (the certificate's private key)".into()),
+        (None, Some(_)) => return Err("--key needs --cert (the client certificate)".into()),
+    }
+    if let Some(n) = &a.tls_server_name {
+        b = b
+            .server_name(n)
+            .map_err(|_| format!("--tls-server-name {n:?}: not a DNS name or IP"))?;
+    }
+    let tls = b.build().map_err(|e| e.to_string())?;
+    // The address must name what to verify, unless --tls-server-name does.
+    Connector::new(addr)
+        .tls(tls.clone())
+        .check()
+        .map_err(|e| format!("{e} (--tls-server-name)"))?;
+    Ok(tls)
+}
+
+/// Why connecting failed, for the message and the exit status: the token refused
+/// (`UNAUTHORIZED`), the token not taken (`UNKNOWN_COMMAND`: this listener has no
+/// tokens), or anything else.
+pub fn auth_failure(e: &sprout_client::Error) -> Option<AuthError> {
+    use sprout_client::ServerError;
+    match e.server()? {
+        ServerError::Unauthorized => Some(AuthError::Refused),
+        other => Some(AuthError::NotTaken(other.to_string())),
     }
 }
 
@@ -327,352 +259,36 @@ impl fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
-/// The [`AuthError`] inside an I/O error from [`connect`] or [`connect_async`], if any.
-pub fn auth_error(e: &io::Error) -> Option<&AuthError> {
-    e.get_ref()?.downcast_ref::<AuthError>()
-}
-
-/// The outcome of `auth`, from its reply line (without CRLF).
-fn auth_reply(head: &[u8]) -> io::Result<()> {
-    let err = |a| Err(io::Error::new(io::ErrorKind::PermissionDenied, a));
-    match head {
-        b"AUTHENTICATED" => Ok(()),
-        b"UNAUTHORIZED" => err(AuthError::Refused),
-        other => err(AuthError::NotTaken(
-            String::from_utf8_lossy(other).into_owned(),
-        )),
-    }
-}
-
-fn auth_line(token: &str) -> Vec<u8> {
-    format!("auth {token}\r\n").into_bytes()
-}
-
-fn handshake_failed(e: io::Error) -> io::Error {
-    match e.kind() {
-        // A read timeout on a blocking socket is EAGAIN.
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
-            io::ErrorKind::TimedOut,
-            "TLS handshake failed: the server did not answer (is this a TLS listener?)",
-        ),
-        kind => io::Error::new(kind, format!("TLS handshake failed: {e}")),
-    }
-}
-
-fn closed_at_auth() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "connection closed before the reply to auth",
-    )
-}
-
-fn long_auth_reply() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "reply to auth too long")
-}
-
-// ----- blocking ----------------------------------------------------------------------
-
-/// A blocking connection: the socket, or TLS over it.
-pub enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Stream>>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(b),
-            Stream::Unix(s) => s.read(b),
-            Stream::Tls(s) => s.read(b),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(b),
-            Stream::Unix(s) => s.write(b),
-            Stream::Tls(s) => s.write(b),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(_) | Stream::Unix(_) => Ok(()),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// Opens the socket, with `io_timeout` on every read and write.
-fn open(addr: &str, connect_timeout: Duration, io_timeout: Duration) -> io::Result<Stream> {
-    if let Some(path) = addr.strip_prefix("unix:") {
-        let s = UnixStream::connect(path)?;
-        s.set_read_timeout(Some(io_timeout))?;
-        s.set_write_timeout(Some(io_timeout))?;
-        return Ok(Stream::Unix(s));
-    }
-    let addrs: Vec<_> = if addr.contains(':') {
-        addr.to_socket_addrs()?.collect()
-    } else {
-        (addr, DEFAULT_PORT).to_socket_addrs()?.collect()
-    };
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, connect_timeout) {
-            Ok(s) => {
-                s.set_nodelay(true)?;
-                s.set_read_timeout(Some(io_timeout))?;
-                s.set_write_timeout(Some(io_timeout))?;
-                return Ok(Stream::Tcp(s));
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// Connects to `t`: the socket, the TLS handshake (bounded by `io_timeout` per read),
-/// then `auth` when there is a token. An `auth` that fails is an error with an
-/// [`AuthError`] inside (see [`auth_error`]).
-pub fn connect(t: &Target, connect_timeout: Duration, io_timeout: Duration) -> io::Result<Stream> {
-    let mut s = open(&t.addr, connect_timeout, io_timeout)?;
-    if let Some(tls) = &t.tls {
-        let mut conn = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone())
-            .map_err(io::Error::other)?;
-        while conn.is_handshaking() {
-            conn.complete_io(&mut s).map_err(handshake_failed)?;
-        }
-        s = Stream::Tls(Box::new(rustls::StreamOwned::new(conn, s)));
-    }
-    if let Some(token) = &t.token {
-        s.write_all(&auth_line(token))?;
-        s.flush()?;
-        // Byte by byte: nothing may be read past the reply (there is nothing more yet,
-        // but the caller's buffer starts after it).
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        while !line.ends_with(b"\r\n") {
-            if line.len() > 200 {
-                return Err(long_auth_reply());
-            }
-            if s.read(&mut b)? == 0 {
-                return Err(closed_at_auth());
-            }
-            line.push(b[0]);
-        }
-        auth_reply(&line[..line.len() - 2])?;
-    }
-    Ok(s)
-}
-
-// ----- async -------------------------------------------------------------------------
-
-/// An async connection: the socket, or TLS over it.
-pub enum AsyncStream {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-    Tls(Box<tokio_rustls::client::TlsStream<AsyncStream>>),
-}
-
-impl AsyncRead for AsyncStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            AsyncStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            AsyncStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            AsyncStream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for AsyncStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            AsyncStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            AsyncStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            AsyncStream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            AsyncStream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            AsyncStream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            AsyncStream::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            AsyncStream::Tcp(s) => s.is_write_vectored(),
-            AsyncStream::Unix(s) => s.is_write_vectored(),
-            AsyncStream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            AsyncStream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            AsyncStream::Unix(s) => Pin::new(s).poll_flush(cx),
-            AsyncStream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            AsyncStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            AsyncStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            AsyncStream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
-        }
-    }
-}
-
-/// Opens the socket; each resolved address gets `timeout`.
-async fn open_async(addr: &str, timeout: Duration) -> io::Result<AsyncStream> {
-    if let Some(path) = addr.strip_prefix("unix:") {
-        return Ok(AsyncStream::Unix(
-            tokio::net::UnixStream::connect(path).await?,
-        ));
-    }
-    let addrs: Vec<_> = if addr.contains(':') {
-        tokio::net::lookup_host(addr).await?.collect()
-    } else {
-        tokio::net::lookup_host((addr, DEFAULT_PORT))
-            .await?
-            .collect()
-    };
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
-    for a in addrs {
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await {
-            Ok(Ok(s)) => {
-                s.set_nodelay(true)?;
-                return Ok(AsyncStream::Tcp(s));
-            }
-            Ok(Err(e)) => last = e,
-            Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
-        }
-    }
-    Err(last)
-}
-
-/// As [`connect`], async: the socket (each address within `timeout`), then the TLS
-/// handshake and `auth`, together within `timeout` too.
-pub async fn connect_async(t: &Target, timeout: Duration) -> io::Result<AsyncStream> {
-    let s = open_async(&t.addr, timeout).await?;
-    if t.tls.is_none() && t.token.is_none() {
-        return Ok(s);
-    }
-    tokio::time::timeout(timeout, secure(t, s))
-        .await
-        .unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                if t.tls.is_some() {
-                    "TLS handshake or auth timed out"
-                } else {
-                    "no reply to auth"
-                },
-            ))
-        })
-}
-
-/// The TLS handshake and `auth` on an open socket.
-async fn secure(t: &Target, s: AsyncStream) -> io::Result<AsyncStream> {
-    let mut s = match &t.tls {
-        None => s,
-        Some(tls) => {
-            let c = tokio_rustls::TlsConnector::from(tls.config.clone());
-            let s = c
-                .connect(tls.name.clone(), s)
-                .await
-                .map_err(handshake_failed)?;
-            AsyncStream::Tls(Box::new(s))
-        }
-    };
-    if let Some(token) = &t.token {
-        s.write_all(&auth_line(token)).await?;
-        s.flush().await?;
-        let mut line = Vec::new();
-        while !line.ends_with(b"\r\n") {
-            if line.len() > 200 {
-                return Err(long_auth_reply());
-            }
-            match s.read_u8().await {
-                Ok(b) => line.push(b),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(closed_at_auth()),
-                Err(e) => return Err(e),
-            }
-        }
-        auth_reply(&line[..line.len() - 2])?;
-    }
-    Ok(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn hosts_of_addresses() {
-        assert_eq!(host_of("example.com:11300"), "example.com");
-        assert_eq!(host_of("example.com"), "example.com");
-        assert_eq!(host_of("127.0.0.1:1"), "127.0.0.1");
-        assert_eq!(host_of("[::1]:11300"), "::1");
-        assert_eq!(host_of("::1"), "::1");
-    }
-
-    #[test]
-    fn server_names() {
-        assert!(matches!(
-            server_name("127.0.0.1:11300"),
-            Ok(ServerName::IpAddress(_))
-        ));
-        assert!(matches!(
-            server_name("[::1]:11300"),
-            Ok(ServerName::IpAddress(_))
-        ));
-        assert!(matches!(
-            server_name("queue.example.com:11400"),
-            Ok(ServerName::DnsName(_))
-        ));
-        assert!(server_name("unix:/run/sprout.sock")
-            .unwrap_err()
-            .contains("--tls-server-name"));
-    }
-
-    #[test]
     fn tokens_must_be_one_word() {
-        assert!(check_token("abc123-_.~").is_ok());
-        for bad in ["", "a b", "a\r\ndelete 1", "é", &"x".repeat(MAX_TOKEN + 1)] {
-            assert!(check_token(bad).is_err(), "{bad:?}");
+        let t = |tok: &str| {
+            let a = ConnArgs {
+                token: Some(tok.into()),
+                ..Default::default()
+            };
+            Target::new("h:1", &a)
+        };
+        assert!(t("abc123-_.~").is_ok());
+        for bad in ["", "a b", "a\r\ndelete 1", "é"] {
+            assert!(t(bad).unwrap_err().contains("--token"), "{bad:?}");
         }
     }
 
     #[test]
-    fn auth_replies() {
-        assert!(auth_reply(b"AUTHENTICATED").is_ok());
-        let e = auth_reply(b"UNAUTHORIZED").unwrap_err();
-        assert_eq!(auth_error(&e), Some(&AuthError::Refused));
-        let e = auth_reply(b"UNKNOWN_COMMAND").unwrap_err();
+    fn auth_failures() {
+        use sprout_client::{Error, ServerError};
+        let f = |e| auth_failure(&Error::Server(e));
+        assert_eq!(f(ServerError::Unauthorized), Some(AuthError::Refused));
         assert_eq!(
-            auth_error(&e),
-            Some(&AuthError::NotTaken("UNKNOWN_COMMAND".into()))
+            f(ServerError::UnknownCommand),
+            Some(AuthError::NotTaken("UNKNOWN_COMMAND".into()))
         );
-        assert!(auth_error(&io::Error::other("x")).is_none());
+        let io = Error::Io(std::io::Error::other("x"));
+        assert!(auth_failure(&io).is_none());
     }
 
     #[test]
@@ -692,24 +308,16 @@ mod tests {
             tls: true,
             ..Default::default()
         };
-        let t = Target::new("localhost:11400", &a).unwrap();
-        assert!(t.is_tls());
-        assert!(matches!(
-            t.tls.as_ref().map(|t| &t.name),
-            Some(ServerName::DnsName(_))
-        ));
-        let t = Target::new("127.0.0.1:11400", &a).unwrap();
-        assert!(matches!(
-            t.tls.as_ref().map(|t| &t.name),
-            Some(ServerName::IpAddress(_))
-        ));
-        assert!(Target::new("unix:/x", &a).is_err());
+        assert!(Target::new("localhost:11400", &a).unwrap().is_tls());
+        assert!(Target::new("127.0.0.1:11400", &a).unwrap().is_tls());
+        assert!(Target::new("unix:/x", &a)
+            .unwrap_err()
+            .contains("--tls-server-name"));
         let named = ConnArgs {
             tls_server_name: Some("queue.internal".into()),
             ..Default::default()
         };
-        let t = Target::new("unix:/x", &named).unwrap();
-        assert!(t.is_tls());
+        assert!(Target::new("unix:/x", &named).unwrap().is_tls());
         let half = ConnArgs {
             cert: Some("/nonexistent.pem".into()),
             ..Default::default()

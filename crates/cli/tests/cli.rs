@@ -772,44 +772,66 @@ fn flush_races_with_workers() {
 
 const RACE_JOBS: u64 = 5000;
 
+/// A connection through the client crate's blocking front.
+fn client(s: &Server) -> sprout_client::blocking::Client {
+    sprout_client::blocking::Client::connect(&addr_of(s)).expect("connect")
+}
+
+/// Puts `n` jobs in `tube` in one pipelined write, body `job <i>`, priority `i % pris`;
+/// returns their ids.
+fn put_pipelined(s: &Server, tube: &str, n: usize, pris: usize) -> Vec<u64> {
+    client(s)
+        .run(async |c| {
+            let (tx, rx) = c.parts();
+            tx.use_tube(tube)?;
+            for i in 0..n {
+                tx.put((i % pris) as u32, 0, 60, format!("job {i}").as_bytes())?;
+            }
+            tx.flush().await?;
+            rx.recv_use_tube().await?;
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                match rx.recv_put().await? {
+                    sprout_client::PutOutcome::Inserted(id) => ids.push(id),
+                    other => panic!("put: {other:?}"),
+                }
+            }
+            Ok(ids)
+        })
+        .expect("pipelined puts")
+}
+
 /// `s` with RACE_JOBS ready jobs in tube `busy` (pipelined puts); returns a connection
 /// using `busy`.
 fn fill_busy(s: &Server) -> Conn {
+    put_pipelined(s, "busy", RACE_JOBS as usize, 7);
     let mut c = s.conn();
     assert_eq!(c.cmd("use busy"), "USING busy");
-    let mut m = Vec::new();
-    for i in 0..RACE_JOBS {
-        let body = format!("job {i}");
-        m.extend_from_slice(format!("put {} 0 60 {}\r\n", i % 7, body.len()).as_bytes());
-        m.extend_from_slice(body.as_bytes());
-        m.extend_from_slice(b"\r\n");
-    }
-    c.send(&m);
-    for _ in 0..RACE_JOBS {
-        assert!(c.line().starts_with("INSERTED "));
-    }
     c
 }
 
 /// Two workers on tube `busy`: each waits at `go`, then reserves and deletes until no job
 /// is ready; they return how many they deleted.
 fn busy_workers(s: &Server, go: &Arc<Barrier>) -> Vec<thread::JoinHandle<u64>> {
+    use sprout_client::{Error, ServerError};
     (0..2)
         .map(|_| {
-            let mut w = s.conn();
+            let mut w = client(s);
             let go = go.clone();
             thread::spawn(move || {
-                assert_eq!(w.cmd("watch busy"), "WATCHING 2");
-                assert_eq!(w.cmd("ignore default"), "WATCHING 1");
+                w.run(async |c| {
+                    c.watch("busy").await?;
+                    c.ignore("default").await
+                })
+                .expect("watch busy");
                 go.wait();
                 let mut n = 0u64;
                 loop {
-                    let head = w.cmd("reserve-with-timeout 0");
-                    if head == "TIMED_OUT" {
-                        return n;
+                    match w.run(async |c| c.reserve_with_timeout(0).await) {
+                        Ok(job) => w.run(async |c| c.delete(job.id).await).expect("delete"),
+                        Err(Error::Server(ServerError::TimedOut)) => return n,
+                        Err(e) => panic!("reserve: {e}"),
                     }
-                    let (id, _) = w.job_data(&head, "RESERVED");
-                    assert_eq!(w.cmd(&format!("delete {id}")), "DELETED");
                     n += 1;
                 }
             })
@@ -890,24 +912,8 @@ fn flush_tube_races_with_workers() {
 // ---------------------------------------------------------------------------------------
 
 /// Puts `n` jobs into `tube` pipelined (body `job <i>`), returns their ids.
-fn put_many(c: &mut Conn, tube: &str, n: usize) -> Vec<u64> {
-    assert_eq!(c.cmd(&format!("use {tube}")), format!("USING {tube}"));
-    let mut m = Vec::new();
-    for i in 0..n {
-        let body = format!("job {i}");
-        m.extend_from_slice(format!("put {} 0 60 {}\r\n", i % 3, body.len()).as_bytes());
-        m.extend_from_slice(body.as_bytes());
-        m.extend_from_slice(b"\r\n");
-    }
-    c.send(&m);
-    (0..n)
-        .map(|_| {
-            let l = c.line();
-            l.strip_prefix("INSERTED ")
-                .and_then(|id| id.parse().ok())
-                .unwrap_or_else(|| panic!("put: {l}"))
-        })
-        .collect()
+fn put_many(s: &Server, tube: &str, n: usize) -> Vec<u64> {
+    put_pipelined(s, tube, n, 3)
 }
 
 fn json_ids(v: &Value) -> Vec<u64> {
@@ -925,8 +931,8 @@ fn jobs_pages_through_every_job() {
     // More than two pages of list-jobs, and jobs of other tubes and states in between.
     let mut ready = Vec::new();
     for _ in 0..3 {
-        ready.extend(put_many(&mut c, "big", 800));
-        put_many(&mut c, "other", 10);
+        ready.extend(put_many(&s, "big", 800));
+        put_many(&s, "other", 10);
         assert_eq!(c.cmd("use big"), "USING big");
         c.put(0, 3600, 60, b"delayed, not listed");
     }

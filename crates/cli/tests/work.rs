@@ -161,35 +161,63 @@ impl Drop for Worker {
     }
 }
 
+/// A test's connection: the client crate's blocking front, with the shorthands the
+/// tests use.
+struct Q(sprout_client::blocking::Client);
+
+impl Q {
+    fn connect(addr: &Addr) -> sprout_client::Result<Q> {
+        let a = match addr {
+            Addr::Tcp(p) => format!("127.0.0.1:{p}"),
+            Addr::Unix(p) => format!("unix:{}", p.display()),
+        };
+        sprout_client::blocking::Client::connect(&a).map(Q)
+    }
+
+    /// `put`; the new job's id.
+    fn put(&mut self, pri: u32, delay: u32, ttr: u32, body: &[u8]) -> u64 {
+        let r = self.0.run(async |c| c.put(pri, delay, ttr, body).await);
+        r.expect("put").id()
+    }
+
+    /// A command line; the first line of its reply.
+    fn cmd(&mut self, line: &str) -> String {
+        let r = self.0.run(async |c| c.command(line).await);
+        r.expect(line).to_string()
+    }
+
+    /// `stats` as a map.
+    fn stats(&mut self) -> HashMap<String, String> {
+        map(self.0.run(async |c| c.stats().await).expect("stats"))
+    }
+}
+
+fn map(st: sprout_client::Stats) -> HashMap<String, String> {
+    st.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A connection that uses and watches `tube` only.
-fn conn_on(addr: &Addr, tube: &str) -> Conn {
-    let mut c = Conn::try_connect(addr).expect("connect");
-    assert_eq!(c.cmd(&format!("use {tube}")), format!("USING {tube}"));
-    assert_eq!(c.cmd(&format!("watch {tube}")), "WATCHING 2");
-    assert_eq!(c.cmd("ignore default"), "WATCHING 1");
+fn conn_on(addr: &Addr, tube: &str) -> Q {
+    let mut c = Q::connect(addr).expect("connect");
+    c.0.run(async |c| {
+        c.use_tube(tube).await?;
+        assert_eq!(c.watch(tube).await?, 2);
+        assert_eq!(c.ignore("default").await?, 1);
+        Ok(())
+    })
+    .expect("use and watch");
     c
 }
 
 /// `stats-job id` as a map, or None if the job is gone.
-fn job_stats(c: &mut Conn, id: u64) -> Option<HashMap<String, String>> {
-    c.send(format!("stats-job {id}\r\n").as_bytes());
-    let head = c.line();
-    if head == "NOT_FOUND" {
-        return None;
+fn job_stats(c: &mut Q, id: u64) -> Option<HashMap<String, String>> {
+    match c.0.run(async |c| c.stats_job(id).await) {
+        Ok(st) => Some(map(st)),
+        Err(sprout_client::Error::Server(sprout_client::ServerError::NotFound)) => None,
+        Err(e) => panic!("stats-job {id}: {e}"),
     }
-    let n: usize = head
-        .strip_prefix("OK ")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("stats-job: {head}"));
-    let data = c.exact(n + 2);
-    Some(
-        String::from_utf8(data)
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-            .collect(),
-    )
 }
 
 fn assert_clean_exit(st: ExitStatus, w: &Worker) {
@@ -690,12 +718,12 @@ fi"#,
     fs::remove_file(dir.join("hold")).unwrap();
     fs::write(dir.join("release"), b"").unwrap();
     // The worker carries on until the queue is empty.
-    let mut c = s2.conn();
+    let mut c = Q::connect(&s2.addr).expect("connect");
     poll(
         &format!("queue drained; log:\n{}", w.text()),
         Duration::from_secs(30),
         || {
-            let st = c.yaml("stats");
+            let st = c.stats();
             ["ready", "reserved", "delayed", "buried"]
                 .iter()
                 .all(|k| st[&format!("current-jobs-{k}")] == "0")
@@ -847,7 +875,7 @@ impl Beanstalkd {
             .spawn()
             .expect("spawn beanstalkd");
         poll("beanstalkd listening", T, || {
-            Conn::try_connect(&Addr::Tcp(port)).ok()
+            Q::connect(&Addr::Tcp(port)).ok()
         });
         Beanstalkd { child, port }
     }
@@ -926,7 +954,7 @@ esac"#,
 fn tube_policy_disagreement_is_logged() {
     let s = Server::start(&[]);
     let dir = TempDir::new("wpolicy");
-    let mut c = s.conn();
+    let mut c = Q::connect(&s.addr).expect("connect");
     assert_eq!(c.cmd("tube-policy pol max-reserves 2"), "OK");
     let mut w = Worker::start(
         &addr_of(s.port()),

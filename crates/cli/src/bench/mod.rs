@@ -2,7 +2,6 @@
 //! which runs the same workloads against beanstalkd and sproutd in one run; and `--tls`,
 //! which runs them against the TLS and the plain listener of one sproutd.
 
-pub mod client;
 pub mod compare;
 pub(crate) mod proc;
 pub mod tls;
@@ -16,8 +15,50 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use sprout_client::{Client, Error, PutOutcome, ServerError};
+
 use crate::conn::Target;
-use client::{bad, is_plain, Client, Plain, Secured, Transport};
+
+/// How long connecting (with the TLS handshake and `auth`) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// A connection to `t`, through the `sprout-client` crate (its buffers are reused for
+/// every command and reply: nothing is allocated per command but a reserved job's body).
+async fn connect(t: &Target) -> io::Result<Client> {
+    Ok(t.connector(CONNECT_TIMEOUT).connect().await?)
+}
+
+/// The id of an `INSERTED` job; `BURIED` (out of memory) is an error here.
+fn inserted(o: PutOutcome) -> io::Result<u64> {
+    match o {
+        PutOutcome::Inserted(id) => Ok(id),
+        other => Err(bad(format!("expected INSERTED, got {other:?}"))),
+    }
+}
+
+/// A reserve with a timeout: `None` when it timed out.
+fn reserved_or_timeout(
+    r: sprout_client::Result<sprout_client::Job>,
+) -> io::Result<Option<sprout_client::Job>> {
+    match r {
+        Ok(j) => Ok(Some(j)),
+        Err(Error::Server(ServerError::TimedOut)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `want`, or an error naming what came instead.
+fn expect_str(got: String, want: &str) -> io::Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(bad(format!("expected {want}, got {got:?}")))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -128,30 +169,16 @@ pub async fn run(
     p: &Params,
     progress: &indicatif::ProgressBar,
 ) -> io::Result<Measurement> {
-    if is_plain(target) {
-        run_with::<Plain>(target, pid, w, p, progress).await
-    } else {
-        run_with::<Secured>(target, pid, w, p, progress).await
-    }
-}
-
-async fn run_with<T: Transport>(
-    target: &Target,
-    pid: Option<u32>,
-    w: Workload,
-    p: &Params,
-    progress: &indicatif::ProgressBar,
-) -> io::Result<Measurement> {
     if p.extra_tubes > 0 {
-        make_extra_tubes::<T>(target, p.extra_tubes).await?;
+        make_extra_tubes(target, p.extra_tubes).await?;
     }
     match w {
-        Workload::Fill => return fill::<T>(target, pid, p, progress).await,
-        Workload::Idle => return idle::<T>(target, pid, p, progress).await,
+        Workload::Fill => return fill(target, pid, p, progress).await,
+        Workload::Idle => return idle(target, pid, p, progress).await,
         _ => {}
     }
     if w == Workload::Drain {
-        prefill_with::<T>(target, p.jobs, p.size, progress).await?;
+        prefill(target, p.jobs, p.size, progress).await?;
     }
     let target = if w == Workload::Handshake {
         target.without_resumption()
@@ -170,7 +197,7 @@ async fn run_with<T: Transport>(
     let mut clients = Vec::new();
     if w != Workload::Handshake {
         for _ in 0..p.conns.max(1) {
-            clients.push(Client::<T>::connect(&target).await?);
+            clients.push(connect(&target).await?);
         }
     }
     let mut clients = clients.into_iter();
@@ -238,8 +265,8 @@ async fn run_with<T: Transport>(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn conn_loop<T: Transport>(
-    client: Option<Client<T>>,
+async fn conn_loop(
+    client: Option<Client>,
     target: &Target,
     w: Workload,
     i: usize,
@@ -255,64 +282,57 @@ async fn conn_loop<T: Transport>(
     if w == Workload::Handshake {
         while Instant::now() < deadline {
             let t0 = Instant::now();
-            let mut c = Client::<T>::connect(target).await?;
-            c.call("list-tube-used").await?.expect("USING default")?;
+            let mut c = connect(target).await?;
+            expect_str(c.list_tube_used().await?, "default")?;
             record(h, t0);
             totals.ops.fetch_add(1, Ordering::Relaxed);
             // Closing is not timed; a close_notify that cannot be sent is no error here.
-            let _ = c.shutdown().await;
+            let _ = c.into_split().0.shutdown().await;
         }
         return Ok(());
     }
     let mut c = match client {
         Some(c) => c,
-        None => Client::<T>::connect(target).await?,
+        None => connect(target).await?,
     };
     let tube = format!("bench{}", i % p.tubes.max(1));
     let plain = body(p.size, None);
     match w {
         Workload::Put => {
-            c.call(&format!("use {tube}")).await?;
+            c.use_tube(&tube).await?;
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                c.queue_put(0, 60, &plain);
-                c.flush().await?;
-                c.read().await?.inserted()?;
+                inserted(c.put(0, 0, 60, &plain).await?)?;
                 record(h, t0);
                 totals.ops.fetch_add(1, Ordering::Relaxed);
             }
         }
         Workload::PutDelete => {
-            c.call(&format!("use {tube}")).await?;
+            c.use_tube(&tube).await?;
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                c.queue_put(0, 60, &plain);
-                c.flush().await?;
-                let id = c.read().await?.inserted()?;
-                c.call(&format!("delete {id}")).await?.expect("DELETED")?;
+                let id = inserted(c.put(0, 0, 60, &plain).await?)?;
+                c.delete(id).await?;
                 record(h, t0);
                 totals.ops.fetch_add(2, Ordering::Relaxed);
             }
         }
         Workload::Cycle => {
-            c.call(&format!("use {tube}")).await?;
-            c.call(&format!("watch {tube}")).await?;
-            c.call("ignore default").await?;
+            c.use_tube(&tube).await?;
+            c.watch(&tube).await?;
+            c.ignore("default").await?;
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                c.queue_put(0, 60, &plain);
-                c.flush().await?;
-                c.read().await?.inserted()?;
-                let r = c.call("reserve").await?;
-                let (id, _) = r.reserved()?;
-                c.call(&format!("delete {id}")).await?.expect("DELETED")?;
+                inserted(c.put(0, 0, 60, &plain).await?)?;
+                let id = c.reserve().await?.id;
+                c.delete(id).await?;
                 record(h, t0);
                 totals.ops.fetch_add(3, Ordering::Relaxed);
             }
         }
         Workload::Pubsub => {
             if i.is_multiple_of(2) {
-                c.call(&format!("use {tube}")).await?;
+                c.use_tube(&tube).await?;
                 // At most two jobs per consumer wait in the queue.
                 let limit = 2 * (p.conns / 2).max(1) as i64;
                 while Instant::now() < deadline {
@@ -323,21 +343,18 @@ async fn conn_loop<T: Transport>(
                     }
                     totals.outstanding.fetch_add(1, Ordering::AcqRel);
                     let b = body(p.size, Some(base.elapsed().as_nanos() as u64));
-                    c.queue_put(0, 60, &b);
-                    c.flush().await?;
-                    c.read().await?.inserted()?;
+                    inserted(c.put(0, 0, 60, &b).await?)?;
                 }
             } else {
                 for t in 0..p.tubes.max(1) {
-                    c.call(&format!("watch bench{t}")).await?;
+                    c.watch(&format!("bench{t}")).await?;
                 }
-                c.call("ignore default").await?;
+                c.ignore("default").await?;
                 while Instant::now() < deadline {
-                    let r = c.call("reserve-with-timeout 1").await?;
-                    if r.head == "TIMED_OUT" {
+                    let Some(job) = reserved_or_timeout(c.reserve_with_timeout(1).await)? else {
                         continue;
-                    }
-                    let (id, b) = r.reserved()?;
+                    };
+                    let (id, b) = (job.id, job.body);
                     let stamp = std::str::from_utf8(&b[..16.min(b.len())])
                         .ok()
                         .and_then(|s| u64::from_str_radix(s, 16).ok())
@@ -346,7 +363,7 @@ async fn conn_loop<T: Transport>(
                     let _ = h.record(now.saturating_sub(stamp).max(1000));
                     totals.outstanding.fetch_sub(1, Ordering::AcqRel);
                     totals.room.notify_waiters();
-                    c.call(&format!("delete {id}")).await?.expect("DELETED")?;
+                    c.delete(id).await?;
                     totals.ops.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -354,7 +371,8 @@ async fn conn_loop<T: Transport>(
         Workload::Pipeline => {
             // A sliding window: up to `depth` commands in flight. Each INSERTED id is
             // deleted by a later command; latency is per command, send to reply.
-            c.call(&format!("use {tube}")).await?;
+            c.use_tube(&tube).await?;
+            let (tx, rx) = c.parts();
             let d = p.depth.max(1);
             let mut to_delete: std::collections::VecDeque<u64> = Default::default();
             let mut sent: std::collections::VecDeque<(bool, Instant)> = Default::default();
@@ -368,47 +386,49 @@ async fn conn_loop<T: Transport>(
                 let refill = sent.len() <= d / 2;
                 while refill && !stopping && sent.len() < d {
                     if let Some(id) = to_delete.pop_front() {
-                        c.queue(&format!("delete {id}"));
+                        tx.delete(id)?;
                         sent.push_back((false, Instant::now()));
                     } else {
-                        c.queue_put(0, 60, &plain);
+                        tx.put(0, 0, 60, &plain)?;
                         sent.push_back((true, Instant::now()));
                     }
                 }
-                c.flush().await?;
+                tx.flush().await?;
                 if sent.is_empty() {
                     break;
                 }
                 // Read one reply, then every reply already buffered, before refilling.
                 while let Some((is_put, t0)) = sent.pop_front() {
                     if p.spin {
-                        // Up to 1 ms, then sleep as usual (a server that stalls).
-                        c.spin_for_reply(Duration::from_millis(1)).await;
+                        // Busy-polls (yielding to the runtime, which then polls for I/O
+                        // without sleeping) up to 1 ms, then sleeps as usual (a server
+                        // that stalls).
+                        let t0 = Instant::now();
+                        while !rx.try_fill().await? && t0.elapsed() < Duration::from_millis(1) {
+                            tokio::task::yield_now().await;
+                        }
                     }
-                    let r = c.read().await?;
                     if is_put {
-                        to_delete.push_back(r.inserted()?);
+                        to_delete.push_back(inserted(rx.recv_put().await?)?);
                     } else {
-                        r.expect("DELETED")?;
+                        rx.recv_delete().await?;
                     }
                     record(h, t0);
                     totals.ops.fetch_add(1, Ordering::Relaxed);
-                    if !c.has_buffered_line() {
+                    if !rx.has_buffered_reply() {
                         break;
                     }
                 }
             }
         }
         Workload::Drain => {
-            c.call("watch bench0").await?;
+            c.watch("bench0").await?;
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                let r = c.call("reserve-with-timeout 0").await?;
-                if r.head == "TIMED_OUT" {
+                let Some(job) = reserved_or_timeout(c.reserve_with_timeout(0).await)? else {
                     break;
-                }
-                let (id, _) = r.reserved()?;
-                c.call(&format!("delete {id}")).await?.expect("DELETED")?;
+                };
+                c.delete(job.id).await?;
                 record(h, t0);
                 totals.ops.fetch_add(1, Ordering::Relaxed);
             }
@@ -418,17 +438,18 @@ async fn conn_loop<T: Transport>(
     Ok(())
 }
 
-async fn make_extra_tubes<T: Transport>(target: &Target, n: usize) -> io::Result<()> {
-    let mut c = Client::<T>::connect(target).await?;
+async fn make_extra_tubes(target: &Target, n: usize) -> io::Result<()> {
+    let mut c = connect(target).await?;
+    let (tx, rx) = c.parts();
     for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
         for t in chunk {
-            c.queue(&format!("use extra{t}"));
-            c.queue_put(0, 60, b"x");
+            tx.use_tube(&format!("extra{t}"))?;
+            tx.put(0, 0, 60, b"x")?;
         }
-        c.flush().await?;
+        tx.flush().await?;
         for _ in chunk {
-            c.read().await?;
-            c.read().await?.inserted()?;
+            rx.recv_use_tube().await?;
+            inserted(rx.recv_put().await?)?;
         }
     }
     Ok(())
@@ -441,31 +462,19 @@ pub(crate) async fn prefill(
     size: usize,
     progress: &indicatif::ProgressBar,
 ) -> io::Result<()> {
-    if is_plain(target) {
-        prefill_with::<Plain>(target, jobs, size, progress).await
-    } else {
-        prefill_with::<Secured>(target, jobs, size, progress).await
-    }
-}
-
-async fn prefill_with<T: Transport>(
-    target: &Target,
-    jobs: u64,
-    size: usize,
-    progress: &indicatif::ProgressBar,
-) -> io::Result<()> {
-    let mut c = Client::<T>::connect(target).await?;
-    c.call("use bench0").await?;
+    let mut c = connect(target).await?;
+    c.use_tube("bench0").await?;
+    let (tx, rx) = c.parts();
     let b = body(size, None);
     let mut done = 0;
     while done < jobs {
         let n = (jobs - done).min(1000);
         for _ in 0..n {
-            c.queue_put(0, 600, &b);
+            tx.put(0, 0, 600, &b)?;
         }
-        c.flush().await?;
+        tx.flush().await?;
         for _ in 0..n {
-            c.read().await?.inserted()?;
+            inserted(rx.recv_put().await?)?;
         }
         done += n;
         progress.set_message(format!("prefill {done}/{jobs}"));
@@ -475,27 +484,17 @@ async fn prefill_with<T: Transport>(
 
 /// `current-jobs-ready` of tube bench0.
 pub(crate) async fn ready_jobs(target: &Target) -> io::Result<Option<u64>> {
-    if is_plain(target) {
-        ready_jobs_with::<Plain>(target).await
-    } else {
-        ready_jobs_with::<Secured>(target).await
+    let mut c = connect(target).await?;
+    match c.stats_tube("bench0").await {
+        Ok(st) => Ok(st
+            .get("current-jobs-ready")
+            .and_then(|v| v.parse::<u64>().ok())),
+        Err(Error::Server(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
-async fn ready_jobs_with<T: Transport>(target: &Target) -> io::Result<Option<u64>> {
-    let mut c = Client::<T>::connect(target).await?;
-    let r = c.call("stats-tube bench0").await?;
-    let Some(body) = r.body else {
-        return Ok(None);
-    };
-    let text = String::from_utf8_lossy(&body);
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix("current-jobs-ready: "))
-        .and_then(|v| v.parse::<u64>().ok()))
-}
-
-async fn fill<T: Transport>(
+async fn fill(
     target: &Target,
     pid: Option<u32>,
     p: &Params,
@@ -504,10 +503,10 @@ async fn fill<T: Transport>(
     let rss0 = pid.and_then(proc::rss_kb);
     let cpu0 = pid.and_then(proc::cpu_ns);
     let t0 = Instant::now();
-    prefill_with::<T>(target, p.jobs, p.size, progress).await?;
+    prefill(target, p.jobs, p.size, progress).await?;
     let secs = t0.elapsed().as_secs_f64();
     // Prove the server still works at this size.
-    let ready = ready_jobs_with::<T>(target).await?;
+    let ready = ready_jobs(target).await?;
     if ready != Some(p.jobs) {
         return Err(bad(format!(
             "expected {} ready jobs, stats says {ready:?}",
@@ -533,7 +532,7 @@ async fn fill<T: Transport>(
     })
 }
 
-async fn idle<T: Transport>(
+async fn idle(
     target: &Target,
     pid: Option<u32>,
     p: &Params,
@@ -544,18 +543,20 @@ async fn idle<T: Transport>(
     let t0 = Instant::now();
     let mut conns = Vec::with_capacity(p.conns);
     for i in 0..p.conns {
-        conns.push(Client::<T>::connect(target).await?);
+        conns.push(connect(target).await?);
         if i % 500 == 0 {
             progress.set_message(format!("{i} connections"));
         }
     }
     // Every connection must be served.
     for c in conns.iter_mut() {
-        c.queue("list-tube-used");
-        c.flush().await?;
+        let (tx, _) = c.parts();
+        tx.list_tube_used()?;
+        tx.flush().await?;
     }
     for c in conns.iter_mut() {
-        c.read().await?.expect("USING default")?;
+        let (_, rx) = c.parts();
+        expect_str(rx.recv_list_tube_used().await?, "default")?;
     }
     let secs = t0.elapsed().as_secs_f64();
     let rss1 = pid.and_then(proc::rss_kb);

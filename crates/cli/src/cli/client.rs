@@ -1,12 +1,16 @@
-//! A small blocking beanstalkd-protocol client for the admin CLI: one connection, one
-//! command at a time (or a small batch), timeouts on every read and write.
+//! The admin CLI's connection: the `sprout-client` crate's blocking front
+//! (`sprout_client::blocking`: the async client on a current-thread runtime of its own;
+//! the subcommands run one command at a time, and `top` and the output code stay plain
+//! blocking code), with a time limit on every exchange; and the CLI's error type with its
+//! exit codes.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io;
 use std::time::Duration;
 
-use super::yaml::Stats;
-use crate::conn::{self, AuthError, Stream, Target};
+use sprout_client::{Response, Stats};
+
+use crate::conn::{self, AuthError, Target};
 
 /// How long a connection attempt may take (per resolved address).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,10 +98,6 @@ impl std::error::Error for Error {}
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
 
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
 /// One reply: its first line (without CRLF) and, for `OK`, `FOUND` and `RESERVED`, its
 /// data block (without the trailing CRLF).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,30 +131,47 @@ impl Reply {
     }
 }
 
+impl Reply {
+    fn from(r: Response) -> Reply {
+        let head = r.to_string();
+        let body = match r {
+            Response::Reserved(j) | Response::Found(j) => Some(j.body),
+            Response::Data(d) => Some(d),
+            _ => None,
+        };
+        Reply { head, body }
+    }
+}
+
 pub(crate) struct Client {
-    rd: BufReader<Stream>,
+    c: sprout_client::blocking::Client,
     addr: String,
+}
+
+/// A client error as an I/O error, for [`Error::Io`].
+fn io_error(e: sprout_client::Error) -> io::Error {
+    match e {
+        sprout_client::Error::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    }
 }
 
 impl Client {
     pub(crate) fn connect(t: &Target) -> Result<Client> {
         let addr = t.addr.clone();
-        let s = conn::connect(t, CONNECT_TIMEOUT, IO_TIMEOUT).map_err(
-            |err| match conn::auth_error(&err) {
+        let mut c = sprout_client::blocking::Client::connect_with(&t.connector(CONNECT_TIMEOUT))
+            .map_err(|err| match conn::auth_failure(&err) {
                 Some(a) => Error::Auth {
                     addr: addr.clone(),
-                    err: a.clone(),
+                    err: a,
                 },
                 None => Error::Connect {
                     addr: addr.clone(),
-                    err,
+                    err: io_error(err),
                 },
-            },
-        )?;
-        Ok(Client {
-            rd: BufReader::with_capacity(64 * 1024, s),
-            addr,
-        })
+            })?;
+        c.set_limit(IO_TIMEOUT);
+        Ok(Client { c, addr })
     }
 
     /// [`Error::Unsupported`] for `cmd` (its name) answered by `reply`.
@@ -166,83 +183,24 @@ impl Client {
         }
     }
 
-    fn io(&self, err: io::Error) -> Error {
-        Error::Io {
-            addr: self.addr.clone(),
-            err,
+    /// Runs one exchange on the connection, within [`IO_TIMEOUT`].
+    fn run<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut sprout_client::Client) -> sprout_client::Result<T>,
+    ) -> Result<T> {
+        match self.c.run(f) {
+            Ok(v) => Ok(v),
+            Err(sprout_client::Error::Invalid(m)) => Err(Error::Local(m)),
+            Err(e) => Err(Error::Io {
+                addr: self.addr.clone(),
+                err: io_error(e),
+            }),
         }
-    }
-
-    /// Writes raw bytes (one or more complete commands).
-    pub(crate) fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        let s = self.rd.get_mut();
-        let r = s.write_all(bytes).and_then(|()| s.flush());
-        r.map_err(|e| self.io(e))
-    }
-
-    /// Reads one complete reply.
-    pub(crate) fn read_reply(&mut self) -> Result<Reply> {
-        self.try_read_reply().map_err(|e| self.io(e))
-    }
-
-    fn try_read_reply(&mut self) -> io::Result<Reply> {
-        let mut line = Vec::new();
-        // Reply lines are short; a server that sends an endless line is not one we talk to.
-        (&mut self.rd).take(4096).read_until(b'\n', &mut line)?;
-        if line.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed by the server",
-            ));
-        }
-        if !line.ends_with(b"\r\n") {
-            return Err(invalid(format!(
-                "reply line not terminated by CRLF: {:?}",
-                String::from_utf8_lossy(&line)
-            )));
-        }
-        line.truncate(line.len() - 2);
-        let head = String::from_utf8(line).map_err(|_| invalid("reply is not text".into()))?;
-        let len = {
-            let w: Vec<&str> = head.split(' ').collect();
-            match (w.first().copied(), w.len()) {
-                (Some("OK"), 2) => Some(w[1]),
-                (Some("FOUND" | "RESERVED"), 3) => Some(w[2]),
-                _ => None,
-            }
-        };
-        let body = match len {
-            None => None,
-            Some(n) => {
-                let n: u64 = n
-                    .parse()
-                    .map_err(|_| invalid(format!("bad data length in reply {head:?}")))?;
-                let mut data = Vec::new();
-                // `take` + `read_to_end` grows the buffer as data arrives, so a bogus
-                // length cannot make us allocate it all up front.
-                (&mut self.rd)
-                    .take(n.saturating_add(2))
-                    .read_to_end(&mut data)?;
-                if data.len() as u64 != n.saturating_add(2) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed in the middle of a reply",
-                    ));
-                }
-                if !data.ends_with(b"\r\n") {
-                    return Err(invalid(format!("data of {head:?} not followed by CRLF")));
-                }
-                data.truncate(data.len() - 2);
-                Some(data)
-            }
-        };
-        Ok(Reply { head, body })
     }
 
     /// Sends one command line (CRLF added) and reads its reply.
     pub(crate) fn call(&mut self, line: &str) -> Result<Reply> {
-        self.send(format!("{line}\r\n").as_bytes())?;
-        self.read_reply()
+        self.run(async |c| c.command(line).await).map(Reply::from)
     }
 
     /// Sends `line`; the reply must be exactly `want`, else it is a server error.
@@ -273,7 +231,7 @@ impl Client {
     /// `list-tubes` and friends, parsed.
     pub(crate) fn list(&mut self, line: &str) -> Result<Vec<String>> {
         let data = self.ok_data(line)?;
-        Ok(super::yaml::parse_list(&data))
+        Ok(sprout_client::parse_list(&data))
     }
 
     /// `use TUBE`.
@@ -281,13 +239,23 @@ impl Client {
         self.expect(&format!("use {tube}"), &format!("USING {tube}"))
     }
 
+    /// Sends what `queue` queues and reads one reply.
+    fn queued_call(
+        &mut self,
+        queue: impl FnOnce(&mut sprout_client::Sender) -> sprout_client::Result<()>,
+    ) -> Result<Reply> {
+        self.run(async |c| {
+            let (tx, rx) = c.parts();
+            queue(tx)?;
+            tx.flush().await?;
+            rx.recv().await
+        })
+        .map(Reply::from)
+    }
+
     /// `put`; returns the reply (INSERTED, BURIED, JOB_TOO_BIG, ...).
     pub fn put(&mut self, pri: u32, delay: u32, ttr: u32, body: &[u8]) -> Result<Reply> {
-        let mut m = format!("put {pri} {delay} {ttr} {}\r\n", body.len()).into_bytes();
-        m.extend_from_slice(body);
-        m.extend_from_slice(b"\r\n");
-        self.send(&m)?;
-        self.read_reply()
+        self.queued_call(|tx| tx.put(pri, delay, ttr, body))
     }
 
     /// `put-unique KEY ...` (sproutd's own command); returns the reply (INSERTED, EXISTS,
@@ -301,11 +269,7 @@ impl Client {
         ttr: u32,
         body: &[u8],
     ) -> Result<Reply> {
-        let mut m = format!("put-unique {key} {pri} {delay} {ttr} {}\r\n", body.len()).into_bytes();
-        m.extend_from_slice(body);
-        m.extend_from_slice(b"\r\n");
-        self.send(&m)?;
-        self.read_reply()
+        self.queued_call(|tx| tx.put_unique(key, pri, delay, ttr, body))
     }
 
     /// Sends every line in `lines` at once (in batches, so neither side's socket buffer
@@ -313,15 +277,19 @@ impl Client {
     pub(crate) fn batch(&mut self, lines: &[String]) -> Result<Vec<Reply>> {
         let mut out = Vec::with_capacity(lines.len());
         for chunk in lines.chunks(64) {
-            let mut m = Vec::new();
-            for l in chunk {
-                m.extend_from_slice(l.as_bytes());
-                m.extend_from_slice(b"\r\n");
-            }
-            self.send(&m)?;
-            for _ in chunk {
-                out.push(self.read_reply()?);
-            }
+            let replies = self.run(async |c| {
+                let (tx, rx) = c.parts();
+                for l in chunk {
+                    tx.command(l)?;
+                }
+                tx.flush().await?;
+                let mut v = Vec::with_capacity(chunk.len());
+                for _ in chunk {
+                    v.push(rx.recv().await?);
+                }
+                Ok(v)
+            })?;
+            out.extend(replies.into_iter().map(Reply::from));
         }
         Ok(out)
     }
@@ -329,23 +297,22 @@ impl Client {
 
 /// Checks a `put-unique` key the way the server does (the rules of a tube name).
 pub fn check_key(s: &str) -> std::result::Result<String, String> {
-    sprout_protocol::parse::tube_name(s.as_bytes()).map_err(|_| {
-        format!(
-            "invalid key {s:?}: 1 to {} of A-Z a-z 0-9 - + / ; . $ _ ( ), not starting with \
-             '-'",
-            sprout_protocol::MAX_TUBE_NAME
-        )
-    })
+    checked("key", s)
 }
 
 /// Checks a tube name the way the server does (1..=200 name bytes, not starting with
 /// '-'), so a name can never smuggle a second command onto the line.
 pub fn check_tube_name(s: &str) -> std::result::Result<String, String> {
-    sprout_protocol::parse::tube_name(s.as_bytes()).map_err(|_| {
-        format!(
-            "invalid tube name {s:?}: 1 to {} of A-Z a-z 0-9 - + / ; . $ _ ( ), not starting \
+    checked("tube name", s)
+}
+
+fn checked(what: &str, s: &str) -> std::result::Result<String, String> {
+    match sprout_client::check_name(s) {
+        Ok(()) => Ok(s.to_string()),
+        Err(_) => Err(format!(
+            "invalid {what} {s:?}: 1 to {} of A-Z a-z 0-9 - + / ; . $ _ ( ), not starting \
              with '-'",
-            sprout_protocol::MAX_TUBE_NAME
-        )
-    })
+            sprout_client::MAX_NAME
+        )),
+    }
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::client::{Client, Error, Reply, Result};
 use super::text::{self, Align};
-use super::yaml::Stats;
+use super::yaml::{Stats, ToJson};
 use crate::conn::Target;
 
 /// Job states a job can be peeked or flushed in.

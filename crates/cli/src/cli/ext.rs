@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::client::{Client, Error, Reply, Result};
 use super::text::{self, Align};
-use super::yaml::{self, Stats};
+use super::yaml::{Stats, ToJson};
 use crate::conn::Target;
 
 /// The states `jobs` lists.
@@ -71,7 +71,7 @@ fn list_page(
         Some(d) if r.head.starts_with("OK ") => d,
         _ => return Err(Error::server(&line, &r.head)),
     };
-    yaml::parse_list(&data)
+    sprout_client::parse_list(&data)
         .iter()
         .map(|s| {
             s.parse()
@@ -298,7 +298,7 @@ fn read_policy(c: &mut Client, tube: &str) -> Result<Option<Stats>> {
         Ok(st) => {
             for k in ["dead-lettered", "retries-delayed"] {
                 if let Some(v) = st.get(k) {
-                    p.0.push((k.to_string(), v.to_string()));
+                    p.push(k, v);
                 }
             }
         }

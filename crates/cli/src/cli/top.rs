@@ -493,7 +493,7 @@ mod tests {
         server.push(("current-tubes".into(), tubes.len().to_string()));
         Sample {
             at,
-            server: Stats(server),
+            server: Stats::from(server),
             tubes: tubes
                 .iter()
                 .map(|&(name, total, deletes)| TubeRow {

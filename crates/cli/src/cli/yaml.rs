@@ -1,7 +1,8 @@
-//! The tiny YAML subset beanstalkd uses for `stats*` (a flat `key: value` map) and
-//! `list-tubes*` (a list of names), and its conversion to typed JSON.
+//! The conversion of `stats*` replies (parsed by `sprout-client` into [`Stats`]) to typed
+//! JSON.
 
 use serde_json::{Map, Number, Value};
+pub(crate) use sprout_client::Stats;
 
 /// Keys whose values are strings even when they look like numbers (tube names, the
 /// server's random id, host names, versions, job states).
@@ -18,68 +19,25 @@ pub(crate) const STRING_KEYS: &[&str] = &[
     "retry-backoff",
 ];
 
-/// A parsed stats reply: `(key, raw value)` pairs in the server's order. Raw values keep
-/// their double quotes, if the server sent any, so strings can be told from numbers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Stats(pub Vec<(String, String)>);
-
-fn unquote(v: &str) -> &str {
-    v.strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(v)
-}
-
-impl Stats {
-    /// Parses `---\nkey: value\n...`. Lines that are not `key: value` are skipped.
-    pub(crate) fn parse(data: &[u8]) -> Stats {
-        let text = String::from_utf8_lossy(data);
-        let mut out = Vec::new();
-        for line in text.lines() {
-            let line = line.trim_end_matches('\r');
-            if line == "---" {
-                continue;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                out.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        Stats(out)
-    }
-
-    /// The value of `key`, without quotes.
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| unquote(v))
-    }
-
-    /// The value of `key` as an unsigned number; 0 if missing or not a number.
-    pub(crate) fn num(&self, key: &str) -> u64 {
-        self.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
-    }
-
-    /// Iterates over `(key, unquoted value)`.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), unquote(v)))
-    }
-
+/// A stats reply as typed JSON.
+pub(crate) trait ToJson {
     /// A JSON object: quoted values and [`STRING_KEYS`] (plus `extra_strings`) are
     /// strings, `true`/`false` are booleans, integers and decimals are numbers, anything
     /// else is a string.
-    pub(crate) fn to_json(&self, extra_strings: &[&str]) -> Value {
+    fn to_json(&self, extra_strings: &[&str]) -> Value;
+}
+
+impl ToJson for Stats {
+    fn to_json(&self, extra_strings: &[&str]) -> Value {
         let mut m = Map::new();
-        for (k, raw) in &self.0 {
+        for ((k, raw), (_, plain)) in self.iter_raw().zip(self.iter()) {
             let quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
-            let v = if quoted
-                || STRING_KEYS.contains(&k.as_str())
-                || extra_strings.contains(&k.as_str())
-            {
-                Value::String(unquote(raw).to_string())
+            let v = if quoted || STRING_KEYS.contains(&k) || extra_strings.contains(&k) {
+                Value::String(plain.to_string())
             } else {
                 scalar(raw)
             };
-            m.insert(k.clone(), v);
+            m.insert(k.to_string(), v);
         }
         Value::Object(m)
     }
@@ -109,15 +67,6 @@ pub(crate) fn scalar(s: &str) -> Value {
         }
     }
     Value::String(s.to_string())
-}
-
-/// Parses `---\n- a\n- b\n` into its items (quotes removed).
-pub(crate) fn parse_list(data: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(data)
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("- "))
-        .map(|v| unquote(v.trim()).to_string())
-        .collect()
 }
 
 #[cfg(test)]
@@ -158,14 +107,5 @@ mod tests {
         assert_eq!(scalar(".5"), json!(".5"));
         assert_eq!(scalar("1.5"), json!(1.5));
         assert_eq!(scalar(""), json!(""));
-    }
-
-    #[test]
-    fn lists() {
-        assert_eq!(
-            parse_list(b"---\n- default\n- a.b\n- \"q\"\n"),
-            vec!["default", "a.b", "q"]
-        );
-        assert!(parse_list(b"---\n").is_empty());
     }
 }

@@ -63,7 +63,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -287,14 +286,19 @@ pub(super) async fn run(cfg: Config) -> u8 {
     };
     let session = match proto::open(&cfg.target, &cfg.tubes, true).await {
         Ok(s) => s,
-        Err(SessionError::Io(e)) if crate::conn::auth_error(&e).is_some() => {
+        Err(SessionError::Io(e)) if crate::conn::auth_failure(&e).is_some() => {
+            let a = crate::conn::auth_failure(&e);
             log.event(
                 Level::Error,
                 "unauthorized",
-                &format!("{}: {e}", cfg.target.addr),
+                &format!(
+                    "{}: {}",
+                    cfg.target.addr,
+                    a.as_ref().map_or(String::new(), |a| a.to_string())
+                ),
                 vec![],
             );
-            return match crate::conn::auth_error(&e) {
+            return match a {
                 Some(crate::conn::AuthError::Refused) => EXIT_UNAUTHORIZED,
                 _ => EXIT_CONFIG,
             };
@@ -598,8 +602,12 @@ impl Worker {
             let Some(conn) = self.conn.as_mut() else {
                 return;
             };
-            let write = tokio::time::timeout(REPLY_TIMEOUT, conn.writer.write_all(line.as_bytes()));
-            match write.await {
+            let writer = &mut conn.writer;
+            let write = async {
+                writer.command(&line)?;
+                writer.flush().await
+            };
+            match tokio::time::timeout(REPLY_TIMEOUT, write).await {
                 Ok(Ok(())) => {
                     self.inflight = Some(Inflight {
                         op,
@@ -619,22 +627,18 @@ impl Worker {
         let gen = Some(self.gen);
         let held = || self.jobs.iter().filter(move |(_, j)| j.held == gen);
         if let Some((&k, j)) = held().find(|(_, j)| now >= j.touch_due()) {
-            return Some((
-                Op::Touch(k, now),
-                format!("touch {}\r\n", j.id),
-                Duration::ZERO,
-            ));
+            return Some((Op::Touch(k, now), format!("touch {}", j.id), Duration::ZERO));
         }
         if let Some((&k, j)) =
             held().find(|(_, j)| matches!(j.phase, Phase::Done(_) | Phase::NotRun))
         {
             let line = match j.action {
-                Some(Action::Delete) => format!("delete {}\r\n", j.id),
-                Some(Action::Bury(_)) => format!("bury {} {}\r\n", j.id, j.info.pri),
+                Some(Action::Delete) => format!("delete {}", j.id),
+                Some(Action::Bury(_)) => format!("bury {} {}", j.id, j.info.pri),
                 Some(Action::Release(d, _)) => {
-                    format!("release {} {} {d}\r\n", j.id, j.info.pri)
+                    format!("release {} {} {d}", j.id, j.info.pri)
                 }
-                None => format!("release {} {} 0\r\n", j.id, j.info.pri),
+                None => format!("release {} {} 0", j.id, j.info.pri),
             };
             return Some((Op::Outcome(k), line, Duration::ZERO));
         }
@@ -644,11 +648,11 @@ impl Worker {
             .find(|(_, j)| self.reclaim_ok && j.held.is_none() && j.reclaim != Reclaim::No)
         {
             return Some(if j.reclaim == Reclaim::Pending {
-                (Op::Peek(k), format!("peek {}\r\n", j.id), Duration::ZERO)
+                (Op::Peek(k), format!("peek {}", j.id), Duration::ZERO)
             } else {
                 (
                     Op::ReserveJob(k),
-                    format!("reserve-job {}\r\n", j.id),
+                    format!("reserve-job {}", j.id),
                     Duration::ZERO,
                 )
             });
@@ -656,7 +660,7 @@ impl Worker {
         if let Some((&k, j)) = held().find(|(_, j)| matches!(j.phase, Phase::Fetching)) {
             return Some((
                 Op::StatsJob(k),
-                format!("stats-job {}\r\n", j.id),
+                format!("stats-job {}", j.id),
                 Duration::ZERO,
             ));
         }
@@ -666,13 +670,13 @@ impl Worker {
             return Some(if self.batch != Some(false) {
                 (
                     Op::Reserve { batch: true },
-                    format!("reserve-batch {free} {RESERVE_TIMEOUT}\r\n"),
+                    format!("reserve-batch {free} {RESERVE_TIMEOUT}"),
                     wait,
                 )
             } else {
                 (
                     Op::Reserve { batch: false },
-                    format!("reserve-with-timeout {RESERVE_TIMEOUT}\r\n"),
+                    format!("reserve-with-timeout {RESERVE_TIMEOUT}"),
                     wait,
                 )
             });
