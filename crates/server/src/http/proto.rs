@@ -79,13 +79,11 @@ impl Proto {
         }
         let line = line.trim_end_matches(['\r', '\n']).to_string();
         let mut data = Vec::new();
-        let head = line.split(' ').next().unwrap_or("");
-        if matches!(head, "OK" | "FOUND" | "RESERVED") {
-            let n: usize = line
-                .rsplit(' ')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .ok_or(io::ErrorKind::InvalidData)?;
+        let mut words = line.split(' ');
+        let head = words.next().unwrap_or("");
+        // `OK` alone (tube-policy's setting) has no data.
+        let size = words.next_back().and_then(|n| n.parse::<usize>().ok());
+        if let (true, Some(n)) = (matches!(head, "OK" | "FOUND" | "RESERVED"), size) {
             data.resize(n + 2, 0);
             self.r.read_exact(&mut data).await?;
             data.truncate(n);
