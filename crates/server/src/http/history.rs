@@ -282,6 +282,25 @@ fn sample(shared: &Shared, prev: &mut Prev, rings: &Mutex<Rings>) -> Arc<Latest>
     let mut rows = Vec::with_capacity(tubes.len());
     let mut next = HashMap::with_capacity(tubes.len());
     let mut r = rings.lock().unwrap_or_else(|p| p.into_inner());
+    // Tubes gone lose their history; free slots go to the busiest tubes without one
+    // (their history starts with this sample).
+    r.tubes
+        .retain(|name, _| tubes.iter().any(|m| m.stats.name == *name));
+    if r.tubes.len() < TUBE_RINGS {
+        let jobs =
+            |s: &sprout_protocol::reply::TubeStats| s.ready + s.reserved + s.delayed + s.buried;
+        let mut want: Vec<&sprout_protocol::reply::TubeStats> = tubes
+            .iter()
+            .map(|m| &m.stats)
+            .filter(|s| !r.tubes.contains_key(&s.name))
+            .collect();
+        want.sort_by(|a, b| jobs(b).cmp(&jobs(a)).then(a.name.cmp(&b.name)));
+        let free = TUBE_RINGS - r.tubes.len();
+        for s in want.into_iter().take(free) {
+            r.tubes
+                .insert(s.name.clone(), VecDeque::with_capacity(SPAN));
+        }
+    }
     for m in &tubes {
         let s = &m.stats;
         let name = s.name.clone();
@@ -332,20 +351,6 @@ fn sample(shared: &Shared, prev: &mut Prev, rings: &Mutex<Rings>) -> Arc<Latest>
         rows.push(row);
     }
     prev.tubes = next;
-    // Tubes gone lose their history; free slots go to the busiest tubes without one.
-    r.tubes.retain(|name, _| prev.tubes.contains_key(name));
-    if r.tubes.len() < TUBE_RINGS {
-        let mut want: Vec<&Row> = rows
-            .iter()
-            .filter(|row| !r.tubes.contains_key(&row.name))
-            .collect();
-        want.sort_by(|a, b| b.jobs().cmp(&a.jobs()).then(a.name.cmp(&b.name)));
-        let free = TUBE_RINGS - r.tubes.len();
-        for row in want.into_iter().take(free) {
-            r.tubes
-                .insert(row.name.clone(), VecDeque::with_capacity(SPAN));
-        }
-    }
     push(&mut r.server, point);
     drop(r);
     rows.sort_by(|a, b| a.name.cmp(&b.name));

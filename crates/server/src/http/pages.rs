@@ -32,6 +32,7 @@ const PREVIEW: usize = 80;
 
 const CSS: &str = include_str!("assets/app.css");
 const JS: &str = include_str!("assets/app.js");
+const ICON: &str = include_str!("assets/icon.svg");
 
 type Q = Query<HashMap<String, String>>;
 type F = Form<HashMap<String, String>>;
@@ -75,6 +76,10 @@ pub(super) fn routes() -> Router<Arc<Web>> {
         .route(
             "/assets/app.js",
             get(|| async { asset(JS, "text/javascript") }),
+        )
+        .route(
+            "/assets/icon.svg",
+            get(|| async { asset(ICON, "image/svg+xml") }),
         )
 }
 
@@ -237,7 +242,8 @@ fn html(
         o,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{} · sprout</title><link rel=\"stylesheet\" href=\"/assets/app.css\">\
+         <title>{} · sprout</title><link rel=\"icon\" href=\"/assets/icon.svg\">\
+         <link rel=\"stylesheet\" href=\"/assets/app.css\">\
          <script src=\"/assets/app.js\" defer></script></head>\
          <body data-page=\"{page}\" data-events=\"{}\">\
          <header><nav aria-label=\"main\"><a class=\"brand\" href=\"/\">sprout</a>\
@@ -301,6 +307,15 @@ fn secs(v: f64) -> String {
         format!("{:.0} min", v / 60.0)
     } else {
         format!("{:.1} h", v / 3600.0)
+    }
+}
+
+/// A job's age (whole seconds, as `stats-job` gives it).
+fn age(s: u64) -> String {
+    if s < 120 {
+        format!("{s} s")
+    } else {
+        secs(s as f64)
     }
 }
 
@@ -821,7 +836,7 @@ async fn tube(
             o,
             "<tr><th scope=\"row\"><a href=\"/job/{id}\">{id}</a></th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"body\">{}</td></tr>",
             esc(&f("pri")),
-            esc(&secs(f("age").parse().unwrap_or(0.0))),
+            esc(&age(f("age").parse().unwrap_or(0))),
             esc(&f("reserves")),
             esc(&f("time-left")),
             esc(&text)

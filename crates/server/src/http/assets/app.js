@@ -28,7 +28,11 @@
     var max = 0;
     names.forEach(function (n) { (hist[n] || []).forEach(function (v) { if (v > max) max = v; }); });
     if (max <= 0) max = 1;
-    var t1 = t.length ? t[t.length - 1] : 0, t0 = t1 - 3600;
+    // The last hour, or as much of it as there is.
+    var t1 = t.length ? t[t.length - 1] : 0;
+    var t0 = t.length ? Math.max(t1 - 3600, t[0]) : t1 - 3600;
+    if (t1 - t0 < 10) t0 = t1 - 10;
+    var span = t1 - t0;
     [0, 0.5, 1].forEach(function (f) {
       var y = H - 16 - f * (H - 24);
       svg.appendChild(el("line", { "class": "grid", x1: PAD, x2: W, y1: y, y2: y }));
@@ -37,7 +41,7 @@
       svg.appendChild(tx);
     });
     var lab = el("text", { x: PAD, y: H - 2 });
-    lab.textContent = "-60 min";
+    lab.textContent = span >= 120 ? "-" + Math.round(span / 60) + " min" : "-" + span + " s";
     svg.appendChild(lab);
     var now = el("text", { x: W - 24, y: H - 2 });
     now.textContent = "now";
@@ -45,10 +49,13 @@
     names.forEach(function (n, i) {
       var vs = hist[n] || [], pts = [];
       for (var j = 0; j < vs.length; j++) {
-        var x = PAD + (t[j] - t0) / 3600 * (W - PAD);
+        if (t[j] < t0) continue;
+        var x = PAD + (t[j] - t0) / span * (W - PAD);
         var y = H - 16 - vs[j] / max * (H - 24);
         pts.push(x.toFixed(1) + "," + y.toFixed(1));
       }
+      // A single sample still shows, as a short flat line.
+      if (pts.length === 1) pts.push((W - 2) + "," + pts[0].split(",")[1]);
       svg.appendChild(el("polyline", { "class": "s" + i, points: pts.join(" ") }));
     });
     var legend = document.querySelector('.legend[data-for="' + svg.id + '"]');
