@@ -256,7 +256,9 @@ pub(crate) fn object(p: &Point, names: &[&str]) -> String {
 /// One sample: copies the numbers under the engine lock (`metrics::snapshot`), then,
 /// without it, derives rates and updates the rings.
 fn sample(shared: &Shared, prev: &mut Prev, rings: &Mutex<Rings>) -> Arc<Latest> {
+    let t0 = std::time::Instant::now();
     let mut snap = crate::metrics::snapshot(shared);
+    let copied = t0.elapsed();
     let tubes = std::mem::take(&mut snap.tubes);
     let t = shared.clock.now() / sprout_engine::SECOND;
     let secs = if prev.t == 0 {
@@ -354,6 +356,11 @@ fn sample(shared: &Shared, prev: &mut Prev, rings: &Mutex<Rings>) -> Arc<Latest>
     push(&mut r.server, point);
     drop(r);
     rows.sort_by(|a, b| a.name.cmp(&b.name));
+    tracing::debug!(
+        "dashboard sample: {} tubes, copied in {copied:?} (engine locked), done in {:?}",
+        rows.len(),
+        t0.elapsed()
+    );
     Arc::new(Latest {
         snap,
         tubes: rows,
