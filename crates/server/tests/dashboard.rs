@@ -355,6 +355,15 @@ fn actions_go_through_the_engine_and_show_in_the_protocol() {
     assert_eq!(r.status, 303);
     assert_eq!(stats_job(&mut p, bid)["tube"], "elsewhere");
 
+    // reprioritize
+    let r = b.post(
+        &format!("/job/{bid}/priority"),
+        &[("csrf", &csrf), ("pri", "42")],
+    );
+    assert_eq!(r.status, 303);
+    assert!(r.header("location").unwrap().contains("REPRIORITIZED"));
+    assert_eq!(stats_job(&mut p, bid)["pri"], "42");
+
     // pause and unpause
     let r = b.post("/tube/work/pause", &[("csrf", &csrf), ("seconds", "120")]);
     assert_eq!(r.status, 303);

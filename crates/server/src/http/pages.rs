@@ -1042,7 +1042,10 @@ async fn job(State(web): Ctx, headers: HeaderMap, Path(id): Path<String>, Query(
                 o,
                 "<section class=\"action\"><h2>Job actions</h2>\
                  <form method=\"post\" action=\"/job/{id}/kick\" class=\"row\">{c}<button id=\"kick-job\">Kick this job</button></form>\
-                 <form method=\"post\" action=\"/job/{id}/move\" class=\"row\">{c}<label>Move to tube \
+                 <form method=\"post\" action=\"/job/{id}/priority\" class=\"row\">{c}<label>Priority \
+                 <input name=\"pri\" type=\"number\" min=\"0\" max=\"4294967295\" required></label> \
+                 <button id=\"reprioritize\">Set priority</button></form>\
+<form method=\"post\" action=\"/job/{id}/move\" class=\"row\">{c}<label>Move to tube \
                  <input name=\"tube\" required></label> <button id=\"move\">Move</button></form>\
                  <form method=\"post\" action=\"/job/{id}/delete\" class=\"row danger\">{c}\
                  <input type=\"hidden\" name=\"tube\" value=\"{}\"><label>\
@@ -1248,6 +1251,10 @@ async fn job_action(
                 return Ok(status(StatusCode::BAD_REQUEST, "not a tube name"));
             }
             (format!("move-job {id} {tube}"), format!("/job/{id}"))
+        }
+        "priority" => {
+            let pri = num_field(&form, "pri", 1024)?;
+            (format!("reprioritize {id} {pri}"), format!("/job/{id}"))
         }
         _ => return Ok(status(StatusCode::NOT_FOUND, "no such action")),
     };
