@@ -220,15 +220,21 @@ pub(crate) fn num(out: &mut String, v: f64) {
     }
 }
 
+/// Points sent with a page at most: a chart is 600 units wide, so a full hour goes at one
+/// point in six (the last always included); the event stream then adds one a second.
+const SENT: usize = 600;
+
 fn columns(ring: &VecDeque<Point>, names: &[&str]) -> String {
-    let mut out = String::with_capacity(ring.len() * names.len() * 6 + 64);
+    let step = ring.len().div_ceil(SENT).max(1);
+    let first = (ring.len() + step - 1) % step;
+    let mut out = String::with_capacity(SENT * names.len() * 6 + 64);
     out.push('{');
     for (i, (name, f)) in cols(names).enumerate() {
         if i > 0 {
             out.push(',');
         }
         let _ = write!(out, "\"{name}\":[");
-        for (j, p) in ring.iter().enumerate() {
+        for (j, p) in ring.iter().skip(first).step_by(step).enumerate() {
             if j > 0 {
                 out.push(',');
             }
@@ -386,5 +392,27 @@ mod tests {
         assert_eq!(quantile(&b, 0.5), 0.001);
         assert_eq!(quantile(&b, 0.99), 0.1);
         assert_eq!(quantile(&[0; BUCKETS.len()], 0.5), 0.0);
+    }
+
+    #[test]
+    fn a_full_hour_is_sent_at_one_point_in_six_ending_with_the_last() {
+        let ring: VecDeque<Point> = (0..SPAN as u64)
+            .map(|t| Point {
+                t,
+                ..Point::default()
+            })
+            .collect();
+        let json = columns(&ring, &["t"]);
+        let ts: Vec<u64> = json
+            .trim_start_matches("{\"t\":[")
+            .trim_end_matches("]}")
+            .split(',')
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(ts.len(), SENT);
+        assert_eq!(ts.last(), Some(&(SPAN as u64 - 1)));
+        assert_eq!(ts[1] - ts[0], 6);
+        let short: VecDeque<Point> = ring.iter().take(5).copied().collect();
+        assert_eq!(columns(&short, &["t"]), "{\"t\":[0,1,2,3,4]}");
     }
 }
