@@ -500,6 +500,13 @@ fn sha_hex(token: &str) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The overview as the root user sees it.
+fn root_view(port: u16) -> String {
+    let mut root = Client::new(port);
+    root.post("/login", &[("token", "root-token")]);
+    root.get("/").text()
+}
+
 #[test]
 fn logins_and_a_read_only_user() {
     let dir = TempDir::new("dash-users");
@@ -508,8 +515,10 @@ fn logins_and_a_read_only_user() {
         &cfg,
         format!(
             "[[user]]\nname = \"root\"\ntoken-sha256 = \"{}\"\ntubes = [\"*\"]\nmay = [\"produce\", \"consume\", \"inspect\", \"admin\"]\n\n\
+             [[user]]\nname = \"alice\"\ntoken-sha256 = \"{}\"\ntubes = [\"t\"]\nmay = [\"inspect\", \"admin\"]\n\n\
              [[user]]\nname = \"viewer\"\ntoken-sha256 = \"{}\"\ntubes = [\"*\"]\nmay = [\"inspect\"]\n",
             sha_hex("root-token"),
+            sha_hex("alice-token"),
             sha_hex("view-token")
         ),
     )
@@ -532,6 +541,25 @@ fn logins_and_a_read_only_user() {
     assert_eq!(r.status, 303);
     assert!(r.header("location").unwrap().starts_with("/login?msg="));
     assert!(anon.cookie.is_none());
+
+    // A user who sees only some tubes sees only their jobs counted, and no server charts.
+    p.cmd("use secret");
+    p.put(0, 0, 60, b"hidden");
+    let mut alice = Client::new(port);
+    assert_eq!(
+        alice.post("/login", &[("token", "alice-token")]).status,
+        303
+    );
+    wait_until("the overview's sample has tube secret", || {
+        let page = root_view(port);
+        page.contains("data-name=\"secret\"")
+    });
+    let page = alice.get("/").text();
+    assert!(page.contains("data-name=\"t\""), "{page}");
+    assert!(!page.contains("secret"), "another user's tube");
+    assert!(page.contains("data-k=\"ready\">1<"), "only t's job counted");
+    assert!(!page.contains("id=\"history\""), "no server-wide charts");
+    assert_eq!(alice.get("/tube/secret").status, 404);
 
     let mut viewer = Client::new(port);
     let r = viewer.post("/login", &[("token", "view-token")]);

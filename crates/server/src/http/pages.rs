@@ -352,17 +352,40 @@ fn chart(o: &mut String, id: &str, title: &str, series: &str) {
 // ---------------------------------------------------------------------------------------
 // Overview
 
+/// Whether the session sees every tube (and so the server's job counts and charts; a
+/// restricted user's counts are its tubes', as in its `stats`).
+fn sees_all(s: &Session) -> bool {
+    matches!(s.access, crate::access::Access::Full)
+}
+
 /// The overview's summary: (label, key, value).
-fn summary(l: &Latest) -> Vec<(&'static str, &'static str, String)> {
+fn summary(l: &Latest, s: &Session) -> Vec<(&'static str, &'static str, String)> {
     let v = &l.snap.server;
     let p = &l.snap.process;
+    let (mut counts, mut tubes) = (
+        [v.ready, v.reserved, v.delayed, v.buried, v.urgent],
+        v.tubes,
+    );
+    if !sees_all(s) {
+        counts = [0; 5];
+        tubes = 0;
+        for r in l.tubes.iter().filter(|r| s.sees(&r.name)) {
+            for (c, n) in counts
+                .iter_mut()
+                .zip([r.ready, r.reserved, r.delayed, r.buried, r.urgent])
+            {
+                *c += n;
+            }
+            tubes += 1;
+        }
+    }
     let mut out = vec![
-        ("ready", "ready", v.ready.to_string()),
-        ("reserved", "reserved", v.reserved.to_string()),
-        ("delayed", "delayed", v.delayed.to_string()),
-        ("buried", "buried", v.buried.to_string()),
-        ("urgent", "urgent", v.urgent.to_string()),
-        ("tubes", "tubes", v.tubes.to_string()),
+        ("ready", "ready", counts[0].to_string()),
+        ("reserved", "reserved", counts[1].to_string()),
+        ("delayed", "delayed", counts[2].to_string()),
+        ("buried", "buried", counts[3].to_string()),
+        ("urgent", "urgent", counts[4].to_string()),
+        ("tubes", "tubes", tubes.to_string()),
         ("connections", "connections", v.connections.to_string()),
         ("workers waiting", "waiting", v.waiting.to_string()),
         ("ops/s", "ops", format!("{:.0}", l.point.ops)),
@@ -446,27 +469,30 @@ async fn overview(State(web): Ctx, headers: HeaderMap, Query(q): Q) -> Answer {
     let filter = q.get("q").map(String::as_str).unwrap_or("");
     let mut o = String::with_capacity(64 * 1024);
     o.push_str("<h1>Overview</h1><section class=\"cards\" id=\"summary\" aria-label=\"server\">");
-    for (label, key, value) in summary(&l) {
+    for (label, key, value) in summary(&l, &s) {
         card(&mut o, label, key, &value);
     }
-    o.push_str("</section><section class=\"charts\">");
-    chart(
-        &mut o,
-        "c-rate",
-        "Throughput per second, last hour",
-        "ops,puts,deletes",
-    );
-    chart(
-        &mut o,
-        "c-jobs",
-        "Jobs by state, last hour",
-        "ready,reserved,delayed,buried",
-    );
-    let _ = write!(
-        o,
-        "</section><script type=\"application/json\" id=\"history\">{}</script>",
-        web.history.server_json()
-    );
+    o.push_str("</section>");
+    if sees_all(&s) {
+        o.push_str("<section class=\"charts\">");
+        chart(
+            &mut o,
+            "c-rate",
+            "Throughput per second, last hour",
+            "ops,puts,deletes",
+        );
+        chart(
+            &mut o,
+            "c-jobs",
+            "Jobs by state, last hour",
+            "ready,reserved,delayed,buried",
+        );
+        let _ = write!(
+            o,
+            "</section><script type=\"application/json\" id=\"history\">{}</script>",
+            web.history.server_json()
+        );
+    }
     let (shown, total) = rows(&l, &s, filter);
     let _ = write!(
         o,
@@ -597,9 +623,11 @@ async fn overview_events(State(web): Ctx, headers: HeaderMap, Query(q): Q) -> An
     Ok(stream(&web, move |l| {
         let mut o = String::with_capacity(32 * 1024);
         o.push_str("{\"s\":");
-        summary_json(&mut o, &summary(l));
-        o.push_str(",\"p\":");
-        o.push_str(&history::object(&l.point, history::SERVER));
+        summary_json(&mut o, &summary(l, &s));
+        if sees_all(&s) {
+            o.push_str(",\"p\":");
+            o.push_str(&history::object(&l.point, history::SERVER));
+        }
         let (shown, total) = rows(l, &s, &filter);
         let _ = write!(o, ",\"n\":{total},\"rows\":[");
         for (i, r) in shown.iter().enumerate() {
