@@ -274,9 +274,9 @@ pub fn usage(prog: &str) -> String {
          -z BYTES set the maximum job size in bytes (default is {DEFAULT_MAX_JOB_SIZE})\n \
          -s BYTES set the size of each write-ahead log file (default is {DEFAULT_BINLOG_SIZE})\n \
                   --binlog-salvage  start even if the binlog is damaged, loading what is readable\n \
-         --http ADDR       serve the web dashboard at /, /metrics and /healthz on ADDR\n \
-                  (e.g. 127.0.0.1:8080; on another address: TLS or [[user]] logins)\n \
-         --metrics ADDR    the same (an alias): Prometheus /metrics and /healthz on ADDR\n \
+         --http ADDR       serve the web dashboard at /, with /metrics and /healthz, on ADDR\n \
+                  (e.g. 127.0.0.1:8080; elsewhere than loopback it needs TLS or token logins)\n \
+         --metrics ADDR    serve Prometheus /metrics and /healthz on ADDR, without the dashboard\n \
                   --metrics-tube-cap N  tubes with their own metric series (default 100)\n \
          --max-connections N   close connections beyond N at once (default: no limit)\n \
          --max-jobs N          put answers OUT_OF_MEMORY once N jobs exist\n \
