@@ -175,6 +175,11 @@ impl Users {
         Ok(u)
     }
 
+    /// Whether any user has a token (the dashboard then asks for a login).
+    pub(crate) fn has_tokens(&self) -> bool {
+        !self.by_token.is_empty()
+    }
+
     pub(crate) fn by_token(&self, token: &[u8]) -> Option<&Arc<Rights>> {
         if token.is_empty() {
             return None;

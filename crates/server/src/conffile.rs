@@ -14,11 +14,12 @@ use crate::config::{apply_long, parse_sha256, AuthMode, Config, ListenerCfg, Rig
 use crate::tls::TlsFiles;
 
 /// Top-level keys whose value is text.
-const STRINGS: [&str; 14] = [
+const STRINGS: [&str; 15] = [
     "listen",
     "binlog-dir",
     "user",
     "metrics",
+    "http",
     "policy-file",
     "tls-listen",
     "tls-cert",
@@ -385,7 +386,7 @@ pub fn print(cfg: &Config) -> String {
         kv("policy-file", qp(p));
     }
     if let Some(m) = &cfg.metrics {
-        kv("metrics", q(m));
+        kv(if cfg.http { "http" } else { "metrics" }, q(m));
     }
     kv("metrics-tube-cap", cfg.metrics_tube_cap.to_string());
     if let Some(p) = &cfg.metrics_tls_cert {

@@ -38,6 +38,9 @@ pub struct Config {
     pub policy_file: Option<std::path::PathBuf>,
     /// `--metrics ADDR`: serve /metrics and /healthz over HTTP.
     pub metrics: Option<String>,
+    /// The address came from `--http` (not its alias `--metrics`): the dashboard must be
+    /// served safely there, or the server does not start.
+    pub http: bool,
     /// `--metrics-tube-cap N`: tubes with their own series (the rest are summed).
     pub metrics_tube_cap: usize,
     /// `--max-connections N`: connections beyond this are closed at once.
@@ -249,6 +252,7 @@ impl Default for Config {
             strict: false,
             policy_file: None,
             metrics: None,
+            http: false,
             metrics_tube_cap: 100,
             max_connections: None,
             max_jobs: None,
@@ -299,7 +303,9 @@ pub fn usage(prog: &str) -> String {
          -z BYTES set the maximum job size in bytes (default is {DEFAULT_MAX_JOB_SIZE})\n \
          -s BYTES set the size of each write-ahead log file (default is {DEFAULT_BINLOG_SIZE})\n \
                   --binlog-salvage  start even if the binlog is damaged, loading what is readable\n \
-         --metrics ADDR    serve Prometheus /metrics and /healthz on ADDR (e.g. 127.0.0.1:9100)\n \
+         --http ADDR       serve the web dashboard at /, with /metrics and /healthz, on ADDR\n \
+                  (e.g. 127.0.0.1:8080; elsewhere than loopback it needs TLS or token logins)\n \
+         --metrics ADDR    serve Prometheus /metrics and /healthz on ADDR, without the dashboard\n \
                   --metrics-tube-cap N  tubes with their own metric series (default 100)\n \
          --max-connections N   close connections beyond N at once (default: no limit)\n \
          --max-jobs N          put answers OUT_OF_MEMORY once N jobs exist\n \
@@ -333,7 +339,7 @@ fn parse_size(s: &str) -> Option<u64> {
 
 /// Long options that take a value. Each (but `--config`) is also a key of the
 /// configuration file, with the same name.
-pub(crate) const LONG_VALUE: [&str; 23] = [
+pub(crate) const LONG_VALUE: [&str; 24] = [
     "--config",
     "--listen",
     "--port",
@@ -343,6 +349,7 @@ pub(crate) const LONG_VALUE: [&str; 23] = [
     "--binlog-size",
     "--user",
     "--metrics",
+    "--http",
     "--policy-file",
     "--metrics-tube-cap",
     "--max-connections",
@@ -536,6 +543,10 @@ pub(crate) fn apply_long(cfg: &mut Config, name: &str, val: String) -> Result<()
         "binlog-salvage" => cfg.binlog_salvage = val == "true",
         "strict" => cfg.strict = val == "true",
         "metrics" => cfg.metrics = Some(val),
+        "http" => {
+            cfg.metrics = Some(val);
+            cfg.http = true;
+        }
         "policy-file" => cfg.policy_file = Some(val.into()),
         "metrics-tube-cap" => cfg.metrics_tube_cap = num(&val)? as usize,
         "max-connections" => cfg.max_connections = Some(num(&val)? as usize),

@@ -9,6 +9,7 @@ pub(crate) mod access;
 pub mod conffile;
 pub mod config;
 mod conn;
+pub mod http;
 pub mod listen;
 pub mod man;
 pub mod metrics;

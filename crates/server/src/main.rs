@@ -142,16 +142,29 @@ fn main() {
         } else {
             (Engine::new(), None)
         };
+        let flag = if cfg.http { "--http" } else { "--metrics" };
         let metrics = match &cfg.metrics {
             Some(addr) => match tokio::net::TcpListener::bind(addr.as_str()).await {
                 Ok(l) => Some(l),
                 Err(e) => {
-                    eprintln!("{prog}: --metrics {addr}: {e}");
+                    eprintln!("{prog}: {flag} {addr}: {e}");
                     return 111;
                 }
             },
             None => None,
         };
+        if let (true, Some(l)) = (cfg.http, &metrics) {
+            // --http promises a dashboard: refuse an address where it would be exposed.
+            let addr = l.local_addr().map_err(|e| e.to_string());
+            let tls = security.metrics_over_tls();
+            let logins = security.has_logins();
+            if let Ok(sproutd::http::Dashboard::Off(why)) =
+                addr.map(|a| sproutd::http::dashboard_for(&a, tls, logins))
+            {
+                eprintln!("{prog}: --http: {why}; bind to loopback (127.0.0.1:PORT) or add them");
+                return 5;
+            }
+        }
         let tube_cap = cfg.metrics_tube_cap;
         let mut engine = engine;
         engine.set_limits(cfg.max_jobs, cfg.max_memory);
@@ -170,7 +183,7 @@ fn main() {
         }
         if let Some(l) = metrics {
             tracing::info!(
-                "metrics on {}://{}/metrics",
+                "dashboard, /metrics and /healthz on {}://{}/",
                 if shared.security.metrics_over_tls() {
                     "https"
                 } else {
@@ -178,7 +191,7 @@ fn main() {
                 },
                 l.local_addr().map(|a| a.to_string()).unwrap_or_default()
             );
-            tokio::spawn(sproutd::metrics::serve(l, shared.clone(), tube_cap));
+            tokio::spawn(sproutd::http::serve(l, shared.clone(), tube_cap));
         }
         run_all(listener, extras, shared).await
     });

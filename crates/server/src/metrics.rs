@@ -1,21 +1,14 @@
-//! `--metrics ADDR`: an HTTP endpoint with `/metrics` (Prometheus text format) and
-//! `/healthz`. Every `stats` and `stats-tube` field is exported under the `sprout_` prefix
+//! `/metrics` (Prometheus text format) of the HTTP layer (`crate::http`). Every `stats` and `stats-tube` field is exported under the `sprout_` prefix
 //! (counters as `_total` counters, the rest as gauges), plus per-tube histograms of queue
 //! wait and reserve-to-delete time, the oldest ready job's age, timeouts and buries, and the
 //! binlog's live and dead bytes. The engine lock is held only to copy the numbers.
-
-use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 use super::Shared;
 use sprout_engine::metrics::{Hist, TubeMetrics, BUCKETS};
 use sprout_engine::SECOND;
 use sprout_protocol::reply::{ProcessStats, ServerStats, TubeStats};
 use sprout_storage::BinlogStats;
+use std::fmt::Write as _;
 
 /// The label of the series that sums the tubes beyond the cap; no tube can be named so.
 pub(crate) const OTHER: &str = "*other*";
@@ -153,6 +146,34 @@ fn add_hist(a: &mut Hist, b: &Hist) {
     a.sum_ns = a.sum_ns.saturating_add(b.sum_ns);
 }
 
+/// The command counters of `stats` exported by name.
+pub(crate) fn cmd_counts(c: &sprout_protocol::reply::CmdCounts) -> [(&'static str, u64); 22] {
+    [
+        ("put", c.put),
+        ("peek", c.peek),
+        ("peek_ready", c.peek_ready),
+        ("peek_delayed", c.peek_delayed),
+        ("peek_buried", c.peek_buried),
+        ("reserve", c.reserve),
+        ("reserve_with_timeout", c.reserve_with_timeout),
+        ("delete", c.delete),
+        ("release", c.release),
+        ("use", c.use_),
+        ("watch", c.watch),
+        ("ignore", c.ignore),
+        ("bury", c.bury),
+        ("kick", c.kick),
+        ("touch", c.touch),
+        ("stats", c.stats),
+        ("stats_job", c.stats_job),
+        ("stats_tube", c.stats_tube),
+        ("list_tubes", c.list_tubes),
+        ("list_tube_used", c.list_tube_used),
+        ("list_tubes_watched", c.list_tubes_watched),
+        ("pause_tube", c.pause_tube),
+    ]
+}
+
 /// Renders a snapshot in the Prometheus text exposition format (version 0.0.4).
 pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
@@ -198,31 +219,7 @@ pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
     for (n, val, help) in gauges {
         o.one(&format!("sprout_{n}"), "gauge", help, val as f64);
     }
-    let c = &v.cmd;
-    let cmds: [(&str, u64); 22] = [
-        ("put", c.put),
-        ("peek", c.peek),
-        ("peek_ready", c.peek_ready),
-        ("peek_delayed", c.peek_delayed),
-        ("peek_buried", c.peek_buried),
-        ("reserve", c.reserve),
-        ("reserve_with_timeout", c.reserve_with_timeout),
-        ("delete", c.delete),
-        ("release", c.release),
-        ("use", c.use_),
-        ("watch", c.watch),
-        ("ignore", c.ignore),
-        ("bury", c.bury),
-        ("kick", c.kick),
-        ("touch", c.touch),
-        ("stats", c.stats),
-        ("stats_job", c.stats_job),
-        ("stats_tube", c.stats_tube),
-        ("list_tubes", c.list_tubes),
-        ("list_tube_used", c.list_tube_used),
-        ("list_tubes_watched", c.list_tubes_watched),
-        ("pause_tube", c.pause_tube),
-    ];
+    let cmds = cmd_counts(&v.cmd);
     for (n, val) in cmds {
         let name = format!("sprout_cmd_{n}_total");
         let help = format!("{} commands run.", n.replace('_', "-"));
@@ -512,112 +509,4 @@ pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
         }
     }
     o.0
-}
-
-/// Serves `/metrics` and `/healthz` until the process exits: over TLS with
-/// `--metrics-tls-cert`/`--metrics-tls-key`, and /metrics only to requests with
-/// `Authorization: Bearer <token>` when `--metrics-token-sha256` is set.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tube_cap: usize) {
-    loop {
-        match listener.accept().await {
-            Ok((sock, _)) => {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                        match shared.security.metrics_tls.as_ref() {
-                            Some(slot) => {
-                                let acceptor = tokio_rustls::TlsAcceptor::from(slot.get());
-                                if let Ok(tls) = acceptor.accept(sock).await {
-                                    let _ = answer(tls, &shared, tube_cap).await;
-                                }
-                            }
-                            None => {
-                                let _ = answer(sock, &shared, tube_cap).await;
-                            }
-                        }
-                    })
-                    .await;
-                });
-            }
-            Err(e) => {
-                tracing::warn!("metrics accept: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-/// Whether the request carries the bearer token /metrics wants (if it wants one).
-fn authorized(req: &[u8], shared: &Shared) -> bool {
-    let Some(want) = shared.security.metrics_token() else {
-        return true;
-    };
-    let text = String::from_utf8_lossy(req);
-    text.lines().skip(1).any(|l| {
-        let Some((name, value)) = l.split_once(':') else {
-            return false;
-        };
-        if !name.trim().eq_ignore_ascii_case("authorization") {
-            return false;
-        }
-        let value = value.trim();
-        let Some((scheme, token)) = value.split_once(' ') else {
-            return false;
-        };
-        scheme.eq_ignore_ascii_case("bearer")
-            && crate::access::sha256(token.trim().as_bytes()).as_slice() == want.as_ref()
-    })
-}
-
-async fn answer<S>(mut sock: S, shared: &Shared, tube_cap: usize) -> std::io::Result<()>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut req = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && !req.windows(2).any(|w| w == b"\n\n") {
-        let n = sock.read(&mut buf).await?;
-        if n == 0 || req.len() > 16 * 1024 {
-            break;
-        }
-        req.extend_from_slice(&buf[..n]);
-    }
-    let line = req.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let mut extra = "";
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") if !authorized(&req, shared) => {
-            extra = "WWW-Authenticate: Bearer realm=\"sproutd\"\r\n";
-            (
-                "401 Unauthorized",
-                "text/plain",
-                "unauthorized\n".to_string(),
-            )
-        }
-        ("GET", "/metrics") => {
-            let snap = snapshot(shared);
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                render(&snap, tube_cap),
-            )
-        }
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_string(),
-        ),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
-        body.len()
-    );
-    sock.write_all(head.as_bytes()).await?;
-    sock.write_all(body.as_bytes()).await?;
-    sock.shutdown().await
 }

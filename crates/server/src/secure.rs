@@ -67,6 +67,11 @@ impl Security {
         self.metrics_tls.is_some()
     }
 
+    /// Whether some user has a token: the dashboard asks for a login.
+    pub fn has_logins(&self) -> bool {
+        self.users().has_tokens()
+    }
+
     pub(crate) fn users(&self) -> Arc<Users> {
         self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -1190,6 +1190,48 @@ fn config_file_flags_win_unknown_keys_print_config() {
     );
 }
 
+/// A GET over TLS with these header lines, read to the end.
+fn https_get(port: u16, cfg: &Arc<rustls::ClientConfig>, path: &str, headers: &[String]) -> String {
+    let mut c = tls(port, cfg).expect("TLS to the HTTP port");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for h in headers {
+        req += &format!("{h}\r\n");
+    }
+    req += "\r\n";
+    c.send(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = c.rd.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn the_dashboard_over_tls_on_a_public_address() {
+    let pki = Pki::new();
+    let hport = free_port();
+    // Not loopback: allowed because of TLS.
+    let _s = Server::start(&[
+        "--http",
+        &format!("0.0.0.0:{hport}"),
+        "--metrics-tls-cert",
+        &pki.path("server.pem"),
+        "--metrics-tls-key",
+        &pki.path("server.key"),
+    ]);
+    let cfg = client_config(&pki.path("ca.pem"), None);
+    let r = https_get(hport, &cfg, "/", &["Connection: close".into()]);
+    assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+    let cookie = r
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no session cookie: {r}"));
+    for flag in ["; Secure", "; HttpOnly", "; SameSite=Strict"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert!(r.contains(" · TLS</footer>"), "{r}");
+    let r = https_get(hport, &cfg, "/healthz", &[]);
+    assert!(r.starts_with("HTTP/1.1 200 "), "{r}");
+}
+
 #[test]
 fn metrics_over_tls_with_a_bearer_token() {
     let pki = Pki::new();
@@ -1208,16 +1250,8 @@ fn metrics_over_tls_with_a_bearer_token() {
     ]);
     let cfg = client_config(&pki.path("ca.pem"), None);
     let get = |path: &str, auth: Option<&str>| -> String {
-        let mut c = tls(mport, &cfg).expect("TLS to /metrics");
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
-        if let Some(a) = auth {
-            req += &format!("Authorization: {a}\r\n");
-        }
-        req += "\r\n";
-        c.send(req.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        let _ = c.rd.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        let auth = auth.map(|a| format!("Authorization: {a}"));
+        https_get(mport, &cfg, path, auth.as_slice())
     };
     let r = get("/metrics", None);
     assert!(r.starts_with("HTTP/1.1 401 "), "{r}");
