@@ -1,0 +1,191 @@
+//! The peer network: Raft's RPCs (append-entries, vote, install-snapshot) and `propose`
+//! (a follower hands a batch to the leader) over TCP on the `--cluster` address, one
+//! request and its response at a time per connection, each a frame (see `codec`) of JSON.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{codec, Batch, NodeId, TypeConfig};
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Propose(Batch),
+}
+
+type SnapshotResult =
+    Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>;
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Response {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(SnapshotResult),
+    /// The leader committed the batch, or why not.
+    Propose(Result<(), String>),
+}
+
+pub(crate) async fn write_frame<T: Serialize>(s: &mut TcpStream, v: &T) -> io::Result<()> {
+    let mut buf = Vec::new();
+    codec::frame(&codec::json(v), &mut buf);
+    s.write_all(&buf).await
+}
+
+pub(crate) async fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> io::Result<T> {
+    let mut h = [0u8; 8];
+    s.read_exact(&mut h).await?;
+    let (len, crc) = codec::header(h)?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await?;
+    codec::check(&body, crc)?;
+    serde_json::from_slice(&body).map_err(codec::invalid)
+}
+
+/// A connection to one peer, opened on first use and again after any error.
+pub struct Peer {
+    pub(crate) target: NodeId,
+    pub(crate) addr: String,
+    conn: Option<TcpStream>,
+}
+
+/// Why a call failed: the peer could not be reached, or the exchange broke.
+pub(crate) enum CallError {
+    Unreachable(io::Error),
+    Broken(io::Error),
+}
+
+impl CallError {
+    fn rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, E> {
+        match self {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Broken(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            CallError::Broken(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+async fn within<T>(ttl: Duration, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(ttl, f)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
+}
+
+impl Peer {
+    pub(crate) fn new(target: NodeId, addr: String) -> Peer {
+        Peer {
+            target,
+            addr,
+            conn: None,
+        }
+    }
+
+    pub(crate) async fn call(
+        &mut self,
+        req: &Request,
+        ttl: Duration,
+    ) -> Result<Response, CallError> {
+        let mut s = match self.conn.take() {
+            Some(s) => s,
+            None => {
+                let s = within(ttl, TcpStream::connect(&self.addr))
+                    .await
+                    .map_err(CallError::Unreachable)?;
+                let _ = s.set_nodelay(true);
+                s
+            }
+        };
+        let r = within(ttl, async {
+            write_frame(&mut s, req).await?;
+            read_frame(&mut s).await
+        })
+        .await
+        .map_err(CallError::Broken)?;
+        self.conn = Some(s);
+        Ok(r)
+    }
+
+    fn remote<E: std::error::Error>(&self, e: E) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::RemoteError(RemoteError::new(self.target, e))
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
+        let e = io::Error::new(io::ErrorKind::InvalidData, "response of another kind");
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(&Request::Append(rpc), option.hard_ttl()).await {
+            Ok(Response::Append(r)) => r.map_err(|e| self.remote(e)),
+            Ok(_) => Err(self.unexpected()),
+            Err(e) => Err(e.rpc()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self.call(&Request::Snapshot(rpc), option.hard_ttl()).await {
+            Ok(Response::Snapshot(r)) => r.map_err(|e| self.remote(e)),
+            Ok(_) => Err(self.unexpected()),
+            Err(e) => Err(e.rpc()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.call(&Request::Vote(rpc), option.hard_ttl()).await {
+            Ok(Response::Vote(r)) => r.map_err(|e| self.remote(e)),
+            Ok(_) => Err(self.unexpected()),
+            Err(e) => Err(e.rpc()),
+        }
+    }
+}
+
+/// Makes a [`Peer`] per replication target, at the address the membership gives.
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer::new(target, node.addr.clone())
+    }
+}
