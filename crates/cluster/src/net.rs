@@ -138,17 +138,35 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// One RPC: the request, and the response `pick` accepts.
+    async fn rpc<T, E: std::error::Error>(
+        &mut self,
+        req: Request,
+        option: RPCOption,
+        pick: fn(Response) -> Option<Result<T, E>>,
+    ) -> Result<T, RPCError<NodeId, BasicNode, E>> {
+        match self.call(&req, option.hard_ttl()).await {
+            Ok(r) => match pick(r) {
+                Some(r) => r.map_err(|e| self.remote(e)),
+                None => Err(self.unexpected()),
+            },
+            Err(e) => Err(e.rpc()),
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self.call(&Request::Append(rpc), option.hard_ttl()).await {
-            Ok(Response::Append(r)) => r.map_err(|e| self.remote(e)),
-            Ok(_) => Err(self.unexpected()),
-            Err(e) => Err(e.rpc()),
-        }
+        self.rpc(Request::Append(rpc), option, |r| match r {
+            Response::Append(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -159,11 +177,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        match self.call(&Request::Snapshot(rpc), option.hard_ttl()).await {
-            Ok(Response::Snapshot(r)) => r.map_err(|e| self.remote(e)),
-            Ok(_) => Err(self.unexpected()),
-            Err(e) => Err(e.rpc()),
-        }
+        self.rpc(Request::Snapshot(rpc), option, |r| match r {
+            Response::Snapshot(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     async fn vote(
@@ -171,11 +189,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self.call(&Request::Vote(rpc), option.hard_ttl()).await {
-            Ok(Response::Vote(r)) => r.map_err(|e| self.remote(e)),
-            Ok(_) => Err(self.unexpected()),
-            Err(e) => Err(e.rpc()),
-        }
+        self.rpc(Request::Vote(rpc), option, |r| match r {
+            Response::Vote(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 }
 

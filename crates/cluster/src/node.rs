@@ -248,7 +248,8 @@ async fn proposer(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Payload>, max
             seq,
             items: std::mem::take(&mut items),
         };
-        let mut tries = 0u32;
+        let mut since = None;
+        let mut said = None;
         loop {
             let r = match node.leader() {
                 Some((l, _)) if l == node.id => node.commit(batch.clone()).await,
@@ -271,9 +272,16 @@ async fn proposer(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Payload>, max
             match r {
                 Ok(()) => break,
                 Err(e) => {
-                    tries += 1;
-                    if tries % 20 == 1 {
-                        tracing::info!("proposal {seq}: {e}; retrying");
+                    // Said after a second without a leader, then every five.
+                    let now = std::time::Instant::now();
+                    let first = *since.get_or_insert(now);
+                    let due = match said {
+                        None => now.duration_since(first) >= Duration::from_secs(1),
+                        Some(t) => now.duration_since(t) >= Duration::from_secs(5),
+                    };
+                    if due {
+                        tracing::warn!("proposal {seq}: {e}; retrying");
+                        said = Some(now);
                     }
                     // Wait for the leader to change or appear, a little at most.
                     let mut m = node.raft.metrics();

@@ -6,6 +6,7 @@
 //! through one-shot channels registered in the same critical section that blocked them.
 
 pub(crate) mod access;
+pub mod cluster;
 pub mod conffile;
 pub mod config;
 mod conn;
@@ -317,6 +318,7 @@ impl Shared {
             hostname: self.uname.0.clone(),
             os: self.uname.1.clone(),
             platform: self.uname.2.clone(),
+            cluster: None,
         }
     }
 }

@@ -1,0 +1,189 @@
+//! A client connection in cluster mode: each command goes through the log, and its reply
+//! is what applying it here gave. One command at a time (a pipelined command waits for
+//! the one before it to be committed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sprout_engine::{ConnId, Input};
+use sprout_protocol::command::PutHeader;
+use sprout_protocol::{Command, Decoder, Event, Reply};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use super::hub::{Answer, Hub};
+use super::item::Item;
+
+/// How long a command may wait for its entry to be committed (a node cut off from the
+/// majority): then the connection is closed, since whether it will still be applied is
+/// unknown.
+pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits for a request's answer; None if it did not come within [`COMMIT_TIMEOUT`].
+async fn answer(hub: &Hub, req: u64, rx: oneshot::Receiver<Answer>) -> Option<Answer> {
+    match tokio::time::timeout(COMMIT_TIMEOUT, rx).await {
+        Ok(Ok(a)) => Some(a),
+        _ => {
+            hub.forget(req);
+            tracing::warn!("no commit within {COMMIT_TIMEOUT:?}: closing the connection");
+            None
+        }
+    }
+}
+
+struct Conn<R, W> {
+    hub: Arc<Hub>,
+    id: ConnId,
+    rd: R,
+    wr: W,
+    inp: BytesMut,
+    out: BytesMut,
+    decoder: Decoder,
+    put: Option<(PutHeader, Option<String>)>,
+}
+
+enum Next {
+    Continue,
+    Close,
+}
+
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(sock: S, hub: Arc<Hub>) {
+    let (req, rx) = hub.request(|req| Item::Connect { req });
+    let Some(Answer::Conn(id)) = answer(&hub, req, rx).await else {
+        return;
+    };
+    let (rd, wr) = tokio::io::split(sock);
+    let cfg = &hub.shared.config;
+    let decoder = if cfg.strict {
+        Decoder::strict(cfg.max_job_size)
+    } else {
+        Decoder::new(cfg.max_job_size)
+    };
+    let mut c = Conn {
+        hub: hub.clone(),
+        id,
+        rd,
+        wr,
+        inp: BytesMut::with_capacity(16 * 1024),
+        out: BytesMut::new(),
+        decoder,
+        put: None,
+    };
+    let _ = c.run().await;
+    hub.submit(Item::Disconnect { conn: id });
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
+    async fn run(&mut self) -> std::io::Result<()> {
+        loop {
+            while let Some(ev) = self.decoder.decode(&mut self.inp) {
+                if let Next::Close = self.on_event(ev).await? {
+                    return self.flush().await;
+                }
+            }
+            self.flush().await?;
+            if self.rd.read_buf(&mut self.inp).await? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.wr.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn encode(&mut self, r: Reply) {
+        if matches!(r, Reply::Stats(_)) {
+            let mut p = self.hub.shared.process_stats();
+            p.cluster = Some(super::cluster_stats(&self.hub));
+            r.encode(&mut self.out, &p);
+        } else {
+            r.encode(&mut self.out, &Default::default());
+        }
+    }
+
+    /// Sends an item and handles its answer.
+    async fn ask(&mut self, make: impl FnOnce(u64) -> Item) -> std::io::Result<Next> {
+        let (req, rx) = self.hub.request(make);
+        match answer(&self.hub, req, rx).await {
+            Some(Answer::Reply(r)) => self.encode(r),
+            Some(Answer::Wait(rx)) => return self.wait(rx).await,
+            Some(Answer::Conn(_)) | Some(Answer::Gone) | None => return Ok(Next::Close),
+        }
+        Ok(Next::Continue)
+    }
+
+    /// A reserve waits for its job; a client that hangs up meanwhile stops waiting.
+    async fn wait(&mut self, mut rx: oneshot::Receiver<Reply>) -> std::io::Result<Next> {
+        self.flush().await?;
+        loop {
+            tokio::select! {
+                r = &mut rx => {
+                    return Ok(match r {
+                        Ok(r) => {
+                            self.encode(r);
+                            Next::Continue
+                        }
+                        Err(_) => Next::Close,
+                    });
+                }
+                n = self.rd.read_buf(&mut self.inp) => {
+                    if n? == 0 {
+                        self.hub.submit(Item::CancelWait { conn: self.id });
+                        return Ok(Next::Close);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_event(&mut self, ev: Event) -> std::io::Result<Next> {
+        let conn = self.id;
+        match ev {
+            Event::Command(Command::Quit) => return Ok(Next::Close),
+            Event::Command(cmd) => {
+                let line = cmd.line();
+                return self.ask(|req| Item::Command { req, conn, line }).await;
+            }
+            Event::Put(h) => self.put = Some((h, None)),
+            Event::PutUnique(key, h) => self.put = Some((h, Some(key))),
+            Event::Body(body) => {
+                if let Some((header, key)) = self.put.take() {
+                    return self
+                        .ask(|req| Item::Put {
+                            req,
+                            conn,
+                            header,
+                            key,
+                            body,
+                        })
+                        .await;
+                }
+            }
+            Event::BodySkipped => self.encode(Reply::OutOfMemory),
+            Event::ExpectedCrlf => {
+                self.put = None;
+                self.encode(Reply::ExpectedCrlf);
+            }
+            Event::Error(e) => {
+                let (count, reply) = crate::conn::line_error(e);
+                match count {
+                    Some(Input::CountPut) => self.hub.submit(Item::CountPut),
+                    Some(Input::CountPauseTube) => self.hub.submit(Item::CountPauseTube),
+                    _ => {}
+                }
+                if let Some(r) = reply {
+                    self.encode(r);
+                }
+            }
+            Event::JobTooBig => self.encode(Reply::JobTooBig),
+            Event::Auth(_) => self.encode(Reply::UnknownCommand),
+        }
+        Ok(Next::Continue)
+    }
+}
