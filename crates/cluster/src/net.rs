@@ -2,9 +2,11 @@
 //! (a follower hands a batch to the leader) over TCP on the `--cluster` address, one
 //! request and its response at a time per connection, each a frame (see `codec`) of JSON.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -57,11 +59,34 @@ pub(crate) async fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) 
     serde_json::from_slice(&body).map_err(codec::invalid)
 }
 
+/// When each peer last answered an RPC of this node.
+#[derive(Default)]
+pub struct Contacts(Mutex<BTreeMap<NodeId, Instant>>);
+
+impl Contacts {
+    fn heard(&self, from: NodeId) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(from, Instant::now());
+    }
+
+    /// When `from` last answered, if ever.
+    pub fn last(&self, from: NodeId) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&from)
+            .copied()
+    }
+}
+
 /// A connection to one peer, opened on first use and again after any error.
 pub struct Peer {
     pub(crate) target: NodeId,
     pub(crate) addr: String,
     conn: Option<TcpStream>,
+    contacts: Option<Arc<Contacts>>,
 }
 
 /// Why a call failed: the peer could not be reached, or the exchange broke.
@@ -100,6 +125,7 @@ impl Peer {
             target,
             addr,
             conn: None,
+            contacts: None,
         }
     }
 
@@ -125,6 +151,9 @@ impl Peer {
         .await
         .map_err(CallError::Broken)?;
         self.conn = Some(s);
+        if let Some(c) = &self.contacts {
+            c.heard(self.target);
+        }
         Ok(r)
     }
 
@@ -197,13 +226,16 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
-/// Makes a [`Peer`] per replication target, at the address the membership gives.
-pub struct Network;
+/// Makes a [`Peer`] per replication target, at the address the membership gives; their
+/// answers are noted in `contacts`.
+pub struct Network(pub Arc<Contacts>);
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer::new(target, node.addr.clone())
+        let mut p = Peer::new(target, node.addr.clone());
+        p.contacts = Some(self.0.clone());
+        p
     }
 }

@@ -7,14 +7,14 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, ServerState};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::log::LogStore;
-use crate::net::{self, Network, Peer, Request, Response};
+use crate::net::{self, Contacts, Network, Peer, Request, Response};
 use crate::sm::{Apply, StateMachine};
 use crate::{Batch, NodeId, Payload, Raft};
 
@@ -81,6 +81,9 @@ pub struct Node {
     submit: mpsc::UnboundedSender<Payload>,
     committed: Arc<AtomicU64>,
     clock: Clock,
+    contacts: Arc<Contacts>,
+    /// The term this node last saw itself lead in, and since when.
+    leading: std::sync::Mutex<Option<(u64, Instant)>>,
 }
 
 impl Node {
@@ -119,7 +122,9 @@ impl Node {
             let st = log.get_log_state().await.map_err(io::Error::other)?;
             st.last_log_id.is_none() && log.read_vote().await.map_err(io::Error::other)?.is_none()
         };
-        let raft = Raft::new(id, config, Network, log, StateMachine::new(app))
+        let contacts = Arc::new(Contacts::default());
+        let network = Network(contacts.clone());
+        let raft = Raft::new(id, config, network, log, StateMachine::new(app))
             .await
             .map_err(io::Error::other)?;
         if fresh {
@@ -138,6 +143,8 @@ impl Node {
             submit: tx,
             committed,
             clock,
+            contacts,
+            leading: std::sync::Mutex::new(None),
         });
         tokio::spawn(serve(listener, node.clone()));
         tokio::spawn(proposer(node.clone(), rx, opts.max_batch));
@@ -174,6 +181,34 @@ impl Node {
 
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// On the leader: the members that have not answered it for `silent` (counted from
+    /// when it became leader at the earliest). Empty on other nodes.
+    pub fn silent_peers(&self, silent: Duration) -> Vec<NodeId> {
+        let m = self.raft.metrics().borrow().clone();
+        let mut leading = self.leading.lock().unwrap_or_else(|p| p.into_inner());
+        if m.state != ServerState::Leader {
+            *leading = None;
+            return Vec::new();
+        }
+        let since = match *leading {
+            Some((term, t)) if term == m.current_term => t,
+            _ => {
+                *leading = Some((m.current_term, Instant::now()));
+                return Vec::new();
+            }
+        };
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(&id, _)| id)
+            .filter(|&id| id != self.id)
+            .filter(|&id| {
+                let last = self.contacts.last(id).map_or(since, |t| t.max(since));
+                last.elapsed() >= silent
+            })
+            .collect()
     }
 
     /// The leader and its peer address, if known.

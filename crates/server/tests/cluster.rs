@@ -204,18 +204,26 @@ fn three_nodes_serve_clients_on_any_node_and_survive_the_leader() {
         assert_eq!(c.cmd(&format!("peek {pid}")), "NOT_FOUND");
     }
 
-    // The killed node restarts, catches up, and ends its old sessions: the job its
-    // client held is ready again.
+    // The dead node's client held a job: the leader ends the sessions of a node silent
+    // for 5 s, and the job is ready again.
+    cl.wait(nl, "the dead client's reservation back", |s| {
+        stat(s, "current-jobs-reserved") == 0
+    });
+    eprintln!(
+        "reservation of the dead node's client back after {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(
+        cl.conn(nl).yaml(&format!("stats-job {held}"))["state"],
+        "ready"
+    );
+
+    // The killed node restarts and catches up.
     cl.start(l);
     cl.wait(l, "the restarted node caught up", |s| {
         stat(s, "current-jobs-ready") == 20 && stat(s, "current-jobs-reserved") == 0
     });
     let mut c = cl.conn(l);
-    assert_eq!(
-        c.yaml(&format!("stats-job {held}"))["state"],
-        "ready",
-        "the dead client's reservation came back"
-    );
     assert_eq!(c.peek(&format!("peek {after}")).1, b"after the leader died");
     for i in 0..3 {
         cl.wait(i, "the same jobs everywhere", |s| {
@@ -241,4 +249,38 @@ fn cluster_flags_are_checked_and_single_node_stats_unchanged() {
         !stats.keys().any(|k| k.starts_with("cluster-")),
         "{stats:?}"
     );
+}
+
+#[test]
+fn delays_ttrs_and_reserve_timeouts_fire_from_the_leaders_ticks() {
+    let cl = Cluster::new(3);
+    let l = cl.leader();
+    let f = (l + 1) % 3;
+    let mut on_f = cl.conn(f);
+    let mut on_l = cl.conn(l);
+    // A reserve that times out, on a follower.
+    let t = Instant::now();
+    assert_eq!(on_f.cmd("reserve-with-timeout 1"), "TIMED_OUT");
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    // A delayed job becomes ready for a worker waiting on the leader.
+    let id = on_f.put(0, 1, 1, b"later");
+    let t = Instant::now();
+    let (got, _) = on_l.reserve_cmd("reserve-with-timeout 10");
+    assert_eq!(got, id);
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    // Its TTR (1 s) runs out: it is ready again, for the follower's worker.
+    let (again, _) = on_f.reserve_cmd("reserve-with-timeout 10");
+    assert_eq!(again, id);
+    let s = on_f.yaml(&format!("stats-job {id}"));
+    assert_eq!((s["reserves"].as_str(), s["timeouts"].as_str()), ("2", "1"));
+    assert_eq!(on_l.cmd(&format!("delete {id}")), "NOT_FOUND");
+    assert_eq!(on_f.cmd(&format!("delete {id}")), "DELETED");
 }

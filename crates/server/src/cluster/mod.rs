@@ -44,12 +44,28 @@ fn cluster_stats(hub: &Hub) -> ClusterStats {
     }
 }
 
+/// A member that has not answered the leader for this long is taken for gone: the leader
+/// ends its sessions (their reserved jobs come back ready, their waiting reserves stop
+/// taking jobs). A node that was only cut off finds its connections' sessions gone and
+/// closes them.
+pub(crate) const NODE_GONE_AFTER: Duration = Duration::from_secs(5);
+
 /// Proposes a tick whenever this node leads and the engine's next deadline is due (one at
-/// a time: the next once this one is applied).
+/// a time: the next once this one is applied), and ends the sessions of members silent for
+/// [`NODE_GONE_AFTER`] (once per silence).
 async fn ticker(hub: Arc<Hub>, node: Arc<Node>) {
     let mut metrics = node.raft.metrics();
     let mut sent = 0u64;
+    let mut reset: std::collections::BTreeSet<NodeId> = Default::default();
     loop {
+        let silent = node.silent_peers(NODE_GONE_AFTER);
+        reset.retain(|n| silent.contains(n));
+        for n in silent {
+            if reset.insert(n) {
+                tracing::warn!("node {n}: silent for {NODE_GONE_AFTER:?}; ending its sessions");
+                hub.submit(Item::NodeReset { node: n });
+            }
+        }
         let applied = hub.applied.notified();
         tokio::pin!(applied);
         applied.as_mut().enable();
