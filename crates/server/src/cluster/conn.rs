@@ -71,6 +71,10 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(sock: S, h
         put: None,
     };
     let _ = c.run().await;
+    if c.put.is_some() {
+        // Gone mid-body: the put's id is used up, as on one node.
+        hub.submit(Item::TakeId { conn: id });
+    }
     hub.submit(Item::Disconnect { conn: id });
 }
 
@@ -97,8 +101,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         Ok(())
     }
 
-    fn encode(&mut self, r: Reply) {
-        if matches!(r, Reply::Stats(_)) {
+    fn encode(&mut self, mut r: Reply) {
+        if let Reply::Stats(s) = &mut r {
+            s.draining = self.hub.draining.load(std::sync::atomic::Ordering::Relaxed);
             let mut p = self.hub.shared.process_stats();
             p.cluster = Some(super::cluster_stats(&self.hub));
             r.encode(&mut self.out, &p);
@@ -113,7 +118,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         match answer(&self.hub, req, rx).await {
             Some(Answer::Reply(r)) => self.encode(r),
             Some(Answer::Wait(rx)) => return self.wait(rx).await,
-            Some(Answer::Conn(_)) | Some(Answer::Gone) | None => return Ok(Next::Close),
+            Some(Answer::Conn(_) | Answer::Cancelled(_) | Answer::Gone) | None => {
+                return Ok(Next::Close)
+            }
         }
         Ok(Next::Continue)
     }
@@ -134,12 +141,25 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                 }
                 n = self.rd.read_buf(&mut self.inp) => {
                     if n? == 0 {
-                        self.hub.submit(Item::CancelWait { conn: self.id });
-                        return Ok(Next::Close);
+                        return self.hang_up(rx).await;
                     }
                 }
             }
         }
+    }
+
+    /// The client half-closed while blocked in reserve: TIMED_OUT (unless a job came
+    /// first), then close.
+    async fn hang_up(&mut self, mut rx: oneshot::Receiver<Reply>) -> std::io::Result<Next> {
+        let conn = self.id;
+        let (req, ans) = self.hub.request(|req| Item::CancelWait { req, conn });
+        let reply = match answer(&self.hub, req, ans).await {
+            Some(Answer::Cancelled(true)) => Reply::TimedOut,
+            Some(_) => rx.try_recv().unwrap_or(Reply::TimedOut),
+            None => return Ok(Next::Close),
+        };
+        self.encode(reply);
+        Ok(Next::Close)
     }
 
     async fn on_event(&mut self, ev: Event) -> std::io::Result<Next> {
@@ -153,7 +173,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             Event::Put(h) => self.put = Some((h, None)),
             Event::PutUnique(key, h) => self.put = Some((h, Some(key))),
             Event::Body(body) => {
-                if let Some((header, key)) = self.put.take() {
+                if self.put.is_some()
+                    && self.hub.draining.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    self.put = None;
+                    self.hub.submit(Item::TakeId { conn });
+                    self.encode(Reply::Draining);
+                } else if let Some((header, key)) = self.put.take() {
                     return self
                         .ask(|req| Item::Put {
                             req,
@@ -167,7 +193,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             }
             Event::BodySkipped => self.encode(Reply::OutOfMemory),
             Event::ExpectedCrlf => {
-                self.put = None;
+                if self.put.take().is_some() {
+                    self.hub.submit(Item::TakeId { conn });
+                }
                 self.encode(Reply::ExpectedCrlf);
             }
             Event::Error(e) => {

@@ -24,6 +24,8 @@ pub(crate) enum Answer {
     Reply(Reply),
     /// The session waits for a job: its reply comes on this channel.
     Wait(oneshot::Receiver<Reply>),
+    /// `CancelWait`: whether the session was still waiting (else its reply was sent).
+    Cancelled(bool),
     /// The session no longer exists (its node was reset): the connection closes.
     Gone,
 }
@@ -52,6 +54,9 @@ pub(crate) struct Hub {
     pub(crate) node: OnceLock<Arc<Node>>,
     /// Woken after each applied item.
     pub(crate) applied: Notify,
+    /// Drain mode (SIGUSR1): this node's clients' puts answer DRAINING. Node-local, so
+    /// decided here, before anything is logged, not by the engine.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -66,6 +71,7 @@ impl Hub {
             next_req: AtomicU64::new(base),
             node: OnceLock::new(),
             applied: Notify::new(),
+            draining: Default::default(),
         }
     }
 
@@ -200,11 +206,21 @@ impl Hub {
             Item::CountPauseTube => {
                 self.step(st, r, Input::CountPauseTube);
             }
-            Item::CancelWait { conn } => {
+            Item::CancelWait { req, conn } => {
+                let mut cancelled = false;
                 if r.owners.contains_key(&conn) {
-                    self.step(st, r, Input::CancelWait(conn));
+                    cancelled =
+                        self.step(st, r, Input::CancelWait(conn)) == Output::Cancelled(true);
                 }
-                r.waiters.remove(&conn);
+                if cancelled {
+                    r.waiters.remove(&conn);
+                }
+                self.answer(r, origin, req, Answer::Cancelled(cancelled));
+            }
+            Item::TakeId { conn } => {
+                if r.owners.contains_key(&conn) {
+                    self.step(st, r, Input::PutHeader(conn));
+                }
             }
             Item::Tick => {
                 self.step(st, r, Input::Tick);

@@ -31,7 +31,10 @@ pub(crate) enum Item {
     /// A pause-tube refused for its tube name (counted).
     CountPauseTube,
     /// A client blocked in reserve hung up.
-    CancelWait { conn: ConnId },
+    CancelWait { req: u64, conn: ConnId },
+    /// A put header whose put never came (a bad body end, a hang-up mid-body, drain mode):
+    /// its id is taken all the same, as on one node.
+    TakeId { conn: ConnId },
     /// Time passed (proposed by the leader when a deadline is due).
     Tick,
     /// A node restarted (or was found gone): its sessions end.
@@ -117,8 +120,12 @@ impl Item {
             }
             Item::CountPut => o.push(5),
             Item::CountPauseTube => o.push(6),
-            Item::CancelWait { conn } => {
+            Item::CancelWait { req, conn } => {
                 o.push(7);
+                u64s(&mut o, &[*req, *conn]);
+            }
+            Item::TakeId { conn } => {
+                o.push(10);
                 u64s(&mut o, &[*conn]);
             }
             Item::Tick => o.push(8),
@@ -163,7 +170,11 @@ impl Item {
             }
             5 => Item::CountPut,
             6 => Item::CountPauseTube,
-            7 => Item::CancelWait { conn: r.u64()? },
+            7 => Item::CancelWait {
+                req: r.u64()?,
+                conn: r.u64()?,
+            },
+            10 => Item::TakeId { conn: r.u64()? },
             8 => Item::Tick,
             9 => Item::NodeReset { node: r.u64()? },
             _ => return None,
@@ -208,7 +219,8 @@ mod tests {
             },
             Item::CountPut,
             Item::CountPauseTube,
-            Item::CancelWait { conn: 15 },
+            Item::CancelWait { req: 16, conn: 15 },
+            Item::TakeId { conn: 17 },
             Item::Tick,
             Item::NodeReset { node: 3 },
         ] {

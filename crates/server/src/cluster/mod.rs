@@ -134,6 +134,11 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
     else {
         return 111;
     };
+    let Ok(mut usr1) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+    else {
+        return 111;
+    };
     crate::notify::ready();
     loop {
         tokio::select! {
@@ -150,6 +155,10 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
+            _ = usr1.recv() => {
+                tracing::warn!("SIGUSR1: entering drain mode; puts on this node now answer DRAINING");
+                hub.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
         }
