@@ -222,11 +222,11 @@ impl Node {
     /// On the leader: stamps the batch with this node's clock and commits it.
     async fn commit(&self, mut b: Batch) -> Result<(), String> {
         b.now = (self.clock)();
-        self.raft
-            .client_write(b)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.raft.client_write(b).await.map_err(|e| e.to_string())?;
+        // Followers learn the new commit index now rather than at the next heartbeat: a
+        // follower's clients wait for it.
+        let _ = self.raft.trigger().heartbeat().await;
+        Ok(())
     }
 
     pub async fn shutdown(&self) {
