@@ -49,6 +49,8 @@ pub struct Status {
     pub commit: u64,
     pub applied: u64,
     pub last_log: u64,
+    /// Times this node has seen a new leader (the first one included).
+    pub leader_changes: u64,
 }
 
 /// The clock the leader stamps batches with (nanoseconds since the Unix epoch).
@@ -82,6 +84,7 @@ pub struct Node {
     committed: Arc<AtomicU64>,
     clock: Clock,
     contacts: Arc<Contacts>,
+    leader_changes: Arc<AtomicU64>,
     /// The term this node last saw itself lead in, and since when.
     leading: std::sync::Mutex<Option<(u64, Instant)>>,
 }
@@ -144,8 +147,13 @@ impl Node {
             committed,
             clock,
             contacts,
+            leader_changes: Arc::default(),
             leading: std::sync::Mutex::new(None),
         });
+        tokio::spawn(count_leaders(
+            node.raft.metrics(),
+            node.leader_changes.clone(),
+        ));
         tokio::spawn(serve(listener, node.clone()));
         tokio::spawn(proposer(node.clone(), rx, opts.max_batch));
         Ok(node)
@@ -176,6 +184,7 @@ impl Node {
             commit: self.committed.load(Ordering::Relaxed),
             applied: m.last_applied.map_or(0, |l| l.index),
             last_log: m.last_log_index.unwrap_or(0),
+            leader_changes: self.leader_changes.load(Ordering::Relaxed),
         }
     }
 
@@ -231,6 +240,27 @@ impl Node {
 
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Counts the leaders this node sees come in.
+async fn count_leaders(
+    mut m: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+    n: Arc<AtomicU64>,
+) {
+    let mut last = (None, 0);
+    loop {
+        let (leader, term) = {
+            let x = m.borrow_and_update();
+            (x.current_leader, x.current_term)
+        };
+        if leader.is_some() && (leader, term) != last {
+            n.fetch_add(1, Ordering::Relaxed);
+            last = (leader, term);
+        }
+        if m.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -210,6 +210,10 @@ pub struct ClusterStats {
     pub leader_id: u64,
     pub term: u64,
     pub commit_index: u64,
+    /// For `/metrics` only (not in `stats`): the last entry applied here, and how many
+    /// times this node has seen the leader change.
+    pub applied_index: u64,
+    pub leader_changes: u64,
 }
 
 fn word(out: &mut BytesMut, s: &str) {

@@ -104,7 +104,12 @@ pub struct Shared {
     open: std::sync::atomic::AtomicUsize,
     /// Users, TLS configurations, access counters (see `secure`).
     pub security: Arc<secure::Security>,
+    /// In cluster mode: the node's place in the cluster, for `stats` and `/metrics`.
+    pub(crate) cluster: std::sync::OnceLock<ClusterProbe>,
 }
+
+/// Reads a cluster node's status.
+pub(crate) type ClusterProbe = Box<dyn Fn() -> sprout_protocol::reply::ClusterStats + Send + Sync>;
 
 impl Shared {
     pub fn new(config: Config) -> Self {
@@ -137,6 +142,7 @@ impl Shared {
             stopping: std::sync::atomic::AtomicBool::new(false),
             open: std::sync::atomic::AtomicUsize::new(0),
             security: Arc::new(secure::Security::open()),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -318,7 +324,7 @@ impl Shared {
             hostname: self.uname.0.clone(),
             os: self.uname.1.clone(),
             platform: self.uname.2.clone(),
-            cluster: None,
+            cluster: self.cluster.get().map(|probe| probe()),
         }
     }
 }

@@ -18,6 +18,8 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(30);
 struct Cluster {
     dir: TempDir,
     ports: Vec<u16>,
+    /// Each node's `--metrics` port.
+    metrics: Vec<u16>,
     list: String,
     nodes: Vec<Option<Server>>,
 }
@@ -32,6 +34,7 @@ impl Cluster {
         let mut c = Cluster {
             dir: TempDir::new("cluster"),
             ports,
+            metrics: (0..n).map(|_| free_port()).collect(),
             list,
             nodes: (0..n).map(|_| None).collect(),
         };
@@ -57,6 +60,7 @@ impl Cluster {
             .arg("-b")
             .arg(self.data(i))
             .args(["--node-id", &(i + 1).to_string(), "--cluster", &self.list])
+            .args(["--metrics", &format!("127.0.0.1:{}", self.metrics[i])])
             .stderr(log)
             .spawn()
             .expect("spawn sproutd");
@@ -65,6 +69,17 @@ impl Cluster {
             addr: Addr::Tcp(self.ports[i]),
             startup: Duration::ZERO,
         });
+    }
+
+    /// Node `i`'s `/metrics` text.
+    fn metrics(&self, i: usize) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics[i])).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
     }
 
     fn kill(&mut self, i: usize) {
@@ -141,6 +156,19 @@ fn three_nodes_serve_clients_on_any_node_and_survive_the_leader() {
     assert!(stat(&s, "cluster-term") >= 1);
     assert!(stat(&s, "cluster-commit-index") >= 1);
     assert_eq!(cl.stats(f).unwrap()["cluster-role"], "follower");
+    let m = cl.metrics(l);
+    for line in [
+        "sprout_cluster_role{role=\"leader\"} 1",
+        "sprout_cluster_role{role=\"follower\"} 0",
+        &format!("sprout_cluster_node_id {}", l + 1),
+        &format!("sprout_cluster_leader_id {}", l + 1),
+    ] {
+        assert!(m.lines().any(|x| x == line), "no {line:?} in\n{m}");
+    }
+    assert!(m.contains("sprout_cluster_leader_changes_total 1"), "{m}");
+    assert!(cl
+        .metrics(f)
+        .contains("sprout_cluster_role{role=\"follower\"} 1"));
 
     // Puts through a follower, reserve and delete through the leader.
     let mut on_f = cl.conn(f);

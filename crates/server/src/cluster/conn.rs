@@ -104,9 +104,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     fn encode(&mut self, mut r: Reply) {
         if let Reply::Stats(s) = &mut r {
             s.draining = self.hub.draining.load(std::sync::atomic::Ordering::Relaxed);
-            let mut p = self.hub.shared.process_stats();
-            p.cluster = Some(super::cluster_stats(&self.hub));
-            r.encode(&mut self.out, &p);
+            r.encode(&mut self.out, &self.hub.shared.process_stats());
         } else {
             r.encode(&mut self.out, &Default::default());
         }

@@ -34,6 +34,8 @@ fn cluster_stats(hub: &Hub) -> ClusterStats {
                 leader_id: s.leader,
                 term: s.term,
                 commit_index: s.commit,
+                applied_index: s.applied,
+                leader_changes: s.leader_changes,
             }
         }
         None => ClusterStats {
@@ -57,7 +59,23 @@ async fn ticker(hub: Arc<Hub>, node: Arc<Node>) {
     let mut metrics = node.raft.metrics();
     let mut sent = 0u64;
     let mut reset: std::collections::BTreeSet<NodeId> = Default::default();
+    let mut seen = (sprout_cluster::Role::Learner, 0, 0);
     loop {
+        let st = node.status();
+        if (st.role, st.leader, st.term) != seen {
+            seen = (st.role, st.leader, st.term);
+            tracing::info!(
+                "cluster: node {} is {} in term {}, leader {}",
+                st.id,
+                st.role.name(),
+                st.term,
+                if st.leader == 0 {
+                    "unknown".to_string()
+                } else {
+                    st.leader.to_string()
+                }
+            );
+        }
         let silent = node.silent_peers(NODE_GONE_AFTER);
         reset.retain(|n| silent.contains(n));
         for n in silent {
@@ -117,6 +135,8 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
         }
     };
     let _ = hub.node.set(node.clone());
+    let h = hub.clone();
+    let _ = shared.cluster.set(Box::new(move || cluster_stats(&h)));
     // Sessions of an earlier run of this node end first (their reservations return).
     hub.submit(Item::NodeReset { node: me });
     tokio::spawn(ticker(hub.clone(), node.clone()));
