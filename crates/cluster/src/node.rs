@@ -53,6 +53,17 @@ pub struct Status {
     pub leader_changes: u64,
 }
 
+/// A member of the cluster as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    pub voter: bool,
+    /// On the leader: the last entry known to be in the member's log (None elsewhere, or
+    /// not known yet).
+    pub matched: Option<u64>,
+}
+
 /// The clock the leader stamps batches with (nanoseconds since the Unix epoch).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -186,6 +197,25 @@ impl Node {
             last_log: m.last_log_index.unwrap_or(0),
             leader_changes: self.leader_changes.load(Ordering::Relaxed),
         }
+    }
+
+    /// The members in the membership this node has, by id.
+    pub fn members(&self) -> Vec<Member> {
+        let m = self.raft.metrics().borrow().clone();
+        let ms = m.membership_config.membership();
+        let voters: Vec<NodeId> = ms.voter_ids().collect();
+        ms.nodes()
+            .map(|(&id, n)| Member {
+                id,
+                addr: n.addr.clone(),
+                voter: voters.contains(&id),
+                matched: m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).copied().flatten())
+                    .map(|l| l.index),
+            })
+            .collect()
     }
 
     pub fn is_leader(&self) -> bool {

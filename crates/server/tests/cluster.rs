@@ -169,6 +169,17 @@ fn three_nodes_serve_clients_on_any_node_and_survive_the_leader() {
     assert!(cl
         .metrics(f)
         .contains("sprout_cluster_role{role=\"follower\"} 1"));
+    // cluster-status: the node's view, with the members (and their progress, on the
+    // leader).
+    let y = cl.conn(l).yaml("cluster-status");
+    assert_eq!(y["role"], "leader");
+    assert_eq!(y["members"], "1,2,3");
+    assert_eq!(y[&format!("member-{}-voter", f + 1)], "true");
+    assert!(y.contains_key(&format!("member-{}-lag", f + 1)), "{y:?}");
+    let y = cl.conn(f).yaml("cluster-status");
+    assert_eq!(y["role"], "follower");
+    assert_eq!(y["leader-id"], (l + 1).to_string());
+    assert!(y[&format!("member-{}-addr", l + 1)].starts_with("127.0.0.1:"));
 
     // Puts through a follower, reserve and delete through the leader.
     let mut on_f = cl.conn(f);

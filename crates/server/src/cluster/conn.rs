@@ -81,7 +81,13 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(sock: S, h
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     async fn run(&mut self) -> std::io::Result<()> {
         loop {
-            while let Some(ev) = self.decoder.decode(&mut self.inp) {
+            loop {
+                if self.cluster_status() {
+                    continue;
+                }
+                let Some(ev) = self.decoder.decode(&mut self.inp) else {
+                    break;
+                };
                 if let Next::Close = self.on_event(ev).await? {
                     return self.flush().await;
                 }
@@ -91,6 +97,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                 return Ok(());
             }
         }
+    }
+
+    /// `cluster-status` at the head of the input: answered here (a cluster node's own
+    /// view, not logged). Other nodes and `--strict` answer it UNKNOWN_COMMAND.
+    fn cluster_status(&mut self) -> bool {
+        const LINE: &[u8] = b"cluster-status\r\n";
+        if self.hub.shared.config.strict || self.decoder.in_body() || !self.inp.starts_with(LINE) {
+            return false;
+        }
+        let _ = self.inp.split_to(LINE.len());
+        let y = super::status_yaml(&self.hub);
+        self.out
+            .extend_from_slice(format!("OK {}\r\n{y}\r\n", y.len()).as_bytes());
+        true
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {

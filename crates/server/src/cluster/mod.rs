@@ -46,6 +46,43 @@ fn cluster_stats(hub: &Hub) -> ClusterStats {
     }
 }
 
+/// `cluster-status` (sprout's own command, cluster nodes only, off with `--strict`): this
+/// node's view of the cluster as flat YAML; answered by the node itself, nothing is logged.
+fn status_yaml(hub: &Hub) -> String {
+    use std::fmt::Write as _;
+    let mut y = String::from("---\n");
+    let Some(node) = hub.node.get() else {
+        return y;
+    };
+    let s = node.status();
+    let _ = write!(
+        y,
+        "node-id: {}\nrole: {}\nleader-id: {}\nterm: {}\ncommit-index: {}\n\
+         applied-index: {}\nlast-log-index: {}\nleader-changes: {}\n",
+        s.id,
+        s.role.name(),
+        s.leader,
+        s.term,
+        s.commit,
+        s.applied,
+        s.last_log,
+        s.leader_changes
+    );
+    let members = node.members();
+    let ids: Vec<String> = members.iter().map(|m| m.id.to_string()).collect();
+    let _ = writeln!(y, "members: \"{}\"", ids.join(","));
+    for m in members {
+        let id = m.id;
+        let _ = writeln!(y, "member-{id}-addr: \"{}\"", m.addr);
+        let _ = writeln!(y, "member-{id}-voter: {}", m.voter);
+        if let Some(at) = m.matched {
+            let _ = writeln!(y, "member-{id}-matched-index: {at}");
+            let _ = writeln!(y, "member-{id}-lag: {}", s.last_log.saturating_sub(at));
+        }
+    }
+    y
+}
+
 /// A member that has not answered the leader for this long is taken for gone: the leader
 /// ends its sessions (their reserved jobs come back ready, their waiting reserves stop
 /// taking jobs). A node that was only cut off finds its connections' sessions gone and
