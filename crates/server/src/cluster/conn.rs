@@ -1,7 +1,10 @@
 //! A client connection in cluster mode: each command goes through the log, and its reply
-//! is what applying it here gave. One command at a time (a pipelined command waits for
-//! the one before it to be committed).
+//! is what applying it here gave. Pipelined commands are sent on without waiting for the
+//! ones before them (a node's items are applied in the order it sent them, so the answers
+//! come in order), up to a reserve, which may wait: the commands after it are read once it
+//! is answered, as on one node.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +17,9 @@ use tokio::sync::oneshot;
 
 use super::hub::{Answer, Hub};
 use super::item::Item;
+
+/// sprout's `cluster-status`, answered by the node (see `cluster_status`).
+const CLUSTER_STATUS: &[u8] = b"cluster-status\r\n";
 
 /// How long a command may wait for its entry to be committed (a node cut off from the
 /// majority): then the connection is closed, since whether it will still be applied is
@@ -41,7 +47,12 @@ struct Conn<R, W> {
     out: BytesMut,
     decoder: Decoder,
     put: Option<(PutHeader, Option<String>)>,
+    /// Requests sent, in order, whose answers are not encoded yet.
+    pending: VecDeque<(u64, oneshot::Receiver<Answer>)>,
 }
+
+/// At most this many commands of one connection in flight.
+const MAX_PENDING: usize = 1024;
 
 enum Next {
     Continue,
@@ -69,6 +80,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(sock: S, h
         out: BytesMut::new(),
         decoder,
         put: None,
+        pending: VecDeque::new(),
     };
     let _ = c.run().await;
     if c.put.is_some() {
@@ -82,6 +94,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     async fn run(&mut self) -> std::io::Result<()> {
         loop {
             loop {
+                if self.pending.len() >= MAX_PENDING || self.at_cluster_status() {
+                    if let Next::Close = self.settle().await? {
+                        return self.flush().await;
+                    }
+                }
                 if self.cluster_status() {
                     continue;
                 }
@@ -89,8 +106,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                     break;
                 };
                 if let Next::Close = self.on_event(ev).await? {
+                    self.settle().await?;
                     return self.flush().await;
                 }
+            }
+            if let Next::Close = self.settle().await? {
+                return self.flush().await;
             }
             self.flush().await?;
             if self.rd.read_buf(&mut self.inp).await? == 0 {
@@ -102,15 +123,42 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     /// `cluster-status` at the head of the input: answered here (a cluster node's own
     /// view, not logged). Other nodes and `--strict` answer it UNKNOWN_COMMAND.
     fn cluster_status(&mut self) -> bool {
-        const LINE: &[u8] = b"cluster-status\r\n";
-        if self.hub.shared.config.strict || self.decoder.in_body() || !self.inp.starts_with(LINE) {
+        if !self.pending.is_empty() || !self.at_cluster_status() {
             return false;
         }
-        let _ = self.inp.split_to(LINE.len());
+        let _ = self.inp.split_to(CLUSTER_STATUS.len());
         let y = super::status_yaml(&self.hub);
         self.out
             .extend_from_slice(format!("OK {}\r\n{y}\r\n", y.len()).as_bytes());
         true
+    }
+
+    fn at_cluster_status(&self) -> bool {
+        !self.hub.shared.config.strict
+            && !self.decoder.in_body()
+            && self.inp.starts_with(CLUSTER_STATUS)
+    }
+
+    /// Encodes the answers of the requests in flight, in order (waiting for each); Close if
+    /// one says the connection must close.
+    async fn settle(&mut self) -> std::io::Result<Next> {
+        while let Some((req, rx)) = self.pending.pop_front() {
+            let next = match answer(&self.hub, req, rx).await {
+                Some(Answer::Reply(r)) => {
+                    self.encode(r);
+                    Next::Continue
+                }
+                Some(Answer::Wait(rx)) => self.wait(rx).await?,
+                Some(Answer::Conn(_) | Answer::Cancelled(_) | Answer::Gone) | None => Next::Close,
+            };
+            if let Next::Close = next {
+                for (req, _) in self.pending.drain(..) {
+                    self.hub.forget(req);
+                }
+                return Ok(Next::Close);
+            }
+        }
+        Ok(Next::Continue)
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -130,15 +178,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         }
     }
 
-    /// Sends an item and handles its answer.
-    async fn ask(&mut self, make: impl FnOnce(u64) -> Item) -> std::io::Result<Next> {
-        let (req, rx) = self.hub.request(make);
-        match answer(&self.hub, req, rx).await {
-            Some(Answer::Reply(r)) => self.encode(r),
-            Some(Answer::Wait(rx)) => return self.wait(rx).await,
-            Some(Answer::Conn(_) | Answer::Cancelled(_) | Answer::Gone) | None => {
-                return Ok(Next::Close)
-            }
+    /// Sends an item; its answer is encoded in turn (at once, and the ones before it, if
+    /// it `may_wait`).
+    async fn ask(
+        &mut self,
+        may_wait: bool,
+        make: impl FnOnce(u64) -> Item,
+    ) -> std::io::Result<Next> {
+        self.pending.push_back(self.hub.request(make));
+        if may_wait {
+            return self.settle().await;
         }
         Ok(Next::Continue)
     }
@@ -182,24 +231,43 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
 
     async fn on_event(&mut self, ev: Event) -> std::io::Result<Next> {
         let conn = self.id;
+        let draining = self.hub.draining.load(std::sync::atomic::Ordering::Relaxed);
+        let logged = match &ev {
+            Event::Command(c) => *c != Command::Quit,
+            Event::Put(_) | Event::PutUnique(..) => true,
+            Event::Body(_) => !draining,
+            _ => false,
+        };
+        // A reply made here follows those of the commands before it.
+        if !logged {
+            if let Next::Close = self.settle().await? {
+                return Ok(Next::Close);
+            }
+        }
         match ev {
             Event::Command(Command::Quit) => return Ok(Next::Close),
             Event::Command(cmd) => {
+                let may_wait = matches!(
+                    cmd,
+                    Command::Reserve
+                        | Command::ReserveWithTimeout(_)
+                        | Command::ReserveBatch { .. }
+                );
                 let line = cmd.line();
-                return self.ask(|req| Item::Command { req, conn, line }).await;
+                return self
+                    .ask(may_wait, |req| Item::Command { req, conn, line })
+                    .await;
             }
             Event::Put(h) => self.put = Some((h, None)),
             Event::PutUnique(key, h) => self.put = Some((h, Some(key))),
             Event::Body(body) => {
-                if self.put.is_some()
-                    && self.hub.draining.load(std::sync::atomic::Ordering::Relaxed)
-                {
+                if self.put.is_some() && draining {
                     self.put = None;
                     self.hub.submit(Item::TakeId { conn });
                     self.encode(Reply::Draining);
                 } else if let Some((header, key)) = self.put.take() {
                     return self
-                        .ask(|req| Item::Put {
+                        .ask(false, |req| Item::Put {
                             req,
                             conn,
                             header,
