@@ -187,10 +187,17 @@ impl Node {
             ServerState::Candidate => Role::Candidate,
             ServerState::Learner | ServerState::Shutdown => Role::Learner,
         };
+        // A leader cut off from the majority does not know it is deposed: it says it has
+        // no leader once no majority has answered it for a while.
+        let cut_off = role == Role::Leader && m.millis_since_quorum_ack.is_some_and(|ms| ms > 2000);
         Status {
             id: self.id,
             role,
-            leader: m.current_leader.unwrap_or(0),
+            leader: if cut_off {
+                0
+            } else {
+                m.current_leader.unwrap_or(0)
+            },
             term: m.current_term,
             commit: self.committed.load(Ordering::Relaxed),
             applied: m.last_applied.map_or(0, |l| l.index),

@@ -18,6 +18,10 @@ use tokio::sync::oneshot;
 use super::hub::{Answer, Hub};
 use super::item::Item;
 
+/// How long `stats` waits for a leader to appear before it is answered from this node's
+/// own state.
+const LEADER_WAIT: Duration = Duration::from_secs(2);
+
 /// sprout's `cluster-status`, answered by the node (see `cluster_status`).
 const CLUSTER_STATUS: &[u8] = b"cluster-status\r\n";
 
@@ -49,6 +53,10 @@ struct Conn<R, W> {
     put: Option<(PutHeader, Option<String>)>,
     /// Requests sent, in order, whose answers are not encoded yet.
     pending: VecDeque<(u64, oneshot::Receiver<Answer>)>,
+    /// The session's `Connect`, sent at accept, until its answer is needed (the first
+    /// command that goes to the log): a node cut off from the majority still answers
+    /// `stats` on a new connection.
+    connect: Option<(u64, oneshot::Receiver<Answer>)>,
 }
 
 /// At most this many commands of one connection in flight.
@@ -60,10 +68,7 @@ enum Next {
 }
 
 pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(sock: S, hub: Arc<Hub>) {
-    let (req, rx) = hub.request(|req| Item::Connect { req });
-    let Some(Answer::Conn(id)) = answer(&hub, req, rx).await else {
-        return;
-    };
+    let connect = hub.request(|req| Item::Connect { req });
     let (rd, wr) = tokio::io::split(sock);
     let cfg = &hub.shared.config;
     let decoder = if cfg.strict {
@@ -73,7 +78,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(sock: S, h
     };
     let mut c = Conn {
         hub: hub.clone(),
-        id,
+        id: 0,
         rd,
         wr,
         inp: BytesMut::with_capacity(16 * 1024),
@@ -81,16 +86,45 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(sock: S, h
         decoder,
         put: None,
         pending: VecDeque::new(),
+        connect: Some(connect),
     };
-    let _ = c.run().await;
-    if c.put.is_some() {
-        // Gone mid-body: the put's id is used up, as on one node.
-        hub.submit(Item::TakeId { conn: id });
+    // With a leader, the session begins before anything is read (commands of different
+    // connections are then logged in the order they arrive); without one, only once a
+    // command needs it.
+    if hub.leaderless() || c.session().await {
+        let _ = c.run().await;
     }
+    let id = match c.connect.take() {
+        None => c.id,
+        Some((req, mut rx)) => {
+            // Its answer may be on the way: once forgotten, it either is here, or the hub
+            // ends the session itself when it applies the Connect.
+            hub.forget(req);
+            match rx.try_recv() {
+                Ok(Answer::Conn(id)) => id,
+                _ => return,
+            }
+        }
+    };
     hub.submit(Item::Disconnect { conn: id });
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
+    /// The session's id, once its Connect is applied; false if it never was (within
+    /// [`COMMIT_TIMEOUT`]): the connection closes.
+    async fn session(&mut self) -> bool {
+        let Some((req, rx)) = self.connect.take() else {
+            return true;
+        };
+        match answer(&self.hub, req, rx).await {
+            Some(Answer::Conn(id)) => {
+                self.id = id;
+                true
+            }
+            _ => false,
+        }
+    }
+
     async fn run(&mut self) -> std::io::Result<()> {
         loop {
             loop {
@@ -230,14 +264,23 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
     }
 
     async fn on_event(&mut self, ev: Event) -> std::io::Result<Next> {
-        let conn = self.id;
         let draining = self.hub.draining.load(std::sync::atomic::Ordering::Relaxed);
+        // Without a leader for a while (cut off from the majority), `stats` is answered
+        // from this node's state (not counted), so that it can say so.
+        let local_stats = matches!(ev, Event::Command(Command::Stats))
+            && self.hub.leaderless()
+            && !self.hub.leader_within(LEADER_WAIT).await;
         let logged = match &ev {
+            Event::Command(Command::Stats) => !local_stats,
             Event::Command(c) => *c != Command::Quit,
             Event::Put(_) | Event::PutUnique(..) => true,
             Event::Body(_) => !draining,
             _ => false,
         };
+        if logged && !self.session().await {
+            return Ok(Next::Close);
+        }
+        let conn = self.id;
         // A reply made here follows those of the commands before it.
         if !logged {
             if let Next::Close = self.settle().await? {
@@ -246,6 +289,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         }
         match ev {
             Event::Command(Command::Quit) => return Ok(Next::Close),
+            Event::Command(Command::Stats) if local_stats => {
+                let s = self.hub.shared.lock().engine.stats();
+                self.encode(Reply::Stats(Box::new(s)));
+            }
             Event::Command(cmd) => {
                 let may_wait = matches!(
                     cmd,
@@ -258,12 +305,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
                     .ask(may_wait, |req| Item::Command { req, conn, line })
                     .await;
             }
-            Event::Put(h) => self.put = Some((h, None)),
-            Event::PutUnique(key, h) => self.put = Some((h, Some(key))),
+            Event::Put(h) => {
+                self.hub.submit(Item::TakeId { conn });
+                self.put = Some((h, None));
+            }
+            Event::PutUnique(key, h) => {
+                self.hub.submit(Item::TakeId { conn });
+                self.put = Some((h, Some(key)));
+            }
             Event::Body(body) => {
                 if self.put.is_some() && draining {
                     self.put = None;
-                    self.hub.submit(Item::TakeId { conn });
                     self.encode(Reply::Draining);
                 } else if let Some((header, key)) = self.put.take() {
                     return self
@@ -279,9 +331,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
             }
             Event::BodySkipped => self.encode(Reply::OutOfMemory),
             Event::ExpectedCrlf => {
-                if self.put.take().is_some() {
-                    self.hub.submit(Item::TakeId { conn });
-                }
+                self.put = None;
                 self.encode(Reply::ExpectedCrlf);
             }
             Event::Error(e) => {

@@ -39,6 +39,8 @@ struct Routes {
     /// Every session of the cluster and the node it is on (replicated state: the same on
     /// every node).
     owners: BTreeMap<ConnId, NodeId>,
+    /// The id each session's last put header took, for its put (replicated state).
+    headers: BTreeMap<ConnId, u64>,
     /// The engine's time: the largest stamp applied so far.
     now: u64,
     /// This node's ticks applied.
@@ -51,6 +53,8 @@ pub(crate) struct Hub {
     pub(crate) me: NodeId,
     routes: Mutex<Routes>,
     next_req: AtomicU64,
+    /// The first request id of this run (earlier runs' are below).
+    base: u64,
     pub(crate) node: OnceLock<Arc<Node>>,
     /// Woken after each applied item.
     pub(crate) applied: Notify,
@@ -69,6 +73,7 @@ impl Hub {
             me,
             routes: Mutex::new(Routes::default()),
             next_req: AtomicU64::new(base),
+            base,
             node: OnceLock::new(),
             applied: Notify::new(),
             draining: Default::default(),
@@ -104,6 +109,28 @@ impl Hub {
         self.routes().pending.remove(&req);
     }
 
+    /// True while this node knows no leader (an election, or cut off from the majority).
+    pub(crate) fn leaderless(&self) -> bool {
+        self.node.get().is_none_or(|n| n.status().leader == 0)
+    }
+
+    /// Waits up to `within` for this node to know a leader; true if it does.
+    pub(crate) async fn leader_within(&self, within: std::time::Duration) -> bool {
+        let Some(n) = self.node.get() else {
+            return false;
+        };
+        let mut m = n.raft.metrics();
+        let known = async {
+            while n.status().leader == 0 {
+                if m.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(within, known).await.unwrap_or(false)
+    }
+
     /// Ticks of this node applied so far.
     pub(crate) fn ticks_applied(&self) -> u64 {
         self.routes().ticks_applied
@@ -122,6 +149,14 @@ impl Hub {
             }
         }
         std::mem::take(&mut r.fx.output)
+    }
+
+    /// A put header: its id is taken (and `cmd-put` counted).
+    fn take_id(&self, st: &mut State, r: &mut Routes, conn: ConnId) -> u64 {
+        match self.step(st, r, Input::PutHeader(conn)) {
+            Output::Job(id) => id,
+            o => unreachable!("a put header gave {o:?}"),
+        }
     }
 
     fn answer(&self, r: &mut Routes, origin: NodeId, req: u64, a: Answer) {
@@ -145,9 +180,14 @@ impl Hub {
                     unreachable!("connect gives a session")
                 };
                 r.owners.insert(c, origin);
+                if origin == self.me && req >= self.base && !r.pending.contains_key(&req) {
+                    // Its connection closed before the session began: end it.
+                    self.submit(Item::Disconnect { conn: c });
+                }
                 self.answer(r, origin, req, Answer::Conn(c));
             }
             Item::Disconnect { conn } => {
+                r.headers.remove(&conn);
                 if r.owners.remove(&conn).is_some() {
                     self.step(st, r, Input::Disconnect(conn));
                 }
@@ -185,8 +225,9 @@ impl Hub {
                     self.answer(r, origin, req, Answer::Gone);
                     return;
                 }
-                let Output::Job(id) = self.step(st, r, Input::PutHeader(conn)) else {
-                    unreachable!("a put header gives an id")
+                let id = match r.headers.remove(&conn) {
+                    Some(id) => id,
+                    None => self.take_id(st, r, conn),
                 };
                 let admitted =
                     st.engine
@@ -219,7 +260,8 @@ impl Hub {
             }
             Item::TakeId { conn } => {
                 if r.owners.contains_key(&conn) {
-                    self.step(st, r, Input::PutHeader(conn));
+                    let id = self.take_id(st, r, conn);
+                    r.headers.insert(conn, id);
                 }
             }
             Item::Tick => {
@@ -240,6 +282,7 @@ impl Hub {
                 }
                 for c in gone {
                     r.owners.remove(&c);
+                    r.headers.remove(&c);
                     r.waiters.remove(&c);
                     self.step(st, r, Input::Disconnect(c));
                 }

@@ -18,7 +18,7 @@ pub(crate) enum Item {
         conn: ConnId,
         line: String,
     },
-    /// `put` or `put-unique` with its body.
+    /// `put` or `put-unique` with its body (its id was taken by the `TakeId` before it).
     Put {
         req: u64,
         conn: ConnId,
@@ -32,8 +32,8 @@ pub(crate) enum Item {
     CountPauseTube,
     /// A client blocked in reserve hung up.
     CancelWait { req: u64, conn: ConnId },
-    /// A put header whose put never came (a bad body end, a hang-up mid-body, drain mode):
-    /// its id is taken all the same, as on one node.
+    /// A put header: its id is taken now, as on one node (whether its body comes or not);
+    /// the session's next `Put` gets it.
     TakeId { conn: ConnId },
     /// Time passed (proposed by the leader when a deadline is due).
     Tick,
