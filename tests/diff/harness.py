@@ -76,6 +76,8 @@ Normalisation (only this):
 * on the target side only, the 1.13 double quotes around the values of
   ``tube`` (stats-job), ``name`` (stats-tube), ``hostname``, ``os``,
   ``platform`` (stats) are removed;
+* on the target side only, the ``cluster-*`` keys of ``stats`` (a cluster node's, see
+  COMPAT.md) are removed;
 * the ``OK <n>`` header of a rewritten body is recomputed.
 Dedicated tests (test_sproutd_only.py) assert that sproutd *does* quote, and
 check the 1.13-only ``reserve-with-timeout`` BAD_FORMAT cases and FIFO waiter
@@ -760,6 +762,9 @@ def normalise_reply(r: bytes, target_side: bool) -> bytes:
     out = []
     for ln in lines:
         k, sep, v = ln.partition(b": ")
+        if target_side and is_stats and k.startswith(b"cluster-"):
+            # A cluster node's own keys (COMPAT.md, "Cluster mode").
+            continue
         if sep:
             if target_side and k in QUOTED_113_KEYS and len(v) >= 2 \
                     and v.startswith(b'"') and v.endswith(b'"'):

@@ -231,6 +231,9 @@ enum Cmd {
     /// Tokens for sproutd's token listeners (no server needed).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// A sproutd cluster as the node at --addr sees it.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Print the completion script for SHELL.
     ///
     /// For example `sprout completions bash > /usr/share/bash-completion/completions/sprout`
@@ -242,6 +245,17 @@ enum Cmd {
     /// Print the sprout(1) manual page (roff), made from this help.
     #[command(hide = true)]
     Man,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// The node's role, the leader, term, commit and applied index, and the members
+    /// (with each one's replication progress and lag, when asked of the leader).
+    Status {
+        /// JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -643,6 +657,7 @@ fn main() -> ExitCode {
             unreachable!("handled above")
         }
         Cmd::Work(a) => return sprout::work::run(t.clone(), a),
+        Cmd::Cluster(ClusterCmd::Status { json }) => sprout::cli::cluster::status(t, json),
         Cmd::Stats { tube, job, json } => {
             let of = match (tube, job) {
                 (Some(t), _) => StatsOf::Tube(t),

@@ -1699,3 +1699,32 @@ fn binlog_inspect_and_verify() {
         v.text()
     );
 }
+
+#[test]
+fn cluster_status_of_a_one_node_cluster_and_of_a_single_server() {
+    let dir = TempDir::new("cluster-status");
+    let peer = format!("1=127.0.0.1:{}", free_port());
+    let d = dir.path().to_str().unwrap().to_string();
+    let s = Server::start(&["-b", &d, "--node-id", "1", "--cluster", &peer]);
+    let out = sprout(&s, &["cluster", "status", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["node-id"], 1);
+    assert_eq!(v["role"], "leader");
+    assert_eq!(v["leader-id"], 1);
+    assert_eq!(v["members"][0]["id"], 1);
+    assert_eq!(v["members"][0]["role"], "leader");
+    let out = sprout(&s, &["cluster", "status"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("node 1 (leader), leader 1, term "),
+        "{text}"
+    );
+    assert!(text.contains(&peer[2..]), "{text}");
+    // A server that is not a cluster node does not know the command.
+    let single = Server::start(&[]);
+    let out = sprout(&single, &["cluster", "status"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("UNKNOWN_COMMAND"), "{}", out.stderr);
+}

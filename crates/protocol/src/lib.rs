@@ -4,6 +4,7 @@ pub mod command;
 pub(crate) mod frame;
 pub mod parse;
 pub mod reply;
+mod unparse;
 
 pub use command::{Backoff, Command, Exhaust, ListState, PolicySet};
 pub use frame::{Decoder, Event};

@@ -196,6 +196,24 @@ pub struct ProcessStats {
     pub hostname: String,
     pub os: String,
     pub platform: String,
+    /// In cluster mode only: the node's place in the cluster, at the end of `stats`.
+    pub cluster: Option<ClusterStats>,
+}
+
+/// `stats`'s cluster fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    pub node_id: u64,
+    /// leader, follower, candidate or learner.
+    pub role: &'static str,
+    /// 0: unknown.
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    /// For `/metrics` only (not in `stats`): the last entry applied here, and how many
+    /// times this node has seen the leader change.
+    pub applied_index: u64,
+    pub leader_changes: u64,
 }
 
 fn word(out: &mut BytesMut, s: &str) {
@@ -450,6 +468,14 @@ fn stats_yaml(s: &ServerStats, p: &ProcessStats) -> String {
         p.os,
         p.platform,
     );
+    if let Some(c) = &p.cluster {
+        let _ = write!(
+            y,
+            "cluster-node-id: {}\ncluster-role: {}\ncluster-leader-id: {}\ncluster-term: {}\n\
+             cluster-commit-index: {}\n",
+            c.node_id, c.role, c.leader_id, c.term, c.commit_index
+        );
+    }
     y
 }
 

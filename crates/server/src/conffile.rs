@@ -14,7 +14,8 @@ use crate::config::{apply_long, parse_sha256, AuthMode, Config, ListenerCfg, Rig
 use crate::tls::TlsFiles;
 
 /// Top-level keys whose value is text.
-const STRINGS: [&str; 15] = [
+const STRINGS: [&str; 16] = [
+    "cluster",
     "listen",
     "binlog-dir",
     "user",
@@ -32,7 +33,8 @@ const STRINGS: [&str; 15] = [
     "log-format",
 ];
 /// Top-level keys whose value is a number.
-const NUMBERS: [&str; 9] = [
+const NUMBERS: [&str; 10] = [
+    "node-id",
     "port",
     "max-job-size",
     "fsync-ms",
@@ -406,6 +408,17 @@ pub fn print(cfg: &Config) -> String {
     }
     if let Some(n) = cfg.max_memory {
         kv("max-memory", n.to_string());
+    }
+    if let Some(n) = cfg.node_id {
+        kv("node-id", n.to_string());
+    }
+    if !cfg.cluster.is_empty() {
+        let list: Vec<String> = cfg
+            .cluster
+            .iter()
+            .map(|(i, a)| format!("{i}={a}"))
+            .collect();
+        kv("cluster", q(&list.join(",")));
     }
     if let Some(a) = &cfg.tls_listen {
         kv("tls-listen", q(a));

@@ -73,6 +73,11 @@ pub struct Config {
     pub metrics_tls_key: Option<PathBuf>,
     /// `--metrics-token-sha256 HEX`: /metrics wants `Authorization: Bearer <token>`.
     pub metrics_token_sha256: Option<[u8; 32]>,
+    /// `--node-id N`: this node's id in `--cluster`.
+    pub node_id: Option<u64>,
+    /// `--cluster ID=HOST:PORT,...`: the initial voters and their peer addresses (empty:
+    /// a single node).
+    pub cluster: Vec<(u64, String)>,
 }
 
 /// `--log-format`: plain text lines (colour only when stderr is a terminal) or one JSON
@@ -191,6 +196,19 @@ impl Config {
     /// Checks what flags and file together ask for: listeners that can work, users that
     /// the listeners can find.
     pub fn validate(&self) -> Result<(), String> {
+        match (self.node_id, self.cluster.is_empty()) {
+            (None, true) => {}
+            (Some(_), true) => return Err("--node-id needs --cluster".into()),
+            (None, false) => return Err("--cluster needs --node-id".into()),
+            (Some(id), false) => {
+                if !self.cluster.iter().any(|(i, _)| *i == id) {
+                    return Err(format!("--node-id {id} is not in --cluster"));
+                }
+                if self.binlog_dir.is_none() {
+                    return Err("--cluster needs -b (the Raft log lives there)".into());
+                }
+            }
+        }
         if self.tls_listen.is_some() && (self.tls_cert.is_none() || self.tls_key.is_none()) {
             return Err("--tls-listen needs --tls-cert and --tls-key".into());
         }
@@ -271,6 +289,8 @@ impl Default for Config {
             metrics_tls_cert: None,
             metrics_tls_key: None,
             metrics_token_sha256: None,
+            node_id: None,
+            cluster: vec![],
         }
     }
 }
@@ -310,6 +330,9 @@ pub fn usage(prog: &str) -> String {
          --max-connections N   close connections beyond N at once (default: no limit)\n \
          --max-jobs N          put answers OUT_OF_MEMORY once N jobs exist\n \
          --max-memory BYTES    put answers OUT_OF_MEMORY beyond BYTES of job bodies\n \
+         --node-id N           this node's id in --cluster\n \
+         --cluster ID=HOST:PORT,...   run as a node of a replicated cluster (Raft) with these\n \
+                  voters and peer addresses; needs --node-id and -b\n \
          --strict  only beanstalkd 1.13's commands (sprout's own answer as beanstalkd would)\n \
          --policy-file FILE    tube policies to set at startup: lines of TUBE KEY VALUE\n \
          --config FILE         settings from a TOML file (keys: the long flag names); flags win\n \
@@ -339,7 +362,7 @@ fn parse_size(s: &str) -> Option<u64> {
 
 /// Long options that take a value. Each (but `--config`) is also a key of the
 /// configuration file, with the same name.
-pub(crate) const LONG_VALUE: [&str; 24] = [
+pub(crate) const LONG_VALUE: [&str; 26] = [
     "--config",
     "--listen",
     "--port",
@@ -364,6 +387,8 @@ pub(crate) const LONG_VALUE: [&str; 24] = [
     "--metrics-tls-key",
     "--metrics-token-sha256",
     "--log-format",
+    "--node-id",
+    "--cluster",
 ];
 
 /// Long options without a value (keys of the file too, as booleans; `verbose` as a count).
@@ -567,9 +592,35 @@ pub(crate) fn apply_long(cfg: &mut Config, name: &str, val: String) -> Result<()
         "metrics-tls-cert" => cfg.metrics_tls_cert = Some(val.into()),
         "metrics-tls-key" => cfg.metrics_tls_key = Some(val.into()),
         "metrics-token-sha256" => cfg.metrics_token_sha256 = Some(parse_sha256(&val)?),
+        "node-id" => cfg.node_id = Some(num(&val)?),
+        "cluster" => cfg.cluster = parse_cluster(&val)?,
         _ => return Err(format!("unknown option: {name}")),
     }
     Ok(())
+}
+
+/// `ID=HOST:PORT,...`: ids above 0, each once.
+pub(crate) fn parse_cluster(v: &str) -> Result<Vec<(u64, String)>, String> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("--cluster: not ID=HOST:PORT: {part}");
+        let (id, addr) = part.split_once('=').ok_or_else(bad)?;
+        let id = parse_size(id).filter(|&i| i > 0).ok_or_else(bad)?;
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return Err(bad());
+        }
+        if out.iter().any(|(i, _)| *i == id) {
+            return Err(format!("--cluster: node {id} given twice"));
+        }
+        out.push((id, addr.to_string()));
+    }
+    if out.is_empty() {
+        return Err("--cluster: no nodes".into());
+    }
+    Ok(out)
 }
 
 /// `--name VALUE` or `--name=VALUE` for one of `names`: (name, inline value).

@@ -997,24 +997,28 @@ impl Conn {
             }
             Event::Error(e) => {
                 tracing::debug!("conn {id}: protocol error: {e:?}");
-                match e {
-                    LineError::PutTooBig(_) => {
-                        self.shared.step(Input::CountPut);
-                    }
-                    LineError::PutBadFormat => {
-                        self.shared.step(Input::CountPut);
-                        self.reply(Reply::BadFormat);
-                    }
-                    LineError::BadFormat => self.reply(Reply::BadFormat),
-                    LineError::PauseTubeBadName => {
-                        self.shared.step(Input::CountPauseTube);
-                        self.reply(Reply::BadFormat);
-                    }
-                    LineError::UnknownCommand => self.reply(Reply::UnknownCommand),
+                let (count, reply) = line_error(e);
+                if let Some(input) = count {
+                    self.shared.step(input);
+                }
+                if let Some(r) = reply {
+                    self.reply(r);
                 }
             }
             Event::JobTooBig => self.reply(Reply::JobTooBig),
         }
         Next::Continue
+    }
+}
+
+/// What a line that is not a command is counted as (an input to apply) and answered with
+/// (none for a put too big: JOB_TOO_BIG comes once its body is skipped).
+pub(crate) fn line_error(e: LineError) -> (Option<Input>, Option<Reply>) {
+    match e {
+        LineError::PutTooBig(_) => (Some(Input::CountPut), None),
+        LineError::PutBadFormat => (Some(Input::CountPut), Some(Reply::BadFormat)),
+        LineError::BadFormat => (None, Some(Reply::BadFormat)),
+        LineError::PauseTubeBadName => (Some(Input::CountPauseTube), Some(Reply::BadFormat)),
+        LineError::UnknownCommand => (None, Some(Reply::UnknownCommand)),
     }
 }

@@ -6,6 +6,7 @@
 //! through one-shot channels registered in the same critical section that blocked them.
 
 pub(crate) mod access;
+pub mod cluster;
 pub mod conffile;
 pub mod config;
 mod conn;
@@ -104,7 +105,18 @@ pub struct Shared {
     open: std::sync::atomic::AtomicUsize,
     /// Users, TLS configurations, access counters (see `secure`).
     pub security: Arc<secure::Security>,
+    /// In cluster mode: the node's place in the cluster, for `stats` and `/metrics`.
+    pub(crate) cluster: std::sync::OnceLock<ClusterProbe>,
+    /// In cluster mode: serves an in-process connection (the dashboard's) the way a
+    /// client's is served there, through the Raft log, never on the local engine alone.
+    pub(crate) cluster_conn: std::sync::OnceLock<ClusterConn>,
 }
+
+/// Serves one in-process connection in cluster mode.
+pub(crate) type ClusterConn = Box<dyn Fn(tokio::net::UnixStream) + Send + Sync>;
+
+/// Reads a cluster node's status.
+pub(crate) type ClusterProbe = Box<dyn Fn() -> sprout_protocol::reply::ClusterStats + Send + Sync>;
 
 impl Shared {
     pub fn new(config: Config) -> Self {
@@ -137,6 +149,8 @@ impl Shared {
             stopping: std::sync::atomic::AtomicBool::new(false),
             open: std::sync::atomic::AtomicUsize::new(0),
             security: Arc::new(secure::Security::open()),
+            cluster: std::sync::OnceLock::new(),
+            cluster_conn: std::sync::OnceLock::new(),
         }
     }
 
@@ -318,6 +332,7 @@ impl Shared {
             hostname: self.uname.0.clone(),
             os: self.uname.1.clone(),
             platform: self.uname.2.clone(),
+            cluster: self.cluster.get().map(|probe| probe()),
         }
     }
 }

@@ -131,7 +131,9 @@ fn main() {
             }
         }
         let clock = Clock::new();
-        let (engine, binlog) = if cfg.binlog_dir.is_some() {
+        let cluster = !cfg.cluster.is_empty();
+        // In cluster mode -b holds the Raft log (under raft/), not a binlog.
+        let (engine, binlog) = if cfg.binlog_dir.is_some() && !cluster {
             match persist::open(&cfg, clock.now()) {
                 Ok((e, b)) => (e, Some(b)),
                 Err(e) => {
@@ -167,12 +169,28 @@ fn main() {
         }
         let tube_cap = cfg.metrics_tube_cap;
         let mut engine = engine;
-        engine.set_limits(cfg.max_jobs, cfg.max_memory);
+        if cluster {
+            // Every node must apply the log alike: no node-local admission.
+            for (set, what) in [
+                (
+                    cfg.max_jobs.is_some() || cfg.max_memory.is_some(),
+                    "--max-jobs/--max-memory",
+                ),
+                (cfg.policy_file.is_some(), "--policy-file"),
+                (!extras.is_empty(), "extra listeners (TLS, [[listener]])"),
+            ] {
+                if set {
+                    tracing::warn!("{what}: not supported in cluster mode yet; ignored");
+                }
+            }
+        } else {
+            engine.set_limits(cfg.max_jobs, cfg.max_memory);
+        }
         let shared = Arc::new(
             Shared::with_engine_and_log(cfg, engine, binlog, clock).with_security(security),
         );
         start_maintenance(shared.clone());
-        if let Some(path) = shared.config.policy_file.clone() {
+        if let Some(path) = shared.config.policy_file.clone().filter(|_| !cluster) {
             match sproutd::apply_policy_file(&shared, &path) {
                 Ok(n) => tracing::info!("{n} tube policies set from {}", path.display()),
                 Err(e) => {
@@ -192,6 +210,9 @@ fn main() {
                 l.local_addr().map(|a| a.to_string()).unwrap_or_default()
             );
             tokio::spawn(sproutd::http::serve(l, shared.clone(), tube_cap));
+        }
+        if cluster {
+            return sproutd::cluster::run(listener, shared).await;
         }
         run_all(listener, extras, shared).await
     });

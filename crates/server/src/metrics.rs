@@ -83,6 +83,62 @@ impl Out {
     }
 }
 
+/// A cluster node's series (cluster mode only).
+fn cluster(o: &mut Out, c: &sprout_protocol::reply::ClusterStats) {
+    o.head(
+        "sprout_cluster_role",
+        "gauge",
+        "1 for this node's Raft role.",
+    );
+    for role in ["leader", "follower", "candidate", "learner"] {
+        let v = u8::from(c.role == role);
+        let _ = writeln!(o.0, "sprout_cluster_role{{role=\"{role}\"}} {v}");
+    }
+    let n = |v: u64| v as f64;
+    for (name, kind, help, v) in [
+        (
+            "sprout_cluster_node_id",
+            "gauge",
+            "This node's id.",
+            c.node_id,
+        ),
+        (
+            "sprout_cluster_leader_id",
+            "gauge",
+            "The leader's id (0: unknown).",
+            c.leader_id,
+        ),
+        ("sprout_cluster_term", "gauge", "The Raft term.", c.term),
+        (
+            "sprout_cluster_commit_index",
+            "gauge",
+            "The Raft commit index.",
+            c.commit_index,
+        ),
+        (
+            "sprout_cluster_applied_index",
+            "gauge",
+            "The last entry applied here.",
+            c.applied_index,
+        ),
+        (
+            "sprout_cluster_leader_changes_total",
+            "counter",
+            "New leaders seen.",
+            c.leader_changes,
+        ),
+    ] {
+        o.one(name, kind, help, n(v));
+    }
+    let lag = c.commit_index.saturating_sub(c.applied_index);
+    o.one(
+        "sprout_cluster_apply_lag_entries",
+        "gauge",
+        "Committed entries not yet applied here.",
+        n(lag),
+    );
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -263,6 +319,9 @@ pub(crate) fn render(s: &Snapshot, tube_cap: usize) -> String {
         p.uptime as f64,
     );
     o.one("sprout_pid", "gauge", "Process id.", f64::from(p.pid));
+    if let Some(c) = &p.cluster {
+        cluster(&mut o, c);
+    }
     o.one(
         "sprout_draining",
         "gauge",

@@ -7,9 +7,11 @@
 //! - [`yaml`]: the `stats`/`list-tubes` YAML, and its conversion to typed JSON.
 //! - [`text`]: terminal-safe body rendering, tables, number formatting.
 //! - [`cmds`], [`tubes`], [`top`]: the subcommands; [`ext`]: those built on sproutd's own
-//!   commands (`jobs`, `policy`, `move`).
+//!   commands (`jobs`, `policy`, `move`); [`cluster`]: `cluster status`, from a cluster
+//!   node's `cluster-status`.
 
 pub mod client;
+pub mod cluster;
 pub mod cmds;
 pub mod ext;
 pub mod text;

@@ -1295,18 +1295,69 @@ async fn job_action(
 
 async fn cluster(State(web): Ctx, headers: HeaderMap) -> Answer {
     let (s, cookie) = enter(&web, &headers, true)?;
-    let mut r = html(
-        &web,
-        Some(&s),
-        cookie,
-        "Cluster",
-        "cluster",
-        "",
-        None,
-        "<h1>Cluster</h1><p>This server is not clustered.</p>",
-    );
-    *r.status_mut() = StatusCode::NOT_FOUND;
+    let clustered = !web.shared.config.cluster.is_empty();
+    let o = if clustered {
+        cluster_view(&web, &s).await?
+    } else {
+        "<h1>Cluster</h1><p>This server is not clustered.</p>".to_string()
+    };
+    let mut r = html(&web, Some(&s), cookie, "Cluster", "cluster", "", None, &o);
+    if !clustered {
+        *r.status_mut() = StatusCode::NOT_FOUND;
+    }
     Ok(r)
+}
+
+/// A cluster node's view of the cluster, as HTML.
+async fn cluster_view(web: &Web, s: &Session) -> Result<String, Refused> {
+    // This node's view, as `sprout cluster status` shows it (members' progress and lag
+    // when this node is the leader).
+    let mut p = proto(web, s)?;
+    p.send(&[("cluster-status", None)]).await?;
+    let st = p.reply().await?;
+    drop(p);
+    let mut o = String::with_capacity(4096);
+    o.push_str("<h1>Cluster</h1>");
+    if !st.line.starts_with("OK") {
+        let _ = write!(o, "<p>cluster-status: {}</p>", esc(&st.line));
+    } else {
+        let d = st.dict();
+        let node: Vec<(String, String)> = d
+            .iter()
+            .filter(|(k, _)| !k.starts_with("member"))
+            .cloned()
+            .collect();
+        kv_table(&mut o, &node);
+        let ids = d
+            .iter()
+            .find(|(k, _)| k == "members")
+            .map(|(_, v)| unquote(v).to_string())
+            .unwrap_or_default();
+        o.push_str(
+            "<h2>Members</h2><table id=\"members\"><thead><tr><th>node</th><th>peer address</th>\
+             <th>voter</th><th>matched index</th><th>lag</th></tr></thead><tbody>",
+        );
+        for id in ids.split(',').filter(|i| !i.is_empty()) {
+            let get = |f: &str| {
+                let key = format!("member-{id}-{f}");
+                d.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| unquote(v).to_string())
+                    .unwrap_or_else(|| "-".into())
+            };
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(id),
+                esc(&get("addr")),
+                esc(&get("voter")),
+                esc(&get("matched-index")),
+                esc(&get("lag"))
+            );
+        }
+        o.push_str("</tbody></table>");
+    }
+    Ok(o)
 }
 
 async fn login_page(State(web): Ctx, Query(q): Q) -> Answer {

@@ -47,11 +47,21 @@ pub(crate) struct Proto {
 impl Proto {
     pub(crate) fn open(shared: &Arc<Shared>, access: Access) -> io::Result<Proto> {
         let (ours, theirs) = UnixStream::pair()?;
-        let id = crate::register(shared);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            crate::conn::serve(crate::conn::Sock::Unix(theirs), shared, id, access).await
-        });
+        if !shared.config.cluster.is_empty() {
+            // A cluster node: the command goes through the Raft log like a client's (the
+            // local engine only applies what the log commits). Access control is not
+            // applied in cluster mode yet (COMPAT.md); the dashboard still checks `admin`.
+            let serve = shared.cluster_conn.get().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotConnected, "the cluster node is starting")
+            })?;
+            serve(theirs);
+        } else {
+            let id = crate::register(shared);
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                crate::conn::serve(crate::conn::Sock::Unix(theirs), shared, id, access).await
+            });
+        }
         Ok(Proto {
             r: BufReader::new(ours),
         })

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};

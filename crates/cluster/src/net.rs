@@ -1,0 +1,241 @@
+//! The peer network: Raft's RPCs (append-entries, vote, install-snapshot) and `propose`
+//! (a follower hands a batch to the leader) over TCP on the `--cluster` address, one
+//! request and its response at a time per connection, each a frame (see `codec`) of JSON.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{codec, Batch, NodeId, TypeConfig};
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Propose(Batch),
+}
+
+type SnapshotResult =
+    Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>;
+
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Response {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(SnapshotResult),
+    /// The leader committed the batch, or why not.
+    Propose(Result<(), String>),
+}
+
+pub(crate) async fn write_frame<T: Serialize>(s: &mut TcpStream, v: &T) -> io::Result<()> {
+    let mut buf = Vec::new();
+    codec::frame(&codec::json(v), &mut buf);
+    s.write_all(&buf).await
+}
+
+pub(crate) async fn read_frame<T: for<'de> Deserialize<'de>>(s: &mut TcpStream) -> io::Result<T> {
+    let mut h = [0u8; 8];
+    s.read_exact(&mut h).await?;
+    let (len, crc) = codec::header(h)?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await?;
+    codec::check(&body, crc)?;
+    serde_json::from_slice(&body).map_err(codec::invalid)
+}
+
+/// When each peer last answered an RPC of this node.
+#[derive(Default)]
+pub struct Contacts(Mutex<BTreeMap<NodeId, Instant>>);
+
+impl Contacts {
+    fn heard(&self, from: NodeId) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(from, Instant::now());
+    }
+
+    /// When `from` last answered, if ever.
+    pub fn last(&self, from: NodeId) -> Option<Instant> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&from)
+            .copied()
+    }
+}
+
+/// A connection to one peer, opened on first use and again after any error.
+pub struct Peer {
+    pub(crate) target: NodeId,
+    pub(crate) addr: String,
+    conn: Option<TcpStream>,
+    contacts: Option<Arc<Contacts>>,
+}
+
+/// Why a call failed: the peer could not be reached, or the exchange broke.
+pub(crate) enum CallError {
+    Unreachable(io::Error),
+    Broken(io::Error),
+}
+
+impl CallError {
+    fn rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, E> {
+        match self {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Broken(e) => RPCError::Network(NetworkError::new(&e)),
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unreachable(e) => write!(f, "unreachable: {e}"),
+            CallError::Broken(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+async fn within<T>(ttl: Duration, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(ttl, f)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")))
+}
+
+impl Peer {
+    pub(crate) fn new(target: NodeId, addr: String) -> Peer {
+        Peer {
+            target,
+            addr,
+            conn: None,
+            contacts: None,
+        }
+    }
+
+    pub(crate) async fn call(
+        &mut self,
+        req: &Request,
+        ttl: Duration,
+    ) -> Result<Response, CallError> {
+        let mut s = match self.conn.take() {
+            Some(s) => s,
+            None => {
+                let s = within(ttl, TcpStream::connect(&self.addr))
+                    .await
+                    .map_err(CallError::Unreachable)?;
+                let _ = s.set_nodelay(true);
+                s
+            }
+        };
+        let r = within(ttl, async {
+            write_frame(&mut s, req).await?;
+            read_frame(&mut s).await
+        })
+        .await
+        .map_err(CallError::Broken)?;
+        self.conn = Some(s);
+        if let Some(c) = &self.contacts {
+            c.heard(self.target);
+        }
+        Ok(r)
+    }
+
+    fn remote<E: std::error::Error>(&self, e: E) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::RemoteError(RemoteError::new(self.target, e))
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
+        let e = io::Error::new(io::ErrorKind::InvalidData, "response of another kind");
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl Peer {
+    /// One RPC: the request, and the response `pick` accepts.
+    async fn rpc<T, E: std::error::Error>(
+        &mut self,
+        req: Request,
+        option: RPCOption,
+        pick: fn(Response) -> Option<Result<T, E>>,
+    ) -> Result<T, RPCError<NodeId, BasicNode, E>> {
+        match self.call(&req, option.hard_ttl()).await {
+            Ok(r) => match pick(r) {
+                Some(r) => r.map_err(|e| self.remote(e)),
+                None => Err(self.unexpected()),
+            },
+            Err(e) => Err(e.rpc()),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc(Request::Append(rpc), option, |r| match r {
+            Response::Append(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.rpc(Request::Snapshot(rpc), option, |r| match r {
+            Response::Snapshot(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc(Request::Vote(rpc), option, |r| match r {
+            Response::Vote(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+}
+
+/// Makes a [`Peer`] per replication target, at the address the membership gives; their
+/// answers are noted in `contacts`.
+pub struct Network(pub Arc<Contacts>);
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        let mut p = Peer::new(target, node.addr.clone());
+        p.contacts = Some(self.0.clone());
+        p
+    }
+}

@@ -1,0 +1,395 @@
+//! One node of the cluster: the Raft instance over the log and state machine, the peer
+//! listener, and the proposer that batches this node's items into entries and hands them
+//! to the leader (itself, or the leader's `propose` over the network).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::{BasicNode, ServerState};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::log::LogStore;
+use crate::net::{self, Contacts, Network, Peer, Request, Response};
+use crate::sm::{Apply, StateMachine};
+use crate::{Batch, NodeId, Payload, Raft};
+
+/// A node's role, as `stats` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+        }
+    }
+}
+
+/// Where the node stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    /// 0: unknown.
+    pub leader: NodeId,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub last_log: u64,
+    /// Times this node has seen a new leader (the first one included).
+    pub leader_changes: u64,
+}
+
+/// A member of the cluster as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    pub voter: bool,
+    /// On the leader: the last entry known to be in the member's log (None elsewhere, or
+    /// not known yet).
+    pub matched: Option<u64>,
+}
+
+/// The clock the leader stamps batches with (nanoseconds since the Unix epoch).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// How the node runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// At most this many items in one entry.
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            heartbeat_ms: 100,
+            election_min_ms: 600,
+            election_max_ms: 900,
+            max_batch: 4096,
+        }
+    }
+}
+
+pub struct Node {
+    pub raft: Raft,
+    id: NodeId,
+    submit: mpsc::UnboundedSender<Payload>,
+    committed: Arc<AtomicU64>,
+    clock: Clock,
+    contacts: Arc<Contacts>,
+    leader_changes: Arc<AtomicU64>,
+    /// The term this node last saw itself lead in, and since when.
+    leading: std::sync::Mutex<Option<(u64, Instant)>>,
+}
+
+impl Node {
+    /// Opens the log under `dir`, starts Raft and the peer listener on this node's address
+    /// in `members`, and, if the log is new, initializes the cluster with `members` (every
+    /// node does, with the same list: openraft refuses it where a log already exists).
+    pub async fn start<A: Apply>(
+        id: NodeId,
+        members: &BTreeMap<NodeId, String>,
+        dir: &Path,
+        app: A,
+        clock: Clock,
+        opts: Options,
+    ) -> io::Result<Arc<Node>> {
+        let Some(addr) = members.get(&id) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("node {id} is not in the member list"),
+            ));
+        };
+        let listener = TcpListener::bind(addr).await?;
+        let config = openraft::Config {
+            cluster_name: "sprout".into(),
+            heartbeat_interval: opts.heartbeat_ms,
+            election_timeout_min: opts.election_min_ms,
+            election_timeout_max: opts.election_max_ms,
+            // The log is kept whole for now: no snapshot is built, nothing is purged.
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(io::Error::other)?);
+        let mut log = LogStore::open(dir)?;
+        let committed = log.committed();
+        let fresh = {
+            use openraft::storage::RaftLogStorage;
+            let st = log.get_log_state().await.map_err(io::Error::other)?;
+            st.last_log_id.is_none() && log.read_vote().await.map_err(io::Error::other)?.is_none()
+        };
+        let contacts = Arc::new(Contacts::default());
+        let network = Network(contacts.clone());
+        let raft = Raft::new(id, config, network, log, StateMachine::new(app))
+            .await
+            .map_err(io::Error::other)?;
+        if fresh {
+            let nodes: BTreeMap<NodeId, BasicNode> = members
+                .iter()
+                .map(|(&i, a)| (i, BasicNode::new(a)))
+                .collect();
+            if let Err(e) = raft.initialize(nodes).await {
+                tracing::info!("cluster already initialized: {e}");
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let node = Arc::new(Node {
+            raft,
+            id,
+            submit: tx,
+            committed,
+            clock,
+            contacts,
+            leader_changes: Arc::default(),
+            leading: std::sync::Mutex::new(None),
+        });
+        tokio::spawn(count_leaders(
+            node.raft.metrics(),
+            node.leader_changes.clone(),
+        ));
+        tokio::spawn(serve(listener, node.clone()));
+        tokio::spawn(proposer(node.clone(), rx, opts.max_batch));
+        Ok(node)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Queues an item for the log; it is applied (on every node) once committed.
+    pub fn submit(&self, item: Vec<u8>) {
+        let _ = self.submit.send(Payload(item));
+    }
+
+    pub fn status(&self) -> Status {
+        let m = self.raft.metrics().borrow().clone();
+        let role = match m.state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Learner | ServerState::Shutdown => Role::Learner,
+        };
+        // A leader cut off from the majority does not know it is deposed: it says it has
+        // no leader once no majority has answered it for a while.
+        let cut_off = role == Role::Leader && m.millis_since_quorum_ack.is_some_and(|ms| ms > 2000);
+        Status {
+            id: self.id,
+            role,
+            leader: if cut_off {
+                0
+            } else {
+                m.current_leader.unwrap_or(0)
+            },
+            term: m.current_term,
+            commit: self.committed.load(Ordering::Relaxed),
+            applied: m.last_applied.map_or(0, |l| l.index),
+            last_log: m.last_log_index.unwrap_or(0),
+            leader_changes: self.leader_changes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The members in the membership this node has, by id.
+    pub fn members(&self) -> Vec<Member> {
+        let m = self.raft.metrics().borrow().clone();
+        let ms = m.membership_config.membership();
+        let voters: Vec<NodeId> = ms.voter_ids().collect();
+        ms.nodes()
+            .map(|(&id, n)| Member {
+                id,
+                addr: n.addr.clone(),
+                voter: voters.contains(&id),
+                matched: m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).copied().flatten())
+                    .map(|l| l.index),
+            })
+            .collect()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// On the leader: the members that have not answered it for `silent` (counted from
+    /// when it became leader at the earliest). Empty on other nodes.
+    pub fn silent_peers(&self, silent: Duration) -> Vec<NodeId> {
+        let m = self.raft.metrics().borrow().clone();
+        let mut leading = self.leading.lock().unwrap_or_else(|p| p.into_inner());
+        if m.state != ServerState::Leader {
+            *leading = None;
+            return Vec::new();
+        }
+        let since = match *leading {
+            Some((term, t)) if term == m.current_term => t,
+            _ => {
+                *leading = Some((m.current_term, Instant::now()));
+                return Vec::new();
+            }
+        };
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(&id, _)| id)
+            .filter(|&id| id != self.id)
+            .filter(|&id| {
+                let last = self.contacts.last(id).map_or(since, |t| t.max(since));
+                last.elapsed() >= silent
+            })
+            .collect()
+    }
+
+    /// The leader and its peer address, if known.
+    fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let l = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&l)?.clone();
+        Some((l, node.addr))
+    }
+
+    /// On the leader: stamps the batch with this node's clock and commits it.
+    async fn commit(&self, mut b: Batch) -> Result<(), String> {
+        b.now = (self.clock)();
+        self.raft.client_write(b).await.map_err(|e| e.to_string())?;
+        // Followers learn the new commit index now rather than at the next heartbeat: a
+        // follower's clients wait for it.
+        let _ = self.raft.trigger().heartbeat().await;
+        Ok(())
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Counts the leaders this node sees come in.
+async fn count_leaders(
+    mut m: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>>,
+    n: Arc<AtomicU64>,
+) {
+    let mut last = (None, 0);
+    loop {
+        let (leader, term) = {
+            let x = m.borrow_and_update();
+            (x.current_leader, x.current_term)
+        };
+        if leader.is_some() && (leader, term) != last {
+            n.fetch_add(1, Ordering::Relaxed);
+            last = (leader, term);
+        }
+        if m.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers peers: Raft's RPCs and proposals.
+async fn serve(listener: TcpListener, node: Arc<Node>) {
+    loop {
+        match listener.accept().await {
+            Ok((s, _)) => {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(serve_peer(s, node.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("cluster accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_peer(mut s: TcpStream, node: Arc<Node>) {
+    while let Ok(req) = net::read_frame::<Request>(&mut s).await {
+        let resp = match req {
+            Request::Append(r) => Response::Append(node.raft.append_entries(r).await),
+            Request::Vote(r) => Response::Vote(node.raft.vote(r).await),
+            Request::Snapshot(r) => Response::Snapshot(node.raft.install_snapshot(r).await),
+            Request::Propose(b) => Response::Propose(node.commit(b).await),
+        };
+        if net::write_frame(&mut s, &resp).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Takes this node's queued items as one batch at a time (one in flight), and retries it
+/// until a leader commits it. A retry of a batch that did commit is skipped at apply (its
+/// sequence number).
+async fn proposer(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Payload>, max: usize) {
+    // Above every sequence number of earlier runs of this node.
+    let mut seq = (node.clock)();
+    let mut peer: Option<Peer> = None;
+    let mut items = Vec::new();
+    loop {
+        if rx.recv_many(&mut items, max).await == 0 {
+            return;
+        }
+        seq += 1;
+        let batch = Batch {
+            now: 0,
+            origin: node.id,
+            seq,
+            items: std::mem::take(&mut items),
+        };
+        let mut since = None;
+        let mut said = None;
+        loop {
+            let r = match node.leader() {
+                Some((l, _)) if l == node.id => node.commit(batch.clone()).await,
+                Some((l, addr)) => {
+                    let p = match &mut peer {
+                        Some(p) if p.target == l && p.addr == addr => p,
+                        _ => peer.insert(Peer::new(l, addr)),
+                    };
+                    match p
+                        .call(&Request::Propose(batch.clone()), Duration::from_secs(5))
+                        .await
+                    {
+                        Ok(Response::Propose(r)) => r,
+                        Ok(_) => Err("response of another kind".into()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                None => Err("no leader".into()),
+            };
+            match r {
+                Ok(()) => break,
+                Err(e) => {
+                    // Said after a second without a leader, then every five.
+                    let now = std::time::Instant::now();
+                    let first = *since.get_or_insert(now);
+                    let due = match said {
+                        None => now.duration_since(first) >= Duration::from_secs(1),
+                        Some(t) => now.duration_since(t) >= Duration::from_secs(5),
+                    };
+                    if due {
+                        tracing::warn!("proposal {seq}: {e}; retrying");
+                        said = Some(now);
+                    }
+                    // Wait for the leader to change or appear, a little at most.
+                    let mut m = node.raft.metrics();
+                    let _ = tokio::time::timeout(Duration::from_millis(50), m.changed()).await;
+                }
+            }
+        }
+    }
+}
