@@ -11,6 +11,7 @@
 
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
+#[path = "../../server/tests/pki/mod.rs"]
 mod pki;
 
 use std::fs;

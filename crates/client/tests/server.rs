@@ -4,7 +4,7 @@
 
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
-#[path = "../../cli/tests/pki/mod.rs"]
+#[path = "../../server/tests/pki/mod.rs"]
 mod pki;
 
 use std::time::Duration;

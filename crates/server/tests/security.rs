@@ -4,10 +4,11 @@
 //! invisibility of other users' tubes, SIGHUP reload, a stalled TLS handshake, the
 //! configuration file, and /metrics over TLS with a bearer token.
 //!
-//! Certificates are made here with rcgen. The peercred test needs root (to run clients
+//! Certificates are made with rcgen (`pki/mod.rs`, shared with the CLI's and client's tests). The peercred test needs root (to run clients
 //! as two other uids) and fails, not skips, without it.
 
 mod common;
+mod pki;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -17,53 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use pki::{ca, leaf, sha256_hex};
+use rcgen::ExtendedKeyUsagePurpose;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 // ---------------------------------------------------------------------------------------
 // Certificates
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name = DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    Ca {
-        cert: p.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
-/// A leaf certificate from `ca`: (cert PEM, key PEM).
-fn leaf(ca: &Ca, cn: &str, sans: &[&str], client: bool) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut p =
-        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    p.distinguished_name = DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.extended_key_usages = vec![if client {
-        ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
 
 /// Files of a test PKI: CA (ca.pem), server cert for localhost/127.0.0.1, client certs
 /// `mailer`, `billing`, `nobody` from the CA, `mailer` from a second CA (`rogue-*`), and
@@ -81,10 +42,10 @@ impl Pki {
         w("ca.pem", &ca1.cert.pem());
         w("ca2.pem", &ca2.cert.pem());
         let sans = ["localhost", "127.0.0.1"];
-        let (c, k) = leaf(&ca1, "sproutd", &sans, false);
+        let (c, k) = leaf(&ca1, "sproutd", &sans, ExtendedKeyUsagePurpose::ServerAuth);
         w("server.pem", &c);
         w("server.key", &k);
-        let (c, k) = leaf(&ca2, "sproutd", &sans, false);
+        let (c, k) = leaf(&ca2, "sproutd", &sans, ExtendedKeyUsagePurpose::ServerAuth);
         w("server2.pem", &c);
         w("server2.key", &k);
         for (file, issuer, cn) in [
@@ -93,7 +54,7 @@ impl Pki {
             ("nobody", &ca1, "nobody"),
             ("rogue", &ca2, "mailer"),
         ] {
-            let (c, k) = leaf(issuer, cn, &[], true);
+            let (c, k) = leaf(issuer, cn, &[], ExtendedKeyUsagePurpose::ClientAuth);
             w(&format!("{file}.pem"), &c);
             w(&format!("{file}.key"), &k);
         }
@@ -107,11 +68,6 @@ impl Pki {
 
 // ---------------------------------------------------------------------------------------
 // Clients
-
-fn sha_hex(token: &str) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -237,7 +193,7 @@ fn write_config(dir: &Path, name: &str, text: &str) -> String {
 fn token_user(name: &str, token: &str, tubes: &str, may: &str) -> String {
     format!(
         "[[user]]\nname = \"{name}\"\ntoken-sha256 = \"{}\"\ntubes = {tubes}\nmay = {may}\n\n",
-        sha_hex(token)
+        sha256_hex(token)
     )
 }
 
@@ -1142,14 +1098,14 @@ fn config_file_flags_win_unknown_keys_print_config() {
     assert!(out.contains("metrics-tube-cap = 7\n"), "{out}");
     assert!(out.contains("token-sha256 = \"********\""), "{out}");
     assert!(
-        !out.contains(&sha_hex("s3cret")),
+        !out.contains(&sha256_hex("s3cret")),
         "the hash is masked: {out}"
     );
     // What it prints is a configuration file (secrets aside).
     let again = write_config(
         dir.path(),
         "printed.toml",
-        &out.replace("\"********\"", &format!("\"{}\"", sha_hex("x"))),
+        &out.replace("\"********\"", &format!("\"{}\"", sha256_hex("x"))),
     );
     let (st, out2, err) = run_to_exit(&["--config", &again, "--print-config"]);
     assert!(st.success(), "{err}");
@@ -1237,7 +1193,7 @@ fn metrics_over_tls_with_a_bearer_token() {
     let pki = Pki::new();
     let mport = free_port();
     let addr = format!("127.0.0.1:{mport}");
-    let token_hash = sha_hex("scrape-me");
+    let token_hash = sha256_hex("scrape-me");
     let _s = Server::start(&[
         "--metrics",
         &addr,

@@ -1,5 +1,5 @@
-//! Certificates and a TLS-enabled sproutd for tests, shared by the CLI's TLS tests and
-//! the client crate's (which include this file by path): a CA, a server certificate for
+//! Certificates and a TLS-enabled sproutd for tests, shared by the server's security tests,
+//! the CLI's TLS tests and the client crate's (the last two include this file by path): a CA, a server certificate for
 //! 127.0.0.1 and localhost, a client certificate (CN=tester), a second, unrelated CA and
 //! a client certificate it signed, made with rcgen; sproutd with one TLS listener whose
 //! user `tester` (token [`TOKEN`], or certificate CN=tester) may do everything.
