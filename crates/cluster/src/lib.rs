@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod codec;
+pub mod latency;
 pub mod log;
 pub mod net;
 pub mod node;

@@ -13,6 +13,7 @@ use openraft::{BasicNode, ServerState};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::latency::{Latencies, Recorder};
 use crate::log::LogStore;
 use crate::net::{self, Contacts, Network, Peer, Request, Response};
 use crate::sm::{Apply, StateMachine};
@@ -98,6 +99,8 @@ pub struct Node {
     leader_changes: Arc<AtomicU64>,
     /// The term this node last saw itself lead in, and since when.
     leading: std::sync::Mutex<Option<(u64, Instant)>>,
+    /// Proposal to commit, per batch this node proposed.
+    latency: Recorder,
 }
 
 impl Node {
@@ -160,6 +163,7 @@ impl Node {
             contacts,
             leader_changes: Arc::default(),
             leading: std::sync::Mutex::new(None),
+            latency: Recorder::default(),
         });
         tokio::spawn(count_leaders(
             node.raft.metrics(),
@@ -204,6 +208,11 @@ impl Node {
             last_log: m.last_log_index.unwrap_or(0),
             leader_changes: self.leader_changes.load(Ordering::Relaxed),
         }
+    }
+
+    /// How long this node's batches took from proposal to commit.
+    pub fn replication_latency(&self) -> Latencies {
+        self.latency.get()
     }
 
     /// The members in the membership this node has, by id.
@@ -352,6 +361,7 @@ async fn proposer(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Payload>, max
         };
         let mut since = None;
         let mut said = None;
+        let proposed = Instant::now();
         loop {
             let r = match node.leader() {
                 Some((l, _)) if l == node.id => node.commit(batch.clone()).await,
@@ -372,7 +382,10 @@ async fn proposer(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Payload>, max
                 None => Err("no leader".into()),
             };
             match r {
-                Ok(()) => break,
+                Ok(()) => {
+                    node.latency.record(proposed.elapsed());
+                    break;
+                }
                 Err(e) => {
                     // Said after a second without a leader, then every five.
                     let now = std::time::Instant::now();

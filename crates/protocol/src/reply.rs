@@ -214,6 +214,18 @@ pub struct ClusterStats {
     /// times this node has seen the leader change.
     pub applied_index: u64,
     pub leader_changes: u64,
+    /// For `/metrics` only: proposal-to-commit times of this node's batches.
+    pub replication_latency: LatencyHist,
+}
+
+/// A histogram of durations, for `/metrics`: non-cumulative counts per upper bound (in
+/// microseconds); what is above the last bound is only in `count`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyHist {
+    pub bounds_us: &'static [u64],
+    pub buckets: Vec<u64>,
+    pub count: u64,
+    pub sum_us: u64,
 }
 
 fn word(out: &mut BytesMut, s: &str) {

@@ -137,6 +137,22 @@ fn cluster(o: &mut Out, c: &sprout_protocol::reply::ClusterStats) {
         "Committed entries not yet applied here.",
         n(lag),
     );
+    let h = &c.replication_latency;
+    let name = "sprout_cluster_replication_latency_seconds";
+    o.head(
+        name,
+        "histogram",
+        "Time from this node proposing a batch of its clients' commands to its commit (a \
+         majority has it in its log on disk), retries across a leader change included.",
+    );
+    let mut cum = 0;
+    for (b, c) in h.bounds_us.iter().zip(&h.buckets) {
+        cum += c;
+        let _ = writeln!(o.0, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
+    }
+    let _ = writeln!(o.0, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(o.0, "{name}_sum {}", h.sum_us as f64 / 1e6);
+    let _ = writeln!(o.0, "{name}_count {}", h.count);
 }
 
 fn escape(v: &str) -> String {

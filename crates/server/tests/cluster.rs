@@ -192,6 +192,24 @@ fn three_nodes_serve_clients_on_any_node_and_survive_the_leader() {
         ids.push(on_f.put(0, 0, 120, format!("job {k}").as_bytes()));
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    // The follower timed its batches from proposal to commit (the 20 puts, one after the
+    // other, were 20 batches at least).
+    let m = cl.metrics(f);
+    let count = |m: &str, series: &str| -> u64 {
+        let line = m.lines().find(|l| l.starts_with(series));
+        line.and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{m}"))
+    };
+    let batches = count(&m, "sprout_cluster_replication_latency_seconds_count ");
+    assert!(batches >= 20, "{batches} batches\n{m}");
+    assert_eq!(
+        count(
+            &m,
+            "sprout_cluster_replication_latency_seconds_bucket{le=\"+Inf\"} "
+        ),
+        batches
+    );
+    assert!(m.contains("# TYPE sprout_cluster_replication_latency_seconds histogram"));
     let (id, body) = on_l.reserve();
     assert_eq!((id, body.as_slice()), (ids[0], &b"job 0"[..]));
     assert_eq!(on_l.cmd(&format!("delete {id}")), "DELETED");

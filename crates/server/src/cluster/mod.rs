@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use sprout_cluster::node::Options;
 use sprout_cluster::{Node, NodeId};
-use sprout_protocol::reply::ClusterStats;
+use sprout_protocol::reply::{ClusterStats, LatencyHist};
 
 use crate::listen::{Accepted, Listener};
 use crate::Shared;
@@ -28,6 +28,7 @@ fn cluster_stats(hub: &Hub) -> ClusterStats {
     match hub.node.get() {
         Some(n) => {
             let s = n.status();
+            let l = n.replication_latency();
             ClusterStats {
                 node_id: s.id,
                 role: s.role.name(),
@@ -36,6 +37,12 @@ fn cluster_stats(hub: &Hub) -> ClusterStats {
                 commit_index: s.commit,
                 applied_index: s.applied,
                 leader_changes: s.leader_changes,
+                replication_latency: LatencyHist {
+                    bounds_us: &sprout_cluster::latency::BOUNDS_US,
+                    buckets: l.buckets.to_vec(),
+                    count: l.count,
+                    sum_us: l.sum_us,
+                },
             }
         }
         None => ClusterStats {
