@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use sprout::bench::{self, compare, tls as bench_tls, Params, Workload};
+use sprout::bench::{self, cluster as bench_cluster, compare, tls as bench_tls, Params, Workload};
 use sprout::cli::client::{check_key, check_tube_name};
 use sprout::cli::cmds::{self, Body, FlushState, KickWhat, PeekAt, PutArgs, State, StatsOf};
 use sprout::cli::ext::{self, JobsArgs, ListState, PolicyKey};
@@ -425,7 +425,15 @@ struct BenchArgs {
     /// Start beanstalkd and sproutd and run the standard suite against both.
     #[arg(long, conflicts_with = "workload")]
     compare: bool,
-    /// Rounds per server (--compare), per listener (--tls).
+    /// Start beanstalkd, sproutd and a 3-node sproutd cluster and run put, cycle and pubsub
+    /// against each (the cluster through its leader and through a follower), then time
+    /// failovers (--failovers).
+    #[arg(long, conflicts_with_all = ["workload", "compare"])]
+    cluster: bool,
+    /// --cluster: kills of the leader to time.
+    #[arg(long, default_value_t = 20)]
+    failovers: usize,
+    /// Rounds per server (--compare, --cluster), per listener (--tls).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Smaller fill/idle/tube counts (--compare), for smoke runs.
@@ -444,7 +452,7 @@ struct BenchArgs {
     /// generator's wake-ups, not the server, limit what the pipeline workload measures.
     #[arg(long, value_enum, default_value = "auto")]
     spin: Spin,
-    /// Run only the --compare or --tls cases whose name contains this.
+    /// Run only the --compare, --tls or --cluster cases whose name contains this.
     #[arg(long)]
     only: Option<String>,
     #[arg(long, default_value = "/usr/bin/beanstalkd")]
@@ -452,7 +460,7 @@ struct BenchArgs {
     /// sproutd binary (default: next to this sprout binary).
     #[arg(long)]
     sproutd: Option<String>,
-    /// Extra flags for the servers (--compare, --tls), e.g. "-z 1048576".
+    /// Extra flags for the servers (--compare, --tls, --cluster), e.g. "-z 1048576".
     #[arg(long, allow_hyphen_values = true)]
     server_args: Option<String>,
 }
@@ -464,7 +472,14 @@ runs put and cycle at 1, 10 and 100 connections and the handshake workload (conn
 TLS handshake, one command, close) at 1 and 10 connections over each listener, a fresh
 server per measurement, and prints the medians with TLS/plain ratios.
 
---tls (or --ca ...) with --workload: that workload over TLS against --addr.";
+--tls (or --ca ...) with --workload: that workload over TLS against --addr.
+
+--cluster: put, cycle and pubsub at 1 (pubsub: 2), 10 and 100 connections against
+beanstalkd (no binlog, and -b -f0), sproutd -b -f0 (fsync before every acknowledgement,
+as a cluster acknowledges) and a 3-node sproutd cluster on loopback, the clients on its
+leader and on a follower; a fresh server or cluster per measurement. Then --failovers
+kills (-9) of the leader under put load from clients on the other nodes: the time until
+a put sent after the kill is acknowledged, median and max.";
 
 fn sproutd_path(a: &BenchArgs) -> String {
     a.sproutd.clone().unwrap_or_else(|| {
@@ -554,6 +569,29 @@ fn run_bench(addr: &str, conn: &ConnArgs, a: &BenchArgs) -> ExitCode {
     };
     if conn.tls && a.workload.is_none() && !a.compare {
         return run_bench_tls(&rt, a);
+    }
+    if a.cluster {
+        let mut cases = bench_cluster::suite(a.secs);
+        if let Some(only) = &a.only {
+            cases.retain(|c| c.name.contains(only.as_str()));
+        }
+        let opts = bench_cluster::ClusterOpts {
+            beanstalkd: a.beanstalkd.clone(),
+            sproutd: sproutd_path(a),
+            server_args: server_args(a),
+            rounds: a.rounds.max(1),
+            cases,
+            failovers: a.failovers,
+        };
+        let res = rt.block_on(bench_cluster::compare_cluster(&opts));
+        return print_report(res, a.json, |r| {
+            format!(
+                "{}-node cluster on loopback; rounds: {}\n{}",
+                r.nodes,
+                r.rounds,
+                bench_cluster::table(r)
+            )
+        });
     }
     if a.compare {
         let sproutd = sproutd_path(a);

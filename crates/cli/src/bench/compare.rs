@@ -41,7 +41,7 @@ pub(crate) fn start(bin: &str, args: &[String], cpus: Option<usize>) -> io::Resu
 }
 
 /// As `start`, with the port given in `args` (`-p N`).
-fn start_on(bin: &str, args: &[String], cpus: Option<usize>) -> io::Result<Server> {
+pub(crate) fn start_on(bin: &str, args: &[String], cpus: Option<usize>) -> io::Result<Server> {
     let port = args
         .iter()
         .position(|a| a == "-p")
@@ -159,10 +159,10 @@ pub fn binlog_suite(quick: bool, secs: f64) -> Vec<Case> {
 }
 
 /// A fresh binlog directory for one run; removed on drop.
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
 
 impl TempDir {
-    fn new() -> io::Result<TempDir> {
+    pub(crate) fn new() -> io::Result<TempDir> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let p = std::env::temp_dir().join(format!(

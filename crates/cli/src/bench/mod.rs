@@ -1,7 +1,9 @@
 //! `sprout bench`: a load generator for any beanstalkd-protocol server; `--compare`,
 //! which runs the same workloads against beanstalkd and sproutd in one run; and `--tls`,
-//! which runs them against the TLS and the plain listener of one sproutd.
+//! which runs them against the TLS and the plain listener of one sproutd; `--cluster`, which
+//! runs them against beanstalkd, one sproutd and a 3-node cluster and times failovers.
 
+pub mod cluster;
 pub mod compare;
 pub(crate) mod proc;
 pub mod tls;

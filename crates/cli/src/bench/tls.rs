@@ -32,10 +32,12 @@ pub fn suite(secs: f64) -> Vec<Case> {
     v
 }
 
-fn case(w: Workload, conns: usize, secs: f64) -> Case {
+/// `put c=N`-style case of workload `w` (put, cycle, pubsub or handshake).
+pub(crate) fn case(w: Workload, conns: usize, secs: f64) -> Case {
     let name = match w {
         Workload::Put => "put",
         Workload::Cycle => "cycle",
+        Workload::Pubsub => "pubsub",
         _ => "handshake",
     };
     Case {
