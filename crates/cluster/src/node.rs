@@ -81,9 +81,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            heartbeat_ms: 100,
-            election_min_ms: 600,
-            election_max_ms: 900,
+            heartbeat_ms: 50,
+            election_min_ms: 300,
+            election_max_ms: 450,
             max_batch: 4096,
         }
     }

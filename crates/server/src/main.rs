@@ -110,6 +110,11 @@ fn main() {
             listener.describe(),
             cfg.max_job_size,
             match &cfg.binlog_dir {
+                // The Raft log: every append is synced before it counts (-f does not apply).
+                Some(d) if !cfg.cluster.is_empty() => format!(
+                    "{} (cluster mode: the Raft log, fsync before every acknowledgement)",
+                    d.join("raft").display()
+                ),
                 Some(d) => format!(
                     "{} (fsync {}, segment {} bytes)",
                     d.display(),
