@@ -216,6 +216,9 @@ pub struct ClusterStats {
     pub leader_changes: u64,
     /// For `/metrics` only: proposal-to-commit times of this node's batches.
     pub replication_latency: LatencyHist,
+    /// For `/metrics` only, on the leader: per other member, its id and how many entries
+    /// of the leader's log it is not known to have.
+    pub member_lag: Vec<(u64, u64)>,
 }
 
 /// A histogram of durations, for `/metrics`: non-cumulative counts per upper bound (in

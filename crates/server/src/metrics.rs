@@ -137,6 +137,19 @@ fn cluster(o: &mut Out, c: &sprout_protocol::reply::ClusterStats) {
         "Committed entries not yet applied here.",
         n(lag),
     );
+    if !c.member_lag.is_empty() {
+        o.head(
+            "sprout_cluster_member_lag_entries",
+            "gauge",
+            "On the leader: entries of its log each other member is not known to have.",
+        );
+        for (id, lag) in &c.member_lag {
+            let _ = writeln!(
+                o.0,
+                "sprout_cluster_member_lag_entries{{member=\"{id}\"}} {lag}"
+            );
+        }
+    }
     let h = &c.replication_latency;
     let name = "sprout_cluster_replication_latency_seconds";
     o.head(

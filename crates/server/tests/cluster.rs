@@ -35,6 +35,18 @@ fn three_nodes_serve_clients_on_any_node_and_survive_the_leader() {
         assert!(m.lines().any(|x| x == line), "no {line:?} in\n{m}");
     }
     assert!(!m.contains("sprout_cluster_leader_changes_total 0"), "{m}");
+    // The leader knows how far behind each follower is; followers do not say.
+    for other in [f, other] {
+        let series = format!(
+            "sprout_cluster_member_lag_entries{{member=\"{}\"}} ",
+            other + 1
+        );
+        assert!(
+            m.lines().any(|x| x.starts_with(&series)),
+            "no {series:?} in\n{m}"
+        );
+    }
+    assert!(!cl.metrics(f).contains("sprout_cluster_member_lag_entries"));
     assert!(cl
         .metrics(f)
         .contains("sprout_cluster_role{role=\"follower\"} 1"));

@@ -37,6 +37,12 @@ fn cluster_stats(hub: &Hub) -> ClusterStats {
                 commit_index: s.commit,
                 applied_index: s.applied,
                 leader_changes: s.leader_changes,
+                member_lag: n
+                    .members()
+                    .iter()
+                    .filter(|m| m.id != s.id)
+                    .filter_map(|m| Some((m.id, s.last_log.saturating_sub(m.matched?))))
+                    .collect(),
                 replication_latency: LatencyHist {
                     bounds_us: &sprout_cluster::latency::BOUNDS_US,
                     buckets: l.buckets.to_vec(),
