@@ -1,0 +1,142 @@
+//! A cluster of sproutd processes on loopback for the cluster tests: start, kill and
+//! restart nodes, read their stats, wait for an agreed leader.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// How long a cluster gets to elect a leader, or a node to catch up.
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub ports: Vec<u16>,
+    /// Each node's `--http` port (the dashboard and `/metrics`).
+    pub metrics: Vec<u16>,
+    pub list: String,
+    pub nodes: Vec<Option<Server>>,
+}
+
+impl Cluster {
+    pub fn new(n: usize) -> Cluster {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let list = (0..n)
+            .map(|i| format!("{}=127.0.0.1:{}", i + 1, free_port()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            dir: TempDir::new("cluster"),
+            ports,
+            metrics: (0..n).map(|_| free_port()).collect(),
+            list,
+            nodes: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            c.start(i);
+        }
+        c
+    }
+
+    pub fn data(&self, i: usize) -> PathBuf {
+        self.dir.join(&format!("n{}", i + 1))
+    }
+
+    /// Starts node `i` (0-based) without waiting for it.
+    pub fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(&format!("log{}", i + 1)))
+            .unwrap();
+        let child = sproutd()
+            .args(["-l", "127.0.0.1", "-p", &self.ports[i].to_string()])
+            .arg("-b")
+            .arg(self.data(i))
+            .args(["--node-id", &(i + 1).to_string(), "--cluster", &self.list])
+            // The dashboard, with /metrics beside it.
+            .args(["--http", &format!("127.0.0.1:{}", self.metrics[i])])
+            .stderr(log)
+            .spawn()
+            .expect("spawn sproutd");
+        self.nodes[i] = Some(Server {
+            child,
+            addr: Addr::Tcp(self.ports[i]),
+            startup: Duration::ZERO,
+        });
+    }
+
+    /// Node `i`'s `/metrics` text.
+    pub fn metrics(&self, i: usize) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics[i])).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        let mut s = self.nodes[i].take().expect("node running");
+        s.signal(libc::SIGKILL);
+        s.wait_exit(Duration::from_secs(10));
+    }
+
+    pub fn conn(&self, i: usize) -> Conn {
+        Conn::try_connect(&Addr::Tcp(self.ports[i])).expect("connect")
+    }
+
+    /// `stats` of node `i`, or None if it does not answer within 5 s (a node without a
+    /// leader answers from its own state after 2 s).
+    pub fn stats(&self, i: usize) -> Option<HashMap<String, String>> {
+        let mut c = Conn::try_connect(&Addr::Tcp(self.ports[i])).ok()?;
+        c.set_timeout(Duration::from_secs(5));
+        c.try_yaml("stats").ok()
+    }
+
+    /// Polls node `i`'s stats until `f` holds; panics after FORM_TIMEOUT with the
+    /// node's logs.
+    pub fn wait(&self, i: usize, what: &str, f: impl Fn(&HashMap<String, String>) -> bool) {
+        let end = Instant::now() + FORM_TIMEOUT;
+        loop {
+            if self.stats(i).is_some_and(|s| f(&s)) {
+                return;
+            }
+            if Instant::now() >= end {
+                let logs = std::fs::read_to_string(self.dir.join(&format!("log{}", i + 1)))
+                    .unwrap_or_default();
+                panic!("node {}: timed out waiting for {what}\n{logs}", i + 1);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until every running node names the same leader; returns its index.
+    pub fn leader(&self) -> usize {
+        let end = Instant::now() + FORM_TIMEOUT;
+        loop {
+            let seen: Vec<u64> = (0..self.nodes.len())
+                .filter(|&i| self.nodes[i].is_some())
+                .map(|i| {
+                    self.stats(i)
+                        .and_then(|s| s["cluster-leader-id"].parse().ok())
+                        .unwrap_or(0)
+                })
+                .collect();
+            if seen[0] != 0 && seen.iter().all(|&l| l == seen[0]) {
+                let l = seen[0] as usize - 1;
+                if self.nodes[l].is_some() {
+                    return l;
+                }
+            }
+            assert!(Instant::now() < end, "no agreed leader: {seen:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+pub fn stat(s: &HashMap<String, String>, k: &str) -> u64 {
+    s[k].parse().unwrap()
+}
