@@ -129,10 +129,9 @@ impl Node {
     /// Until a leader's append or snapshot reaches it, or it initializes, a node on an
     /// empty directory grants no vote and starts no election: it may have voted before it
     /// lost its data, in a term it no longer knows, and must not vote twice in that term.
-    /// (Whatever term it voted in, the leader that reaches it is at least as recent as
-    /// every term this node knows, and it votes only in later terms from then on... except
-    /// in a term it voted in and forgot that is later than that leader's: the rule does not
-    /// cover a node wiped right after voting in a failed election; see ARCHITECTURE.md.)
+    /// Once a leader reached it, it votes only in terms after that leader's, which covers
+    /// every term it voted in before, unless it voted in a later term than that leader's
+    /// (an election still going on when it was wiped and restarted): see ARCHITECTURE.md.
     pub async fn start<A: Apply>(
         id: NodeId,
         members: &BTreeMap<NodeId, String>,

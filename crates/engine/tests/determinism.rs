@@ -401,3 +401,54 @@ proptest::proptest! {
         snapshot_round_trip(seed, n, cut);
     }
 }
+
+/// What a snapshot of a large engine costs (the time the cluster's applying pauses for):
+/// `cargo test --release -p sprout-engine --test determinism snapshot_cost -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn snapshot_cost() {
+    let mut e = Engine::new();
+    let mut fx = Effects::default();
+    let now = 1_000 * SECOND;
+    let mut conns = Vec::new();
+    for _ in 0..100 {
+        e.apply(now, Input::Connect, &mut fx);
+        let Output::Conn(c) = fx.output else { panic!() };
+        conns.push(c);
+    }
+    let n = 100_000;
+    for k in 0..n {
+        let c = conns[k % conns.len()];
+        let tube = format!("t{}", k % 10);
+        e.apply(now, Input::Command(c, Command::Use(tube)), &mut fx);
+        e.apply(now, Input::PutHeader(c), &mut fx);
+        let Output::Job(id) = fx.output else { panic!() };
+        let h = PutHeader {
+            pri: (k % 1000) as u32,
+            delay: (k % 7 == 0) as u32 * 60,
+            ttr: 60,
+            bytes: 0,
+        };
+        let body = Bytes::from(format!("{k:08} {}", "b".repeat(90)));
+        let p = e.put_admit(c, id, h, body, now).unwrap();
+        e.apply(now, Input::Put(p), &mut fx);
+    }
+    for &c in &conns {
+        e.apply(now, Input::Command(c, Command::Watch("t1".into())), &mut fx);
+        e.apply(now, Input::Command(c, Command::Reserve), &mut fx);
+    }
+    let t = std::time::Instant::now();
+    let bytes = e.snapshot();
+    let took = t.elapsed();
+    let t = std::time::Instant::now();
+    let mut r = Engine::new();
+    r.restore_snapshot(&bytes).unwrap();
+    let restore = t.elapsed();
+    assert_eq!(r.stats(), e.stats());
+    eprintln!(
+        "snapshot of {n} jobs (100-byte bodies): {} bytes, built in {took:?}, restored in \
+         {restore:?}",
+        bytes.len()
+    );
+}

@@ -224,3 +224,45 @@ fn nodes_on_empty_directories_form_the_cluster_together() {
     let id = c.put(0, 0, 60, b"first");
     assert_eq!(cl.conn(l).peek(&format!("peek {id}")).1, b"first");
 }
+
+/// Raft directory size and restart time after `MEASURE_ROUNDS` rounds of `churn` (default
+/// 60: 6,000 puts of 400 bytes, 1,200 reserves and deletes), with snapshots every
+/// `MEASURE_SNAPSHOT_ENTRIES` entries (default 0: none):
+/// `MEASURE_SNAPSHOT_ENTRIES=100 cargo test -p sproutd --test cluster_snapshot measure --
+/// --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_log_and_restart() {
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let every = env("MEASURE_SNAPSHOT_ENTRIES", "0");
+    let rounds: usize = env("MEASURE_ROUNDS", "60").parse().unwrap();
+    let mut cl = Cluster::with_env(
+        3,
+        &[
+            ("SPROUT_RAFT_SNAPSHOT_ENTRIES", &every),
+            ("SPROUT_RAFT_KEEP_ENTRIES", "100"),
+        ],
+    );
+    let l = cl.leader();
+    let f = (l + 1) % 3;
+    let mut live = HashMap::new();
+    let t = Instant::now();
+    churn(&cl, l, 0, rounds, &mut live);
+    let ran = t.elapsed();
+    cl.wait(f, "the follower caught up", |s| {
+        stat(s, "current-jobs-ready") == live.len() as u64
+    });
+    let want = counts(&cl.stats(f).unwrap());
+    let entries = stat(&cl.stats(f).unwrap(), "cluster-commit-index");
+    let (log, snap) = (cl.raft_file(f, "log"), cl.raft_file(f, "snapshot"));
+    cl.kill(f);
+    let t = Instant::now();
+    cl.start(f);
+    cl.wait(f, "the restarted follower's state", |s| counts(s) == want);
+    eprintln!(
+        "snapshots every {every} entries: {} entries in {ran:?}; follower's raft log {log} \
+         bytes, snapshot {snap} bytes; restarted with its state in {:?}",
+        entries,
+        t.elapsed()
+    );
+}
