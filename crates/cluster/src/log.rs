@@ -2,9 +2,12 @@
 //!
 //! `log`: one append-only file of frames (see `codec`), each a record: an entry, a
 //! truncation ("entries from this index on are gone") or a purge ("entries up to this
-//! log id are gone"). At open the file is read back into memory (all entries are kept in
-//! memory: the log is not compacted yet); a torn or corrupt tail, which was never
-//! acknowledged, is cut off. `vote`: the vote, replaced atomically (written to a
+//! log id are gone": a snapshot holds them). At open the file is read back into memory
+//! (the entries not purged are kept in memory); a torn or corrupt tail, which was never
+//! acknowledged, is cut off. Once purged entries (and records they made dead) are most of
+//! the file, a purge rewrites it: the purge record and the live entries go to `log.tmp`,
+//! which is synced and renamed over `log`, so the file stays within about twice the live
+//! log. `vote`: the vote, replaced atomically (written to a
 //! temporary file, synced, renamed, the directory synced).
 //!
 //! All writes go, in order, through one writer thread: it takes every queued request,
@@ -43,30 +46,69 @@ enum RecordRef<'a> {
 #[derive(Default)]
 struct Data {
     entries: BTreeMap<u64, Entry>,
+    /// Each entry's frame size in the file.
+    sizes: BTreeMap<u64, u64>,
+    /// The sum of `sizes`.
+    live: u64,
+    /// The file's length once everything sent to the writer is written.
+    file_len: u64,
     last_purged: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
 }
 
+/// The file is rewritten at a purge once it is over twice the live entries and this.
+const REWRITE_MIN: u64 = 256 << 10;
+
 impl Data {
-    fn apply(&mut self, r: Record) {
+    /// Applies a record whose frame is `size` bytes.
+    fn apply(&mut self, r: Record, size: u64) {
+        self.file_len += size;
         match r {
             Record::Entry(e) => {
-                self.entries.insert(e.log_id.index, e);
+                let i = e.log_id.index;
+                self.entries.insert(i, e);
+                self.live += size;
+                if let Some(old) = self.sizes.insert(i, size) {
+                    self.live -= old;
+                }
             }
             Record::Truncate(i) => {
                 self.entries.split_off(&i);
+                let gone = self.sizes.split_off(&i);
+                self.live -= gone.values().sum::<u64>();
             }
             Record::Purge(id) => {
                 self.entries = self.entries.split_off(&(id.index + 1));
+                let kept = self.sizes.split_off(&(id.index + 1));
+                let gone = std::mem::replace(&mut self.sizes, kept);
+                self.live -= gone.values().sum::<u64>();
                 self.last_purged = Some(id);
             }
         }
+    }
+
+    /// The whole file anew, if it is due for a rewrite: the last purge, then the entries.
+    fn rewrite(&mut self) -> Option<Vec<u8>> {
+        if self.file_len <= 2 * self.live + REWRITE_MIN {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(self.live as usize + 256);
+        if let Some(p) = self.last_purged {
+            codec::frame(&codec::json(&Record::Purge(p)), &mut bytes);
+        }
+        for e in self.entries.values() {
+            codec::frame(&codec::json(&RecordRef::Entry(e)), &mut bytes);
+        }
+        self.file_len = bytes.len() as u64;
+        Some(bytes)
     }
 }
 
 enum Io {
     Records(Vec<u8>, Option<LogFlushed<TypeConfig>>),
     Vote(Vec<u8>, tokio::sync::oneshot::Sender<io::Result<()>>),
+    /// The whole file's new contents (see [`Data::rewrite`]).
+    Rewrite(Vec<u8>),
 }
 
 /// The log store (and, cloned, its reader): the entries in memory, the writer thread
@@ -93,10 +135,13 @@ impl LogStore {
             f.read_to_end(&mut buf)?;
         }
         let mut at = 0;
+        let mut start = 0;
         while let Some(body) = codec::next(&buf, &mut at) {
+            let size = (at - start) as u64;
+            start = at;
             let rec = body.and_then(|b| serde_json::from_slice(b).map_err(codec::invalid));
             match rec {
-                Ok(r) => data.apply(r),
+                Ok(r) => data.apply(r, size),
                 Err(e) => {
                     tracing::warn!(
                         "{}: bad record at {at} ({e}); cut off there",
@@ -116,6 +161,7 @@ impl LogStore {
             file.set_len(at as u64)?;
             file.sync_data()?;
         }
+        data.file_len = at as u64;
         data.vote = read_vote(&dir.join("vote"))?;
         let (tx, rx) = mpsc::channel();
         let dir = dir.to_path_buf();
@@ -145,9 +191,21 @@ impl LogStore {
     ) -> Result<(), StorageError> {
         let mut bytes = Vec::new();
         codec::frame(&codec::json(&r), &mut bytes);
-        self.data().apply(r);
+        let mut d = self.data();
+        d.apply(r, bytes.len() as u64);
+        // Sent under the lock: the writer gets the records in the order they were applied.
+        let io = match d.rewrite() {
+            Some(all) => {
+                tracing::info!(
+                    "raft log: rewritten to its {} live entries",
+                    d.entries.len()
+                );
+                Io::Rewrite(all)
+            }
+            None => Io::Records(bytes, flushed),
+        };
         self.io
-            .send(Io::Records(bytes, flushed))
+            .send(io)
             .map_err(|_| write_err("the log writer is gone"))
     }
 }
@@ -161,7 +219,7 @@ fn read_vote(path: &Path) -> io::Result<Option<Vote<NodeId>>> {
 }
 
 /// Replaces `dir/name` atomically and durably.
-fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn replace(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp: PathBuf = dir.join(format!("{name}.tmp"));
     let mut f = File::create(&tmp)?;
     f.write_all(bytes)?;
@@ -189,6 +247,21 @@ fn writer(mut file: File, dir: PathBuf, rx: mpsc::Receiver<Io>) {
                     let r = flush(&mut file, &mut buf, &mut failed)
                         .and_then(|()| replace(&dir, "vote", &v));
                     let _ = tx.send(r);
+                }
+                Io::Rewrite(all) => {
+                    // The new contents hold everything queued before: that is dropped.
+                    buf.clear();
+                    if failed.is_none() {
+                        let r = replace(&dir, "log", &all)
+                            .and_then(|()| OpenOptions::new().append(true).open(dir.join("log")));
+                        match r {
+                            Ok(f) => file = f,
+                            Err(e) => {
+                                tracing::error!("raft log rewrite failed: {e}");
+                                failed = Some(e.to_string());
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -292,8 +365,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut d = self.data();
             for e in entries {
+                let at = bytes.len();
                 codec::frame(&codec::json(&RecordRef::Entry(&e)), &mut bytes);
-                d.apply(Record::Entry(e));
+                d.apply(Record::Entry(e), (bytes.len() - at) as u64);
             }
         }
         self.io
@@ -307,5 +381,61 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         self.record(Record::Purge(log_id), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Batch, Payload};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(i: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+            payload: EntryPayload::Normal(Batch {
+                now: i,
+                origin: 1,
+                seq: i,
+                items: vec![Payload(vec![b'x'; 1000])],
+            }),
+        }
+    }
+
+    /// A purge leaves the file once purged entries are most of it: the file is rewritten
+    /// with the live entries only, and reads back the same.
+    #[tokio::test]
+    async fn a_purge_rewrites_the_file_to_its_live_entries() {
+        let dir = std::env::temp_dir().join(format!("sprout-log-purge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut bytes = Vec::new();
+        for i in 1..=2000 {
+            codec::frame(&codec::json(&RecordRef::Entry(&entry(i))), &mut bytes);
+        }
+        std::fs::write(dir.join("log"), &bytes).unwrap();
+        let size = |d: &Path| std::fs::metadata(d.join("log")).unwrap().len();
+        assert!(size(&dir) > 2_000_000);
+        let mut log = LogStore::open(&dir).unwrap();
+        let upto = LogId::new(CommittedLeaderId::new(1, 1), 1900);
+        log.purge(upto).await.unwrap();
+        // The vote goes through the writer after the purge: once it is saved, so is that.
+        log.save_vote(&Vote::new(1, 1)).await.unwrap();
+        assert!(size(&dir) < 150_000, "log of {} bytes", size(&dir));
+        drop(log);
+        let mut log = LogStore::open(&dir).unwrap();
+        let st = log.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, Some(upto));
+        assert_eq!(st.last_log_id.map(|l| l.index), Some(2000));
+        let got = log.try_get_log_entries(0..).await.unwrap();
+        assert_eq!(got, (1901..=2000).map(entry).collect::<Vec<_>>());
+        // A small purge does not rewrite.
+        let before = size(&dir);
+        log.purge(LogId::new(CommittedLeaderId::new(1, 1), 1910))
+            .await
+            .unwrap();
+        log.save_vote(&Vote::new(1, 1)).await.unwrap();
+        assert!(size(&dir) > before, "a purge record appended");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,5 +1,6 @@
-//! The peer network: Raft's RPCs (append-entries, vote, install-snapshot) and `propose`
-//! (a follower hands a batch to the leader) over TCP on the `--cluster` address, one
+//! The peer network: Raft's RPCs (append-entries, vote, install-snapshot), `propose`
+//! (a follower hands a batch to the leader) and `probe` (a node on an empty directory asks
+//! whether the cluster exists) over TCP on the `--cluster` address, one
 //! request and its response at a time per connection, each a frame (see `codec`) of JSON.
 
 use std::collections::BTreeMap;
@@ -27,8 +28,80 @@ use crate::{codec, Batch, NodeId, TypeConfig};
 pub(crate) enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
-    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    Snapshot(Chunk),
     Propose(Batch),
+    /// Does the peer belong to an established cluster (see `Node::established`)? A node
+    /// started on an empty directory asks before it initializes anything.
+    Probe,
+}
+
+/// Bytes as a hex string: a snapshot's bytes are binary, and JSON's array of numbers would
+/// take up to four bytes per byte and be slow to read.
+pub(crate) struct Hex(pub(crate) Vec<u8>);
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut t = String::with_capacity(self.0.len() * 2);
+        for &b in &self.0 {
+            t.push(DIGITS[(b >> 4) as usize] as char);
+            t.push(DIGITS[(b & 15) as usize] as char);
+        }
+        s.serialize_str(&t)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = String::deserialize(d)?;
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            _ => Err(serde::de::Error::custom("not a hex digit")),
+        };
+        if t.len() % 2 != 0 {
+            return Err(serde::de::Error::custom("odd hex length"));
+        }
+        t.as_bytes()
+            .chunks(2)
+            .map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?))
+            .collect::<Result<Vec<u8>, _>>()
+            .map(Hex)
+    }
+}
+
+/// An install-snapshot request on the wire (its data in hex).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Chunk {
+    vote: openraft::Vote<NodeId>,
+    meta: openraft::SnapshotMeta<NodeId, BasicNode>,
+    offset: u64,
+    data: Hex,
+    done: bool,
+}
+
+impl From<InstallSnapshotRequest<TypeConfig>> for Chunk {
+    fn from(r: InstallSnapshotRequest<TypeConfig>) -> Chunk {
+        Chunk {
+            vote: r.vote,
+            meta: r.meta,
+            offset: r.offset,
+            data: Hex(r.data),
+            done: r.done,
+        }
+    }
+}
+
+impl From<Chunk> for InstallSnapshotRequest<TypeConfig> {
+    fn from(c: Chunk) -> Self {
+        InstallSnapshotRequest {
+            vote: c.vote,
+            meta: c.meta,
+            offset: c.offset,
+            data: c.data.0,
+            done: c.done,
+        }
+    }
 }
 
 type SnapshotResult =
@@ -41,6 +114,7 @@ pub(crate) enum Response {
     Snapshot(SnapshotResult),
     /// The leader committed the batch, or why not.
     Propose(Result<(), String>),
+    Probe(bool),
 }
 
 pub(crate) async fn write_frame<T: Serialize>(s: &mut TcpStream, v: &T) -> io::Result<()> {
@@ -206,7 +280,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.rpc(Request::Snapshot(rpc), option, |r| match r {
+        self.rpc(Request::Snapshot(rpc.into()), option, |r| match r {
             Response::Snapshot(r) => Some(r),
             _ => None,
         })

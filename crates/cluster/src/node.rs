@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::raft::{AppendEntriesResponse, VoteResponse};
 use openraft::{BasicNode, ServerState};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -76,6 +77,12 @@ pub struct Options {
     pub election_max_ms: u64,
     /// At most this many items in one entry.
     pub max_batch: usize,
+    /// A snapshot is built once this many entries were applied since the last one (0:
+    /// never; the log is then kept whole).
+    pub snapshot_entries: u64,
+    /// Entries a snapshot covers that stay in the log (a follower a little behind catches
+    /// up from them rather than from the snapshot).
+    pub keep_entries: u64,
 }
 
 impl Default for Options {
@@ -85,6 +92,8 @@ impl Default for Options {
             election_min_ms: 300,
             election_max_ms: 450,
             max_batch: 4096,
+            snapshot_entries: 10_000,
+            keep_entries: 1_000,
         }
     }
 }
@@ -101,12 +110,31 @@ pub struct Node {
     leading: std::sync::Mutex<Option<(u64, Instant)>>,
     /// Proposal to commit, per batch this node proposed.
     latency: Recorder,
+    /// Started on an empty directory, and no leader has reached it since: it grants no
+    /// vote and starts no election (see [`Node::start`]).
+    fresh: AtomicBool,
 }
 
 impl Node {
-    /// Opens the log under `dir`, starts Raft and the peer listener on this node's address
-    /// in `members`, and, if the log is new, initializes the cluster with `members` (every
-    /// node does, with the same list: openraft refuses it where a log already exists).
+    /// Opens the log and the last snapshot under `dir`, starts Raft and the peer listener
+    /// on this node's address in `members`.
+    ///
+    /// A node whose directory is empty (no log, no vote, no snapshot) may be new, or may
+    /// have lost its data (a wiped or replaced disk) while the cluster lives on. It asks
+    /// every peer whether it belongs to an established cluster (one that elected a leader):
+    ///
+    /// - if one says so, this node is a member that lost its state: it initializes nothing
+    ///   and waits for the leader to bring it up to date (entries, or a snapshot when the
+    ///   log it needs was purged);
+    /// - once every peer has said no, this is a first start: it initializes the cluster
+    ///   with `members` (every node does, with the same list, giving the same first entry).
+    ///
+    /// Until a leader's append or snapshot reaches it, or it initializes, a node on an
+    /// empty directory grants no vote and starts no election: it may have voted before it
+    /// lost its data, in a term it no longer knows, and must not vote twice in that term.
+    /// Once a leader reached it, it votes only in terms after that leader's, which covers
+    /// every term it voted in before, unless it voted in a later term than that leader's
+    /// (an election still going on when it was wiped and restarted): see ARCHITECTURE.md.
     pub async fn start<A: Apply>(
         id: NodeId,
         members: &BTreeMap<NodeId, String>,
@@ -127,31 +155,37 @@ impl Node {
             heartbeat_interval: opts.heartbeat_ms,
             election_timeout_min: opts.election_min_ms,
             election_timeout_max: opts.election_max_ms,
-            // The log is kept whole for now: no snapshot is built, nothing is purged.
-            snapshot_policy: openraft::SnapshotPolicy::Never,
+            snapshot_policy: if opts.snapshot_entries == 0 {
+                openraft::SnapshotPolicy::Never
+            } else {
+                openraft::SnapshotPolicy::LogsSinceLast(opts.snapshot_entries)
+            },
+            max_in_snapshot_log_to_keep: opts.keep_entries,
+            purge_batch_size: 256,
+            // A chunk is sent, received and (the last one) installed within this: bounded
+            // chunks, and time for the install of a large state on a loaded node.
+            snapshot_max_chunk_size: 1 << 20,
+            install_snapshot_timeout: 10_000,
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(io::Error::other)?);
         let mut log = LogStore::open(dir)?;
         let committed = log.committed();
+        let sm = StateMachine::open(app, dir)?;
         let fresh = {
             use openraft::storage::RaftLogStorage;
             let st = log.get_log_state().await.map_err(io::Error::other)?;
-            st.last_log_id.is_none() && log.read_vote().await.map_err(io::Error::other)?.is_none()
+            st.last_log_id.is_none()
+                && log.read_vote().await.map_err(io::Error::other)?.is_none()
+                && !sm.has_snapshot()
         };
         let contacts = Arc::new(Contacts::default());
         let network = Network(contacts.clone());
-        let raft = Raft::new(id, config, network, log, StateMachine::new(app))
+        let raft = Raft::new(id, config, network, log, sm)
             .await
             .map_err(io::Error::other)?;
         if fresh {
-            let nodes: BTreeMap<NodeId, BasicNode> = members
-                .iter()
-                .map(|(&i, a)| (i, BasicNode::new(a)))
-                .collect();
-            if let Err(e) = raft.initialize(nodes).await {
-                tracing::info!("cluster already initialized: {e}");
-            }
+            raft.runtime_config().elect(false);
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let node = Arc::new(Node {
@@ -164,6 +198,7 @@ impl Node {
             leader_changes: Arc::default(),
             leading: std::sync::Mutex::new(None),
             latency: Recorder::default(),
+            fresh: AtomicBool::new(fresh),
         });
         tokio::spawn(count_leaders(
             node.raft.metrics(),
@@ -171,7 +206,35 @@ impl Node {
         ));
         tokio::spawn(serve(listener, node.clone()));
         tokio::spawn(proposer(node.clone(), rx, opts.max_batch));
+        if fresh {
+            tokio::spawn(bootstrap(node.clone(), members.clone()));
+        }
         Ok(node)
+    }
+
+    /// Whether this node belongs to an established cluster: it has entries beyond the
+    /// first (a leader appended them), a snapshot, applied entries, or a vote a leader
+    /// committed.
+    pub fn established(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.last_log_index.unwrap_or(0) > 0
+            || m.snapshot.is_some()
+            || m.last_applied.is_some()
+            || m.vote.committed
+    }
+
+    /// True while this node started on an empty directory and no leader has reached it
+    /// (it grants no vote then).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh.load(Ordering::Relaxed)
+    }
+
+    /// A leader reached this node, or it initialized the cluster: it votes again.
+    fn settled(&self, why: &str) {
+        if self.fresh.swap(false, Ordering::Relaxed) {
+            tracing::info!("node {}: {why}; votes and elections allowed", self.id);
+            self.raft.runtime_config().elect(true);
+        }
     }
 
     pub fn id(&self) -> NodeId {
@@ -329,14 +392,93 @@ async fn serve(listener: TcpListener, node: Arc<Node>) {
 async fn serve_peer(mut s: TcpStream, node: Arc<Node>) {
     while let Ok(req) = net::read_frame::<Request>(&mut s).await {
         let resp = match req {
-            Request::Append(r) => Response::Append(node.raft.append_entries(r).await),
+            Request::Append(r) => {
+                let r = node.raft.append_entries(r).await;
+                if matches!(&r, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                    node.settled("a leader's append reached it");
+                }
+                Response::Append(r)
+            }
+            Request::Vote(r) if node.is_fresh() => {
+                // See `Node::start`: no vote from a node that may have forgotten one.
+                tracing::info!(
+                    "node {}: vote for {} refused (empty directory, no leader yet)",
+                    node.id,
+                    r.vote
+                );
+                Response::Vote(Ok(VoteResponse {
+                    vote: r.vote,
+                    vote_granted: false,
+                    last_log_id: None,
+                }))
+            }
             Request::Vote(r) => Response::Vote(node.raft.vote(r).await),
-            Request::Snapshot(r) => Response::Snapshot(node.raft.install_snapshot(r).await),
+            Request::Snapshot(r) => {
+                let r = node.raft.install_snapshot(r.into()).await;
+                if r.is_ok() {
+                    node.settled("a leader's snapshot reached it");
+                }
+                Response::Snapshot(r)
+            }
             Request::Propose(b) => Response::Propose(node.commit(b).await),
+            Request::Probe => Response::Probe(node.established()),
         };
         if net::write_frame(&mut s, &resp).await.is_err() {
             return;
         }
+    }
+}
+
+/// On a node started on an empty directory: asks the peers whether the cluster exists
+/// (see [`Node::start`]) until it knows, then initializes it or waits for its leader.
+async fn bootstrap(node: Arc<Node>, members: BTreeMap<NodeId, String>) {
+    let mut peers: Vec<Peer> = members
+        .iter()
+        .filter(|(&i, _)| i != node.id)
+        .map(|(&i, a)| Peer::new(i, a.clone()))
+        .collect();
+    let mut said = Instant::now();
+    loop {
+        if !node.is_fresh() {
+            return;
+        }
+        let mut no = 0;
+        for p in &mut peers {
+            match p.call(&Request::Probe, Duration::from_secs(1)).await {
+                Ok(Response::Probe(true)) => {
+                    tracing::warn!(
+                        "node {}: empty directory, but node {} belongs to an established \
+                         cluster: joining it as the member that lost its state (no vote \
+                         until its leader reaches this node)",
+                        node.id,
+                        p.target
+                    );
+                    return;
+                }
+                Ok(Response::Probe(false)) => no += 1,
+                _ => {}
+            }
+        }
+        if no == peers.len() {
+            let nodes: BTreeMap<NodeId, BasicNode> = members
+                .iter()
+                .map(|(&i, a)| (i, BasicNode::new(a)))
+                .collect();
+            if let Err(e) = node.raft.initialize(nodes).await {
+                tracing::info!("cluster already initialized: {e}");
+            }
+            node.settled("first start: the cluster is initialized");
+            return;
+        }
+        if said.elapsed() >= Duration::from_secs(5) {
+            tracing::warn!(
+                "node {}: empty directory; waiting for every peer to say whether the cluster exists ({no} of {} said no)",
+                node.id,
+                peers.len()
+            );
+            said = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -20,7 +20,9 @@ impl Apply for Shared {
     fn snapshot(&mut self) -> Vec<u8> {
         Vec::new()
     }
-    fn restore(&mut self, _: &[u8]) {}
+    fn restore(&mut self, _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 fn free_port() -> u16 {

@@ -20,8 +20,9 @@ impl Apply for Record {
     fn snapshot(&mut self) -> Vec<u8> {
         serde_json::to_vec(&self.0).unwrap()
     }
-    fn restore(&mut self, s: &[u8]) {
-        self.0 = serde_json::from_slice(s).unwrap();
+    fn restore(&mut self, s: &[u8]) -> Result<(), String> {
+        self.0 = serde_json::from_slice(s).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 
@@ -53,7 +54,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine<Record>, TempDir> for Build
     ) -> Result<(TempDir, LogStore, StateMachine<Record>), StorageError<NodeId>> {
         let dir = temp_dir();
         let log = LogStore::open(&dir.0).expect("open the log");
-        Ok((dir, log, StateMachine::new(Record::default())))
+        let sm = StateMachine::open(Record::default(), &dir.0).expect("open the state machine");
+        Ok((dir, log, sm))
     }
 }
 

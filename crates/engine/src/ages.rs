@@ -72,6 +72,15 @@ impl ReadyAges {
         }
     }
 
+    /// The buckets and the count of empty ones, for a snapshot.
+    pub(crate) fn parts(&self) -> (&VecDeque<(u64, u32)>, usize) {
+        (&self.q, self.empty)
+    }
+
+    pub(crate) fn from_parts(q: VecDeque<(u64, u32)>, empty: usize) -> Self {
+        ReadyAges { q, empty }
+    }
+
     /// When the oldest ready job became ready (see the module note on precision).
     pub(crate) fn oldest(&self) -> Option<u64> {
         self.q.front().map(|e| e.0)

@@ -15,6 +15,7 @@ pub(crate) mod check;
 mod cmd;
 pub(crate) mod conn;
 pub mod heap;
+mod image;
 pub mod job;
 pub mod journal;
 mod machine;

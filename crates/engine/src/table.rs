@@ -190,6 +190,36 @@ impl JobTable {
         }
     }
 
+    /// The slots (empty ones included), the free list and the dead set, for a snapshot.
+    pub(crate) fn parts(&self) -> (&[Option<Job>], &[u32], &roaring::RoaringTreemap) {
+        (&self.slots, &self.free, &self.dead)
+    }
+
+    /// The table a snapshot's parts describe: every job in its slot, the index rebuilt.
+    pub(crate) fn from_parts(
+        slots: Vec<Option<Job>>,
+        free: Vec<u32>,
+        dead: roaring::RoaringTreemap,
+    ) -> Self {
+        let mut t = JobTable {
+            slots,
+            free,
+            dead_n: dead.len(),
+            dead,
+            ..Default::default()
+        };
+        for (s, j) in t.slots.iter().enumerate() {
+            if let Some(j) = j {
+                let h = t.hasher.hash_one(j.id);
+                let (slots, hasher) = (&t.slots, &t.hasher);
+                t.index.insert_unique(h, s as u32, |&s| {
+                    hasher.hash_one(slots[s as usize].as_ref().map_or(0, |j| j.id))
+                });
+            }
+        }
+        t
+    }
+
     pub(crate) fn keys(&self) -> impl Iterator<Item = &JobId> {
         self.iter().map(|(id, _)| id)
     }

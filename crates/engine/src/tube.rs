@@ -182,6 +182,31 @@ impl Tubes {
         }
     }
 
+    /// The slots (empty ones included), the free list and the `list-tubes` order, for a
+    /// snapshot.
+    pub(crate) fn parts(&self) -> (&[Option<Tube>], &[TubeId], &[TubeId]) {
+        (&self.slots, &self.free, &self.list)
+    }
+
+    /// The registry a snapshot's parts describe (the name index rebuilt).
+    pub(crate) fn from_parts(
+        slots: Vec<Option<Tube>>,
+        free: Vec<TubeId>,
+        list: Vec<TubeId>,
+    ) -> Self {
+        let by_name = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().map(|t| (t.name.clone(), i as TubeId)))
+            .collect();
+        Tubes {
+            slots,
+            free,
+            by_name,
+            list,
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }

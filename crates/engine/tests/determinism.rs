@@ -6,8 +6,9 @@
 
 use bytes::Bytes;
 use sprout_engine::{ConnId, Effects, Engine, Input, Output, SECOND};
+use sprout_protocol::command::ListState;
 use sprout_protocol::command::PutHeader;
-use sprout_protocol::{Command, Reply};
+use sprout_protocol::{Backoff, Command, Exhaust, PolicySet, Reply};
 
 /// xorshift64*: no rand dependency, and the same numbers everywhere.
 struct Rng(u64);
@@ -35,10 +36,54 @@ fn engine() -> Engine {
     e
 }
 
-/// A random command for connection `c`; ids around the ones handed out so far.
-fn command(r: &mut Rng, next_id: u64) -> Command {
+/// One of sprout's own commands (flush, batches, policies, moves, priorities, listings).
+fn ext_command(r: &mut Rng, id: u64, tube: String) -> Command {
+    match r.below(8) {
+        0 => Command::FlushTube(tube),
+        1 => Command::ReserveBatch {
+            max: 1 + r.below(3) as u32,
+            timeout: r.below(2) as u32,
+        },
+        2 => Command::ListJobs {
+            tube,
+            state: *r.pick(&[ListState::Ready, ListState::Buried, ListState::Reserved]),
+            after: 0,
+            limit: 5,
+        },
+        3 => Command::Reprioritize {
+            id,
+            pri: r.below(2000) as u32,
+        },
+        4 => Command::MoveJob { id, tube },
+        5 => Command::TubePolicy {
+            tube,
+            set: Some(PolicySet::MaxReserves(r.below(3) as u32)),
+        },
+        6 => Command::TubePolicy {
+            tube,
+            set: Some(
+                r.pick(&[
+                    PolicySet::RetryBackoff(Backoff::Fixed(1)),
+                    PolicySet::MaxReady(3),
+                ])
+                .clone(),
+            ),
+        },
+        _ => Command::TubePolicy {
+            tube,
+            set: Some(PolicySet::OnExhaust(Exhaust::Tube("c".into()))),
+        },
+    }
+}
+
+/// A random command for connection `c`; ids around the ones handed out so far; with
+/// `ext`, sprout's own commands too.
+fn command(r: &mut Rng, next_id: u64, ext: bool) -> Command {
     let id = r.below(next_id + 2);
     let tube = r.pick(&TUBES).to_string();
+    if ext && r.below(5) == 0 {
+        return ext_command(r, id, tube);
+    }
     match r.below(24) {
         0..=2 => Command::ReserveWithTimeout(r.below(3) as u32),
         3 => Command::Reserve,
@@ -87,6 +132,11 @@ fn command(r: &mut Rng, next_id: u64) -> Command {
 /// Records `n` inputs by driving engine `e` (whose state decides which inputs make sense:
 /// only live connections act, a connection waiting in reserve only waits or leaves).
 fn record(seed: u64, n: usize, e: &mut Engine) -> Vec<(u64, Input)> {
+    record_with(seed, n, e, false)
+}
+
+/// `record`, with sprout's own commands (and `put-unique`) among the inputs if `ext`.
+fn record_with(seed: u64, n: usize, e: &mut Engine, ext: bool) -> Vec<(u64, Input)> {
     let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut now = 1_000 * SECOND;
     let mut conns: Vec<ConnId> = Vec::new();
@@ -140,7 +190,10 @@ fn record(seed: u64, n: usize, e: &mut Engine) -> Vec<(u64, Input)> {
             let body = Bytes::from(format!("job {id} {}", r.next()));
             if r.below(10) == 0 {
                 step(&mut inputs, now, Input::CountPut, e, &mut fx);
-            } else if let Ok(p) = e.put_admit(c, id, h, body, now) {
+            } else if let Ok(p) = {
+                let key = (ext && r.below(3) == 0).then(|| format!("k{}", r.below(8)));
+                e.put_admit_key(c, id, h, body, key.as_deref(), now)
+            } {
                 step(&mut inputs, now, Input::Put(p), e, &mut fx);
             }
         } else if k < 33 && !waiting.is_empty() {
@@ -156,7 +209,7 @@ fn record(seed: u64, n: usize, e: &mut Engine) -> Vec<(u64, Input)> {
             step(
                 &mut inputs,
                 now,
-                Input::Command(c, command(&mut r, next_id)),
+                Input::Command(c, command(&mut r, next_id, ext)),
                 e,
                 &mut fx,
             );
@@ -264,4 +317,138 @@ fn dump_sees_differences() {
     assert_ne!(base, run("x", "b", false));
     assert_ne!(base, run("x", "a", true));
     fx.clear();
+}
+
+/// Applies `inputs` to `e`, comparing each step's effects with `other`'s if given.
+fn replay(e: &mut Engine, mut other: Option<&mut Engine>, inputs: &[(u64, Input)], what: &str) {
+    let (mut fa, mut fb) = (Effects::default(), Effects::default());
+    for (i, (now, input)) in inputs.iter().enumerate() {
+        e.apply(*now, input.clone(), &mut fa);
+        if let Some(o) = other.as_deref_mut() {
+            o.apply(*now, input.clone(), &mut fb);
+            assert_eq!(fa, fb, "{what}: effects differ at input {i}: {input:?}");
+        }
+    }
+}
+
+/// Snapshot and restore: an engine restored from another's snapshot, half-way through a
+/// run, holds the same state (dumps equal) and answers the rest of the inputs exactly as
+/// the original does, with the same stats at the end; and the snapshot is deterministic
+/// (equal engines give equal bytes).
+fn snapshot_round_trip(seed: u64, n: usize, cut: usize) -> (usize, usize) {
+    let mut rec = engine();
+    let inputs = record_with(seed, n, &mut rec, true);
+    let cut = cut.min(inputs.len());
+    let mut a = engine();
+    replay(&mut a, None, &inputs[..cut], "prefix");
+    let bytes = a.snapshot();
+    let mut b = engine();
+    b.restore_snapshot(&bytes).unwrap();
+    assert_eq!(
+        a.dump(),
+        b.dump(),
+        "seed {seed}: state differs after restore at {cut}"
+    );
+    assert_eq!(
+        bytes,
+        b.snapshot(),
+        "seed {seed}: the restored engine's snapshot differs"
+    );
+    b.check_invariants().unwrap();
+    replay(
+        &mut a,
+        Some(&mut b),
+        &inputs[cut..],
+        &format!("seed {seed} cut {cut}"),
+    );
+    assert_eq!(a.dump(), b.dump(), "seed {seed}: final state differs");
+    assert_eq!(a.stats(), b.stats(), "seed {seed}: stats differ");
+    (a.stats().total_jobs as usize, bytes.len())
+}
+
+#[test]
+fn a_restored_snapshot_behaves_as_the_original() {
+    let mut jobs = 0;
+    for seed in 1..=8 {
+        jobs += snapshot_round_trip(seed, 3000, 1500).0;
+    }
+    assert!(jobs > 1500, "too few jobs put: {jobs}");
+}
+
+#[test]
+fn a_malformed_snapshot_is_refused_and_changes_nothing() {
+    let mut a = engine();
+    record_with(3, 500, &mut a, true);
+    let bytes = a.snapshot();
+    let mut b = engine();
+    let before = b.dump();
+    for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+        assert!(b.restore_snapshot(&bytes[..cut]).is_err(), "cut at {cut}");
+        assert_eq!(b.dump(), before);
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(b.restore_snapshot(&longer).is_err());
+    let mut other = bytes;
+    other[0] = 99;
+    assert!(b.restore_snapshot(&other).is_err());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    #[test]
+    fn snapshot_at_any_point_round_trips(seed in 1u64..1_000_000, n in 10usize..1200, cut in 0usize..1200) {
+        snapshot_round_trip(seed, n, cut);
+    }
+}
+
+/// What a snapshot of a large engine costs (the time the cluster's applying pauses for):
+/// `cargo test --release -p sprout-engine --test determinism snapshot_cost -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore]
+fn snapshot_cost() {
+    let mut e = Engine::new();
+    let mut fx = Effects::default();
+    let now = 1_000 * SECOND;
+    let mut conns = Vec::new();
+    for _ in 0..100 {
+        e.apply(now, Input::Connect, &mut fx);
+        let Output::Conn(c) = fx.output else { panic!() };
+        conns.push(c);
+    }
+    let n = 100_000;
+    for k in 0..n {
+        let c = conns[k % conns.len()];
+        let tube = format!("t{}", k % 10);
+        e.apply(now, Input::Command(c, Command::Use(tube)), &mut fx);
+        e.apply(now, Input::PutHeader(c), &mut fx);
+        let Output::Job(id) = fx.output else { panic!() };
+        let h = PutHeader {
+            pri: (k % 1000) as u32,
+            delay: (k % 7 == 0) as u32 * 60,
+            ttr: 60,
+            bytes: 0,
+        };
+        let body = Bytes::from(format!("{k:08} {}", "b".repeat(90)));
+        let p = e.put_admit(c, id, h, body, now).unwrap();
+        e.apply(now, Input::Put(p), &mut fx);
+    }
+    for &c in &conns {
+        e.apply(now, Input::Command(c, Command::Watch("t1".into())), &mut fx);
+        e.apply(now, Input::Command(c, Command::Reserve), &mut fx);
+    }
+    let t = std::time::Instant::now();
+    let bytes = e.snapshot();
+    let took = t.elapsed();
+    let t = std::time::Instant::now();
+    let mut r = Engine::new();
+    r.restore_snapshot(&bytes).unwrap();
+    let restore = t.elapsed();
+    assert_eq!(r.stats(), e.stats());
+    eprintln!(
+        "snapshot of {n} jobs (100-byte bodies): {} bytes, built in {took:?}, restored in \
+         {restore:?}",
+        bytes.len()
+    );
 }

@@ -34,7 +34,11 @@ pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 async fn answer(hub: &Hub, req: u64, rx: oneshot::Receiver<Answer>) -> Option<Answer> {
     match tokio::time::timeout(COMMIT_TIMEOUT, rx).await {
         Ok(Ok(a)) => Some(a),
-        _ => {
+        Ok(Err(_)) => {
+            tracing::info!("request dropped (a snapshot was installed): closing the connection");
+            None
+        }
+        Err(_) => {
             hub.forget(req);
             tracing::warn!("no commit within {COMMIT_TIMEOUT:?}: closing the connection");
             None

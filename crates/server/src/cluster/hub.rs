@@ -304,12 +304,67 @@ impl Apply for App {
     }
 
     fn snapshot(&mut self) -> Vec<u8> {
-        // Not built: the log is kept whole (SnapshotPolicy::Never).
-        tracing::error!("snapshots of the engine are not supported yet");
-        Vec::new()
+        let hub = &self.0;
+        let st = hub.shared.lock();
+        let r = hub.routes();
+        let mut out = Vec::new();
+        let mut put = |v: u64| out.extend_from_slice(&v.to_le_bytes());
+        put(r.now);
+        for m in [&r.owners, &r.headers] {
+            put(m.len() as u64);
+            for (&k, &v) in m {
+                put(k);
+                put(v);
+            }
+        }
+        out.extend_from_slice(&st.engine.snapshot());
+        out
     }
 
-    fn restore(&mut self, _: &[u8]) {
-        tracing::error!("snapshots of the engine are not supported yet: nothing restored");
+    /// The replicated state (the engine, the sessions' nodes and put ids, the time) is the
+    /// snapshot's. What this node was waiting for, from entries the snapshot covers, will
+    /// never be applied here: its requests in flight and its reserves waiting are dropped,
+    /// so those connections close (and their tasks end their sessions through the log,
+    /// which returns their reservations). Its idle connections go on.
+    fn restore(&mut self, b: &[u8]) -> Result<(), String> {
+        let hub = &self.0;
+        let bad = || "snapshot: malformed routing state".to_string();
+        let mut at = 0;
+        let mut get = || -> Result<u64, String> {
+            let v = b.get(at..at + 8).ok_or_else(bad)?;
+            at += 8;
+            Ok(u64::from_le_bytes(v.try_into().map_err(|_| bad())?))
+        };
+        let now = get()?;
+        let mut maps = [BTreeMap::new(), BTreeMap::new()];
+        for m in &mut maps {
+            let n = get()?;
+            for _ in 0..n {
+                let k = get()?;
+                m.insert(k, get()?);
+            }
+        }
+        let [owners, headers] = maps;
+        let mut st = hub.shared.lock();
+        let mut r = hub.routes();
+        st.engine.restore_snapshot(&b[at..])?;
+        r.owners = owners;
+        r.headers = headers;
+        r.now = now;
+        let dropped = r.pending.len() + r.waiters.len();
+        if dropped > 0 {
+            tracing::warn!(
+                "snapshot installed: {dropped} requests and waits of this node's clients \
+                 dropped (their connections close)"
+            );
+        }
+        r.pending.clear();
+        r.waiters.clear();
+        // Ticks this node proposed may be inside the snapshot: the ticker must not wait
+        // for them to be applied.
+        r.ticks_applied += 1 << 32;
+        drop((r, st));
+        hub.applied.notify_waiters();
+        Ok(())
     }
 }

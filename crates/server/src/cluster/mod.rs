@@ -158,6 +158,21 @@ async fn ticker(hub: Arc<Hub>, node: Arc<Node>) {
     }
 }
 
+/// The node's options. `SPROUT_RAFT_SNAPSHOT_ENTRIES` (0: no snapshots) and
+/// `SPROUT_RAFT_KEEP_ENTRIES` change when snapshots are built and how much log they leave:
+/// for tests and measurements, not a documented setting.
+fn options() -> Options {
+    let mut o = Options::default();
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = env("SPROUT_RAFT_SNAPSHOT_ENTRIES") {
+        o.snapshot_entries = n;
+    }
+    if let Some(n) = env("SPROUT_RAFT_KEEP_ENTRIES") {
+        o.keep_entries = n;
+    }
+    o
+}
+
 /// Runs a cluster node until SIGTERM/SIGINT. Returns the process exit code.
 pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
     let cfg = &shared.config;
@@ -174,7 +189,7 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
         &dir.join("raft"),
         App(hub.clone()),
         Arc::new(move || clock.now()),
-        Options::default(),
+        options(),
     )
     .await
     {

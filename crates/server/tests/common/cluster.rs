@@ -17,10 +17,17 @@ pub struct Cluster {
     pub metrics: Vec<u16>,
     pub list: String,
     pub nodes: Vec<Option<Server>>,
+    /// Environment variables every node is started with.
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
     pub fn new(n: usize) -> Cluster {
+        Cluster::with_env(n, &[])
+    }
+
+    /// A cluster whose nodes run with these environment variables.
+    pub fn with_env(n: usize, env: &[(&str, &str)]) -> Cluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let list = (0..n)
             .map(|i| format!("{}=127.0.0.1:{}", i + 1, free_port()))
@@ -32,6 +39,10 @@ impl Cluster {
             metrics: (0..n).map(|_| free_port()).collect(),
             list,
             nodes: (0..n).map(|_| None).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for i in 0..n {
             c.start(i);
@@ -57,6 +68,7 @@ impl Cluster {
             .args(["--node-id", &(i + 1).to_string(), "--cluster", &self.list])
             // The dashboard, with /metrics beside it.
             .args(["--http", &format!("127.0.0.1:{}", self.metrics[i])])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stderr(log)
             .spawn()
             .expect("spawn sproutd");
@@ -76,6 +88,16 @@ impl Cluster {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
+    }
+
+    /// Node `i`'s log (its stderr, all runs).
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(&format!("log{}", i + 1))).unwrap_or_default()
+    }
+
+    /// The size of the file `name` in node `i`'s Raft directory (0 if there is none).
+    pub fn raft_file(&self, i: usize, name: &str) -> u64 {
+        std::fs::metadata(self.data(i).join("raft").join(name)).map_or(0, |m| m.len())
     }
 
     pub fn kill(&mut self, i: usize) {
