@@ -312,10 +312,13 @@ impl Node {
         // A leader cut off from the majority does not know it is deposed: it says it has
         // no leader once no majority has answered it for a while.
         let cut_off = role == Role::Leader && m.millis_since_quorum_ack.is_some_and(|ms| ms > 2000);
+        // A node outside the membership (removed, or not added yet) has no leader to serve
+        // its clients.
+        let outside = m.membership_config.membership().get_node(&self.id).is_none();
         Status {
             id: self.id,
             role,
-            leader: if cut_off {
+            leader: if cut_off || outside {
                 0
             } else {
                 m.current_leader.unwrap_or(0)

@@ -31,7 +31,8 @@ fn members(s: &HashMap<String, String>) -> Vec<u64> {
         .collect()
 }
 
-/// Polls until the running nodes `among` all name one leader, itself one of them;
+/// Polls (`cluster-status`, answered at once) until the running nodes `among` all name
+/// one leader, itself one of them;
 /// returns its index. Panics after FORM_TIMEOUT.
 fn leader_among(cl: &Cluster, among: &[usize]) -> usize {
     let end = Instant::now() + FORM_TIMEOUT;
@@ -39,8 +40,8 @@ fn leader_among(cl: &Cluster, among: &[usize]) -> usize {
         let seen: Vec<u64> = among
             .iter()
             .map(|&i| {
-                cl.stats(i)
-                    .and_then(|s| s["cluster-leader-id"].parse().ok())
+                cl.status(i)
+                    .and_then(|s| s["leader-id"].parse().ok())
                     .unwrap_or(0)
             })
             .collect();
