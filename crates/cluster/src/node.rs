@@ -432,6 +432,9 @@ impl Node {
                     Err(e) => Err(failed(format!("leader {l}: {e}"))),
                 }
             }
+            None if !self.is_member(self.id) => {
+                Err(failed("this node is not a member: ask one of the cluster's"))
+            }
             None => Err(failed("no leader")),
         }
     }
