@@ -1754,21 +1754,20 @@ fn cluster_add_transfer_leader_and_remove() {
         addr: Addr::Tcp(port),
         startup: Duration::ZERO,
     };
-    wait_until("node 2 listening", || {
-        Conn::try_connect(&s2.addr).is_ok()
-    });
+    wait_until("node 2 listening", || Conn::try_connect(&s2.addr).is_ok());
     // Asked of the new node itself, which knows no leader yet.
     let add = format!("2=127.0.0.1:{p2}");
     let out = sprout(&s2, &["cluster", "add", &add]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("CLUSTER_ERROR this node is not a member"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("CLUSTER_ERROR this node is not a member"),
+        "{}",
+        out.stderr
+    );
     let out = sprout(&s1, &["cluster", "add", &add]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.text().contains("node 2 (127.0.0.1:"),
-        "{}",
-        out.text()
-    );
+    assert!(out.text().contains("node 2 (127.0.0.1:"), "{}", out.text());
     let status = |s: &Server| -> Value {
         let out = sprout(s, &["cluster", "status", "--json"]);
         assert_eq!(out.code, 0, "{}", out.stderr);

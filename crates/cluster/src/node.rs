@@ -151,10 +151,7 @@ fn failed(e: impl std::fmt::Display) -> AdminError {
 
 /// openraft's refusal of a membership change, in a few words where it is a usual one.
 fn change_error(
-    e: openraft::error::RaftError<
-        NodeId,
-        openraft::error::ClientWriteError<NodeId, BasicNode>,
-    >,
+    e: openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>,
 ) -> AdminError {
     use openraft::error::{ChangeMembershipError as C, ClientWriteError as W, RaftError};
     match e {
@@ -314,7 +311,11 @@ impl Node {
         let cut_off = role == Role::Leader && m.millis_since_quorum_ack.is_some_and(|ms| ms > 2000);
         // A node outside the membership (removed, or not added yet) has no leader to serve
         // its clients.
-        let outside = m.membership_config.membership().get_node(&self.id).is_none();
+        let outside = m
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_none();
         Status {
             id: self.id,
             role,
@@ -432,9 +433,9 @@ impl Node {
                     Err(e) => Err(failed(format!("leader {l}: {e}"))),
                 }
             }
-            None if !self.is_member(self.id) => {
-                Err(failed("this node is not a member: ask one of the cluster's"))
-            }
+            None if !self.is_member(self.id) => Err(failed(
+                "this node is not a member: ask one of the cluster's",
+            )),
             None => Err(failed("no leader")),
         }
     }

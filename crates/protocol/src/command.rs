@@ -78,7 +78,10 @@ pub enum Command {
     },
     /// `cluster-add <id> <host:port>`: a cluster node adds a member (answered by the
     /// node, through the leader; never logged as a command).
-    ClusterAdd { id: u64, addr: String },
+    ClusterAdd {
+        id: u64,
+        addr: String,
+    },
     /// `cluster-remove <id>`
     ClusterRemove(u64),
     /// `cluster-transfer-leader <id>`

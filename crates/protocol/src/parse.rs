@@ -179,8 +179,12 @@ fn node_id(s: &[u8]) -> Result<u64, LineError> {
 fn parse_cluster_add(rest: &[u8]) -> Parsed {
     let (id, rest) = read_uint(rest, u64::MAX)?;
     let (addr, tail) = word_arg(rest);
-    let port = addr.iter().rposition(|&b| b == b':').map(|i| &addr[i + 1..]);
-    let port_ok = port.is_some_and(|p| std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok()));
+    let port = addr
+        .iter()
+        .rposition(|&b| b == b':')
+        .map(|i| &addr[i + 1..]);
+    let port_ok =
+        port.is_some_and(|p| std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok()));
     if id == 0 || !tail.is_empty() || addr.len() > 255 || !port_ok || addr[0] == b':' {
         return Err(LineError::BadFormat);
     }

@@ -51,7 +51,10 @@ fn leader_among(cl: &Cluster, among: &[usize]) -> usize {
         {
             return seen[0] as usize - 1;
         }
-        assert!(Instant::now() < end, "no agreed leader among {among:?}: {seen:?}");
+        assert!(
+            Instant::now() < end,
+            "no agreed leader among {among:?}: {seen:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -202,7 +205,9 @@ fn transfer_leadership_and_errors() {
     );
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let puts = putter.join().expect("every put during the transfer succeeded");
+    let puts = putter
+        .join()
+        .expect("every put during the transfer succeeded");
     assert!(puts > 0);
     cl.wait(l, "every put applied", |s| {
         stat(s, "current-jobs-ready") == puts
@@ -256,7 +261,10 @@ fn a_single_server_has_no_membership_commands() {
         c.cmd("cluster-add 4 127.0.0.1:7000"),
         "CLUSTER_ERROR not a cluster node"
     );
-    assert_eq!(c.cmd("cluster-remove 2"), "CLUSTER_ERROR not a cluster node");
+    assert_eq!(
+        c.cmd("cluster-remove 2"),
+        "CLUSTER_ERROR not a cluster node"
+    );
     assert_eq!(
         c.cmd("cluster-transfer-leader 2"),
         "CLUSTER_ERROR not a cluster node"

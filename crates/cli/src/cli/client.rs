@@ -179,7 +179,7 @@ impl Client {
         self.c.set_limit(limit);
     }
 
-        /// [`Error::Unsupported`] for `cmd` (its name) answered by `reply`.
+    /// [`Error::Unsupported`] for `cmd` (its name) answered by `reply`.
     pub(crate) fn unsupported(&self, cmd: &str, reply: &Reply) -> Error {
         Error::Unsupported {
             addr: self.addr.clone(),

@@ -115,8 +115,7 @@ async fn ticker(hub: Arc<Hub>, node: Arc<Node>) {
     let mut members: std::collections::BTreeSet<NodeId> = Default::default();
     let mut removed: std::collections::BTreeSet<NodeId> = Default::default();
     loop {
-        let now: std::collections::BTreeSet<NodeId> =
-            node.members().iter().map(|m| m.id).collect();
+        let now: std::collections::BTreeSet<NodeId> = node.members().iter().map(|m| m.id).collect();
         removed.extend(members.difference(&now).filter(|&&n| n != node.id()));
         removed.retain(|n| !now.contains(n));
         members = now;
