@@ -500,6 +500,25 @@ impl Node {
                 if node(id).is_none() {
                     return Err(AdminError::NotFound);
                 }
+                if id == self.id && voters.len() > 1 {
+                    // The leader itself: it hands over to the voter furthest along (one
+                    // planned election rather than a race among the others), which then
+                    // removes it.
+                    let matched = |v: &NodeId| {
+                        let r = m.replication.as_ref().and_then(|r| r.get(v).cloned());
+                        r.flatten().map(|l| l.index)
+                    };
+                    let to = voters
+                        .iter()
+                        .copied()
+                        .filter(|&v| v != id)
+                        .max_by_key(|v| matched(v))
+                        .unwrap_or(id);
+                    let addr = node(to).map(|n| n.addr).unwrap_or_default();
+                    self.hand_over(to, &ms).await?;
+                    drop(_one);
+                    return self.removed_by(to, addr).await;
+                }
                 let ids = std::collections::BTreeSet::from([id]);
                 let change = if voters.contains(&id) {
                     if voters.len() == 1 {
@@ -525,25 +544,57 @@ impl Node {
                         Some(_) => Err(failed(format!("node {id} is a learner"))),
                     };
                 }
-                let held: Vec<(NodeId, String)> = voters
-                    .iter()
-                    .filter(|&&v| v != id && v != self.id)
-                    .filter_map(|&v| Some((v, node(v)?.addr)))
-                    .collect();
-                let target = node(id).map(|n| n.addr).unwrap_or_default();
-                self.transferring.store(true, Ordering::Relaxed);
-                let r = self.transfer(id, target, &held).await;
-                self.transferring.store(false, Ordering::Relaxed);
-                self.raft.runtime_config().heartbeat(true);
-                if !self.is_fresh() {
-                    self.raft.runtime_config().elect(true);
+                self.hand_over(id, &ms).await
+            }
+        }
+    }
+
+    /// Hands leadership to the voter `id` (see [`Node::transfer`]); on every outcome this
+    /// node commits and heartbeats again, and the voters held may elect again.
+    async fn hand_over(
+        &self,
+        id: NodeId,
+        ms: &openraft::Membership<NodeId, BasicNode>,
+    ) -> Result<(), AdminError> {
+        let addr = |v: NodeId| ms.get_node(&v).map(|n| n.addr.clone());
+        let held: Vec<(NodeId, String)> = ms
+            .voter_ids()
+            .filter(|&v| v != id && v != self.id)
+            .filter_map(|v| Some((v, addr(v)?)))
+            .collect();
+        let target = addr(id).unwrap_or_default();
+        self.transferring.store(true, Ordering::Relaxed);
+        let r = self.transfer(id, target, &held).await;
+        self.transferring.store(false, Ordering::Relaxed);
+        self.raft.runtime_config().heartbeat(true);
+        if !self.is_fresh() {
+            self.raft.runtime_config().elect(true);
+        }
+        for (v, addr) in held {
+            let _ = Peer::new(v, addr)
+                .call(&Request::Hold(0), Duration::from_secs(1))
+                .await;
+        }
+        r
+    }
+
+    /// After this leader handed over to `to`: asks `to` to remove this node (retried
+    /// for a little while, should `to` not have taken office yet).
+    async fn removed_by(&self, to: NodeId, addr: String) -> Result<(), AdminError> {
+        let req = Request::Admin(Admin::Remove { id: self.id });
+        let mut peer = Peer::new(to, addr);
+        let end = Instant::now() + TRANSFER_TIMEOUT;
+        loop {
+            let r = match peer.call(&req, CATCH_UP_TIMEOUT).await {
+                Ok(Response::Admin(r)) => r,
+                Ok(_) => Err(failed("leader: response of another kind")),
+                Err(e) => Err(failed(format!("leader {to}: {e}"))),
+            };
+            match r {
+                Err(AdminError::Failed(_)) if Instant::now() < end => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                for (v, addr) in held {
-                    let _ = Peer::new(v, addr)
-                        .call(&Request::Hold(0), Duration::from_secs(1))
-                        .await;
-                }
-                r
+                r => return r,
             }
         }
     }
