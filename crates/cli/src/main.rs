@@ -256,6 +256,23 @@ enum ClusterCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Add a node: it becomes a learner, catches up (all the jobs), then a voter. Start it
+    /// first, on an empty directory, with --cluster listing the members and itself.
+    Add {
+        /// The new node's id and peer address (its --cluster entry), e.g. 4=10.0.0.4:7000.
+        #[arg(value_name = "ID=HOST:PORT", value_parser = sprout::cli::cluster::parse_member)]
+        member: (u64, String),
+    },
+    /// Remove a node (the leader too: a new one is elected among the others).
+    Remove {
+        /// The node's id.
+        id: u64,
+    },
+    /// Hand leadership to a voter; done once the new leader is seen.
+    TransferLeader {
+        /// The node's id.
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -696,6 +713,13 @@ fn main() -> ExitCode {
         }
         Cmd::Work(a) => return sprout::work::run(t.clone(), a),
         Cmd::Cluster(ClusterCmd::Status { json }) => sprout::cli::cluster::status(t, json),
+        Cmd::Cluster(ClusterCmd::Add { member: (id, addr) }) => {
+            sprout::cli::cluster::add(t, id, &addr)
+        }
+        Cmd::Cluster(ClusterCmd::Remove { id }) => sprout::cli::cluster::remove(t, id),
+        Cmd::Cluster(ClusterCmd::TransferLeader { id }) => {
+            sprout::cli::cluster::transfer_leader(t, id)
+        }
         Cmd::Stats { tube, job, json } => {
             let of = match (tube, job) {
                 (Some(t), _) => StatsOf::Tube(t),

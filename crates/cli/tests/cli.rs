@@ -1728,3 +1728,81 @@ fn cluster_status_of_a_one_node_cluster_and_of_a_single_server() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("UNKNOWN_COMMAND"), "{}", out.stderr);
 }
+
+#[test]
+fn cluster_add_transfer_leader_and_remove() {
+    let dir = TempDir::new("cluster-members");
+    let (p1, p2) = (free_port(), free_port());
+    let d1 = dir.join("n1").to_str().unwrap().to_string();
+    let d2 = dir.join("n2").to_str().unwrap().to_string();
+    let one = format!("1=127.0.0.1:{p1}");
+    let both = format!("{one},2=127.0.0.1:{p2}");
+    let s1 = Server::start(&["-b", &d1, "--node-id", "1", "--cluster", &one]);
+    s1.conn().put(0, 0, 60, b"before");
+    // Node 2 on an empty directory: node 1's cluster exists, so it waits to be added.
+    // (Not `Server::start`, whose readiness check wants `stats` within 500 ms: a node
+    // without a leader answers it after 2 s.)
+    let port = free_port();
+    let child = sproutd()
+        .args(["-l", "127.0.0.1", "-p", &port.to_string(), "-b", &d2])
+        .args(["--node-id", "2", "--cluster", &both])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s2 = Server {
+        child,
+        addr: Addr::Tcp(port),
+        startup: Duration::ZERO,
+    };
+    wait_until("node 2 listening", || Conn::try_connect(&s2.addr).is_ok());
+    // Asked of the new node itself, which knows no leader yet.
+    let add = format!("2=127.0.0.1:{p2}");
+    let out = sprout(&s2, &["cluster", "add", &add]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("CLUSTER_ERROR this node is not a member"),
+        "{}",
+        out.stderr
+    );
+    let out = sprout(&s1, &["cluster", "add", &add]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.text().contains("node 2 (127.0.0.1:"), "{}", out.text());
+    let status = |s: &Server| -> Value {
+        let out = sprout(s, &["cluster", "status", "--json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = status(&s1);
+    assert_eq!(v["members"][1]["id"], 2, "{v}");
+    assert_eq!(v["members"][1]["role"], "voter", "{v}");
+    wait_until("node 2 has the job", || {
+        s2.conn().stat("stats", "current-jobs-ready") == "1"
+    });
+
+    let out = sprout(&s1, &["cluster", "transfer-leader", "2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(status(&s1)["leader-id"], 2);
+    assert_eq!(status(&s2)["role"], "leader");
+
+    let out = sprout(&s2, &["cluster", "remove", "1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = status(&s2);
+    assert_eq!(v["members"].as_array().unwrap().len(), 1, "{v}");
+    let out = sprout(&s2, &["cluster", "remove", "9"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("NOT_FOUND"), "{}", out.stderr);
+    let out = sprout(&s2, &["cluster", "add", "3=nowhere"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("ID=HOST:PORT"), "{}", out.stderr);
+
+    // A server that is not a cluster node.
+    let single = Server::start(&[]);
+    let out = sprout(&single, &["cluster", "transfer-leader", "2"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("CLUSTER_ERROR not a cluster node"),
+        "{}",
+        out.stderr
+    );
+}

@@ -158,6 +158,15 @@ pub enum Response {
     Moved,
     /// `AUTHENTICATED` (`auth`).
     Authenticated,
+    /// `ADDED` (`cluster-add`).
+    Added,
+    /// `REMOVED` (`cluster-remove`).
+    Removed,
+    /// `TRANSFERRED` (`cluster-transfer-leader`).
+    Transferred,
+    /// `CLUSTER_ERROR <reason>`: a membership command not carried out (not a cluster
+    /// node, no leader, a change in progress, ...).
+    ClusterError(String),
     /// An error reply.
     Error(ServerError),
 }
@@ -197,6 +206,10 @@ impl fmt::Display for Response {
             Response::Reprioritized => f.write_str("REPRIORITIZED"),
             Response::Moved => f.write_str("MOVED"),
             Response::Authenticated => f.write_str("AUTHENTICATED"),
+            Response::Added => f.write_str("ADDED"),
+            Response::Removed => f.write_str("REMOVED"),
+            Response::Transferred => f.write_str("TRANSFERRED"),
+            Response::ClusterError(why) => write!(f, "CLUSTER_ERROR {why}"),
             Response::Error(e) => f.write_str(e.as_str()),
         }
     }
@@ -283,6 +296,10 @@ fn parse_with(buf: &[u8], copy: bool) -> Result<Option<(Response, usize)>, Error
     let Some((head, at)) = line(buf)? else {
         return Ok(None);
     };
+    if let Some(why) = head.strip_prefix(b"CLUSTER_ERROR ") {
+        let why = String::from_utf8_lossy(why).into_owned();
+        return Ok(Some((Response::ClusterError(why), at)));
+    }
     let mut words = [&[][..]; 4];
     let mut n = 0;
     for w in head.split(|&b| b == b' ') {
@@ -317,6 +334,9 @@ fn parse_with(buf: &[u8], copy: bool) -> Result<Option<(Response, usize)>, Error
         (b"REPRIORITIZED", 1) => done(Response::Reprioritized),
         (b"MOVED", 1) => done(Response::Moved),
         (b"AUTHENTICATED", 1) => done(Response::Authenticated),
+        (b"ADDED", 1) => done(Response::Added),
+        (b"REMOVED", 1) => done(Response::Removed),
+        (b"TRANSFERRED", 1) => done(Response::Transferred),
         (b"RESERVED", 3) => {
             Ok(job(buf, at, w, head, copy)?.map(|(j, e)| (Response::Reserved(j), e)))
         }
@@ -419,6 +439,13 @@ mod tests {
             (b"REPRIORITIZED\r\n", Response::Reprioritized),
             (b"MOVED\r\n", Response::Moved),
             (b"AUTHENTICATED\r\n", Response::Authenticated),
+            (b"ADDED\r\n", Response::Added),
+            (b"REMOVED\r\n", Response::Removed),
+            (b"TRANSFERRED\r\n", Response::Transferred),
+            (
+                b"CLUSTER_ERROR no leader\r\n",
+                Response::ClusterError("no leader".into()),
+            ),
             (
                 b"RESERVED_BATCH 2\r\nRESERVED 1 1\r\na\r\nRESERVED 2 2\r\nbc\r\n",
                 Response::ReservedBatch(vec![job(1, b"a"), job(2, b"bc")]),

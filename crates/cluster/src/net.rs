@@ -1,6 +1,7 @@
 //! The peer network: Raft's RPCs (append-entries, vote, install-snapshot), `propose`
-//! (a follower hands a batch to the leader) and `probe` (a node on an empty directory asks
-//! whether the cluster exists) over TCP on the `--cluster` address, one
+//! (a follower hands a batch to the leader), `probe` (a node on an empty directory asks
+//! whether the cluster exists) and the membership commands (`admin`: a node hands one to
+//! the leader; `hold` and `elect`: the leader's side of a leadership transfer) over TCP on the `--cluster` address, one
 //! request and its response at a time per connection, each a frame (see `codec`) of JSON.
 
 use std::collections::BTreeMap;
@@ -33,6 +34,42 @@ pub(crate) enum Request {
     /// Does the peer belong to an established cluster (see `Node::established`)? A node
     /// started on an empty directory asks before it initializes anything.
     Probe,
+    /// A membership change, for the leader to carry out.
+    Admin(Admin),
+    /// From a leader handing over leadership: start no election for this many
+    /// milliseconds (0: elections allowed again).
+    Hold(u64),
+    /// From a leader handing over leadership to this node: start an election now.
+    Elect,
+}
+
+/// A membership change (`cluster-add`, `cluster-remove`, `cluster-transfer-leader`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Admin {
+    /// Add the node as a learner, wait until it has caught up, then make it a voter.
+    Add { id: NodeId, addr: String },
+    /// Take the node out of the membership (the leader too: it steps down).
+    Remove { id: NodeId },
+    /// Hand leadership to the node (a voter).
+    Transfer { id: NodeId },
+}
+
+/// Why a membership change was not made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminError {
+    /// No such member.
+    NotFound,
+    /// Anything else, in words (one line).
+    Failed(String),
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminError::NotFound => f.write_str("no such member"),
+            AdminError::Failed(why) => f.write_str(why),
+        }
+    }
 }
 
 /// Bytes as a hex string: a snapshot's bytes are binary, and JSON's array of numbers would
@@ -115,6 +152,9 @@ pub(crate) enum Response {
     /// The leader committed the batch, or why not.
     Propose(Result<(), String>),
     Probe(bool),
+    Admin(Result<(), AdminError>),
+    /// `Hold` and `Elect` taken.
+    Done,
 }
 
 pub(crate) async fn write_frame<T: Serialize>(s: &mut TcpStream, v: &T) -> io::Result<()> {

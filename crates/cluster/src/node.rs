@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::latency::{Latencies, Recorder};
 use crate::log::LogStore;
-use crate::net::{self, Contacts, Network, Peer, Request, Response};
+use crate::net::{self, Admin, AdminError, Contacts, Network, Peer, Request, Response};
 use crate::sm::{Apply, StateMachine};
 use crate::{Batch, NodeId, Payload, Raft};
 
@@ -113,6 +113,54 @@ pub struct Node {
     /// Started on an empty directory, and no leader has reached it since: it grants no
     /// vote and starts no election (see [`Node::start`]).
     fresh: AtomicBool,
+    /// One membership change at a time (on the leader).
+    changing: tokio::sync::Mutex<()>,
+    /// While this leader hands over leadership: it commits nothing and sends no
+    /// heartbeats, so that the followers' leases run out and the target can be elected.
+    transferring: AtomicBool,
+    /// Counts `Hold`s: a hold ends elections' pause only if no later one came.
+    holds: AtomicU64,
+    /// How long a follower refuses votes after it last heard from its leader (openraft's
+    /// leader lease: the longest election timeout), plus a heartbeat and a margin.
+    lease: Duration,
+}
+
+/// How long a node being added may take to catch up before `cluster-add` gives up (it is
+/// left a learner).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a leadership transfer may take before it is given up.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A reason in `CLUSTER_ERROR` is one line of at most this many bytes.
+const MAX_REASON: usize = 200;
+
+fn failed(e: impl std::fmt::Display) -> AdminError {
+    let mut s: String = e
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    AdminError::Failed(s)
+}
+
+/// openraft's refusal of a membership change, in a few words where it is a usual one.
+fn change_error(
+    e: openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>,
+) -> AdminError {
+    use openraft::error::{ChangeMembershipError as C, ClientWriteError as W, RaftError};
+    match e {
+        RaftError::APIError(W::ForwardToLeader(_)) => failed("not the leader (it changed)"),
+        RaftError::APIError(W::ChangeMembershipError(C::InProgress(_))) => {
+            failed("a membership change is in progress")
+        }
+        e => failed(e),
+    }
 }
 
 impl Node {
@@ -123,9 +171,9 @@ impl Node {
     /// have lost its data (a wiped or replaced disk) while the cluster lives on. It asks
     /// every peer whether it belongs to an established cluster (one that elected a leader):
     ///
-    /// - if one says so, this node is a member that lost its state: it initializes nothing
-    ///   and waits for the leader to bring it up to date (entries, or a snapshot when the
-    ///   log it needs was purged);
+    /// - if one says so, this node is a member that lost its state, or a new node not yet
+    ///   added (`Admin::Add`): it initializes nothing and waits for the leader to bring it
+    ///   up to date (entries, or a snapshot when the log it needs was purged);
     /// - once every peer has said no, this is a first start: it initializes the cluster
     ///   with `members` (every node does, with the same list, giving the same first entry).
     ///
@@ -199,6 +247,10 @@ impl Node {
             leading: std::sync::Mutex::new(None),
             latency: Recorder::default(),
             fresh: AtomicBool::new(fresh),
+            changing: tokio::sync::Mutex::new(()),
+            transferring: AtomicBool::new(false),
+            holds: AtomicU64::new(0),
+            lease: Duration::from_millis(opts.election_max_ms + opts.heartbeat_ms + 100),
         });
         tokio::spawn(count_leaders(
             node.raft.metrics(),
@@ -257,10 +309,17 @@ impl Node {
         // A leader cut off from the majority does not know it is deposed: it says it has
         // no leader once no majority has answered it for a while.
         let cut_off = role == Role::Leader && m.millis_since_quorum_ack.is_some_and(|ms| ms > 2000);
+        // A node outside the membership (removed, or not added yet) has no leader to serve
+        // its clients.
+        let outside = m
+            .membership_config
+            .membership()
+            .get_node(&self.id)
+            .is_none();
         Status {
             id: self.id,
             role,
-            leader: if cut_off {
+            leader: if cut_off || outside {
                 0
             } else {
                 m.current_leader.unwrap_or(0)
@@ -339,6 +398,9 @@ impl Node {
 
     /// On the leader: stamps the batch with this node's clock and commits it.
     async fn commit(&self, mut b: Batch) -> Result<(), String> {
+        if self.transferring.load(Ordering::Relaxed) {
+            return Err("leadership is being transferred".into());
+        }
         b.now = (self.clock)();
         self.raft.client_write(b).await.map_err(|e| e.to_string())?;
         // Followers learn the new commit index now rather than at the next heartbeat: a
@@ -349,6 +411,270 @@ impl Node {
 
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+
+    /// Whether `id` is in this node's membership (voter or learner).
+    pub fn is_member(&self, id: NodeId) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let known = m.membership_config.membership().get_node(&id).is_some();
+        known
+    }
+
+    /// Carries out a membership change: here if this node leads, else through the leader
+    /// (over the peer network). Returns once it is done (see [`Admin`]).
+    pub async fn admin(&self, a: Admin) -> Result<(), AdminError> {
+        match self.leader() {
+            Some((l, _)) if l == self.id => self.admin_here(a).await,
+            Some((l, addr)) => {
+                let ttl = CATCH_UP_TIMEOUT + Duration::from_secs(30);
+                match Peer::new(l, addr).call(&Request::Admin(a), ttl).await {
+                    Ok(Response::Admin(r)) => r,
+                    Ok(_) => Err(failed("leader: response of another kind")),
+                    Err(e) => Err(failed(format!("leader {l}: {e}"))),
+                }
+            }
+            None if !self.is_member(self.id) => Err(failed(
+                "this node is not a member: ask one of the cluster's",
+            )),
+            None => Err(failed("no leader")),
+        }
+    }
+
+    /// A membership change on the leader.
+    async fn admin_here(&self, a: Admin) -> Result<(), AdminError> {
+        if !self.is_leader() {
+            return Err(failed("not the leader"));
+        }
+        let Ok(_one) = self.changing.try_lock() else {
+            return Err(failed("a membership change is in progress"));
+        };
+        let m = self.raft.metrics().borrow().clone();
+        let ms = m.membership_config.membership().clone();
+        let voters: std::collections::BTreeSet<NodeId> = ms.voter_ids().collect();
+        let node = |id: NodeId| ms.get_node(&id).cloned();
+        tracing::info!("node {}: membership change {a:?}", self.id);
+        match a {
+            Admin::Add { id, addr } => {
+                if let Some(n) = node(id) {
+                    if n.addr != addr {
+                        return Err(failed(format!(
+                            "node {id} is a member with address {}",
+                            n.addr
+                        )));
+                    }
+                    if voters.contains(&id) {
+                        return Ok(());
+                    }
+                }
+                let r = self
+                    .raft
+                    .add_learner(id, BasicNode::new(&addr), false)
+                    .await
+                    .map_err(change_error)?;
+                let at = r.log_id;
+                let caught_up = self
+                    .raft
+                    .wait(Some(CATCH_UP_TIMEOUT))
+                    .metrics(
+                        |m| {
+                            let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned());
+                            matched.flatten().is_some_and(|l| l >= at)
+                        },
+                        "new member caught up",
+                    )
+                    .await;
+                if caught_up.is_err() {
+                    return Err(failed(format!(
+                        "node {id} did not catch up within {CATCH_UP_TIMEOUT:?} (left a \
+                         learner: remove it, or add it again once it is reachable)"
+                    )));
+                }
+                let ids = std::collections::BTreeSet::from([id]);
+                self.raft
+                    .change_membership(openraft::ChangeMembers::AddVoterIds(ids), false)
+                    .await
+                    .map_err(change_error)?;
+                Ok(())
+            }
+            Admin::Remove { id } => {
+                if node(id).is_none() {
+                    return Err(AdminError::NotFound);
+                }
+                if id == self.id && voters.len() > 1 {
+                    // The leader itself: it hands over to the voter furthest along (one
+                    // planned election rather than a race among the others), which then
+                    // removes it.
+                    let matched = |v: &NodeId| {
+                        let r = m.replication.as_ref().and_then(|r| r.get(v).cloned());
+                        r.flatten().map(|l| l.index)
+                    };
+                    let to = voters
+                        .iter()
+                        .copied()
+                        .filter(|&v| v != id)
+                        .max_by_key(|v| matched(v))
+                        .unwrap_or(id);
+                    let addr = node(to).map(|n| n.addr).unwrap_or_default();
+                    self.hand_over(to, &ms).await?;
+                    drop(_one);
+                    return self.removed_by(to, addr).await;
+                }
+                let ids = std::collections::BTreeSet::from([id]);
+                let change = if voters.contains(&id) {
+                    if voters.len() == 1 {
+                        return Err(failed(format!("node {id} is the last voter")));
+                    }
+                    openraft::ChangeMembers::RemoveVoters(ids)
+                } else {
+                    openraft::ChangeMembers::RemoveNodes(ids)
+                };
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(change_error)?;
+                Ok(())
+            }
+            Admin::Transfer { id } => {
+                if id == self.id {
+                    return Ok(());
+                }
+                if !voters.contains(&id) {
+                    return match node(id) {
+                        None => Err(AdminError::NotFound),
+                        Some(_) => Err(failed(format!("node {id} is a learner"))),
+                    };
+                }
+                self.hand_over(id, &ms).await
+            }
+        }
+    }
+
+    /// Hands leadership to the voter `id` (see [`Node::transfer`]); on every outcome this
+    /// node commits and heartbeats again, and the voters held may elect again.
+    async fn hand_over(
+        &self,
+        id: NodeId,
+        ms: &openraft::Membership<NodeId, BasicNode>,
+    ) -> Result<(), AdminError> {
+        let addr = |v: NodeId| ms.get_node(&v).map(|n| n.addr.clone());
+        let held: Vec<(NodeId, String)> = ms
+            .voter_ids()
+            .filter(|&v| v != id && v != self.id)
+            .filter_map(|v| Some((v, addr(v)?)))
+            .collect();
+        let target = addr(id).unwrap_or_default();
+        self.transferring.store(true, Ordering::Relaxed);
+        let r = self.transfer(id, target, &held).await;
+        self.transferring.store(false, Ordering::Relaxed);
+        self.raft.runtime_config().heartbeat(true);
+        if !self.is_fresh() {
+            self.raft.runtime_config().elect(true);
+        }
+        for (v, addr) in held {
+            let _ = Peer::new(v, addr)
+                .call(&Request::Hold(0), Duration::from_secs(1))
+                .await;
+        }
+        r
+    }
+
+    /// After this leader handed over to `to`: asks `to` to remove this node (retried
+    /// for a little while, should `to` not have taken office yet).
+    async fn removed_by(&self, to: NodeId, addr: String) -> Result<(), AdminError> {
+        let req = Request::Admin(Admin::Remove { id: self.id });
+        let mut peer = Peer::new(to, addr);
+        let end = Instant::now() + TRANSFER_TIMEOUT;
+        loop {
+            let r = match peer.call(&req, CATCH_UP_TIMEOUT).await {
+                Ok(Response::Admin(r)) => r,
+                Ok(_) => Err(failed("leader: response of another kind")),
+                Err(e) => Err(failed(format!("leader {to}: {e}"))),
+            };
+            match r {
+                Err(AdminError::Failed(_)) if Instant::now() < end => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// openraft 0.9 has no leadership transfer: this leader stops committing and sending
+    /// heartbeats once the target has its whole log, the other voters hold their
+    /// elections, and once the followers' leases ran out the target is told to start
+    /// one, which it wins (its log is the longest). Done when this node sees it lead.
+    async fn transfer(
+        &self,
+        id: NodeId,
+        target: String,
+        held: &[(NodeId, String)],
+    ) -> Result<(), AdminError> {
+        let started = Instant::now();
+        let up_to_date = self
+            .raft
+            .wait(Some(TRANSFER_TIMEOUT))
+            .metrics(
+                |m| {
+                    let matched = m.replication.as_ref().and_then(|r| r.get(&id).cloned());
+                    matched.flatten().map(|l| l.index) >= m.last_log_index
+                },
+                "transfer target caught up",
+            )
+            .await;
+        if up_to_date.is_err() {
+            return Err(failed(format!("node {id} did not catch up")));
+        }
+        let hold_ms = (TRANSFER_TIMEOUT + self.lease).as_millis() as u64;
+        for (v, addr) in held {
+            let _ = Peer::new(*v, addr.clone())
+                .call(&Request::Hold(hold_ms), Duration::from_secs(1))
+                .await;
+        }
+        self.raft.runtime_config().elect(false);
+        self.raft.runtime_config().heartbeat(false);
+        tokio::time::sleep(self.lease).await;
+        let mut peer = Peer::new(id, target);
+        let _ = peer.call(&Request::Elect, Duration::from_secs(1)).await;
+        let left = TRANSFER_TIMEOUT.saturating_sub(started.elapsed());
+        let r = self
+            .raft
+            .wait(Some(left.max(Duration::from_secs(1))))
+            .metrics(
+                |m| m.current_leader == Some(id) && m.state != ServerState::Leader,
+                "new leader",
+            )
+            .await;
+        match r {
+            Ok(_) => {
+                tracing::info!(
+                    "node {}: leadership handed to node {id} in {:?}",
+                    self.id,
+                    started.elapsed()
+                );
+                Ok(())
+            }
+            Err(_) => Err(failed(format!("node {id} was not elected in time"))),
+        }
+    }
+
+    /// A leader handing over leadership: no election from this node for `ms` (0: again
+    /// allowed, unless it is still fresh).
+    fn hold(self: &Arc<Self>, ms: u64) {
+        let n = self.holds.fetch_add(1, Ordering::Relaxed) + 1;
+        if ms == 0 {
+            if !self.is_fresh() {
+                self.raft.runtime_config().elect(true);
+            }
+            return;
+        }
+        self.raft.runtime_config().elect(false);
+        let node = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if node.holds.load(Ordering::Relaxed) == n && !node.is_fresh() {
+                node.raft.runtime_config().elect(true);
+            }
+        });
     }
 }
 
@@ -420,8 +746,22 @@ async fn serve_peer(mut s: TcpStream, node: Arc<Node>) {
                 }
                 Response::Snapshot(r)
             }
+            Request::Propose(b) if !node.is_member(b.origin) => {
+                // A node removed (or never added) has no say in the log.
+                Response::Propose(Err(format!("node {} is not a member", b.origin)))
+            }
             Request::Propose(b) => Response::Propose(node.commit(b).await),
             Request::Probe => Response::Probe(node.established()),
+            Request::Admin(a) => Response::Admin(node.admin_here(a).await),
+            Request::Hold(ms) => {
+                node.hold(ms);
+                Response::Done
+            }
+            Request::Elect => {
+                tracing::info!("node {}: asked to take over leadership", node.id);
+                let _ = node.raft.trigger().elect().await;
+                Response::Done
+            }
         };
         if net::write_frame(&mut s, &resp).await.is_err() {
             return;
@@ -448,8 +788,9 @@ async fn bootstrap(node: Arc<Node>, members: BTreeMap<NodeId, String>) {
                 Ok(Response::Probe(true)) => {
                     tracing::warn!(
                         "node {}: empty directory, but node {} belongs to an established \
-                         cluster: joining it as the member that lost its state (no vote \
-                         until its leader reaches this node)",
+                         cluster: waiting for its leader to reach this node (a member that \
+                         lost its state, or a new node once `sprout cluster add` adds it); \
+                         no vote until then",
                         node.id,
                         p.target
                     );

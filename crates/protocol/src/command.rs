@@ -76,6 +76,16 @@ pub enum Command {
         tube: String,
         set: Option<PolicySet>,
     },
+    /// `cluster-add <id> <host:port>`: a cluster node adds a member (answered by the
+    /// node, through the leader; never logged as a command).
+    ClusterAdd {
+        id: u64,
+        addr: String,
+    },
+    /// `cluster-remove <id>`
+    ClusterRemove(u64),
+    /// `cluster-transfer-leader <id>`
+    ClusterTransferLeader(u64),
 }
 
 /// The job states `list-jobs` can list.
@@ -176,7 +186,7 @@ const fn ext(name: &'static str, acknowledges: bool, reveals: bool) -> Info {
 }
 
 /// Every command, in the order of [`Command`]'s variants.
-pub const COMMANDS: [Info; 32] = [
+pub const COMMANDS: [Info; 35] = [
     row("put", true, false),
     row("use", false, false),
     row("reserve", false, true),
@@ -210,6 +220,9 @@ pub const COMMANDS: [Info; 32] = [
     ext("reprioritize", true, true),
     ext("move-job", true, true),
     ext("tube-policy", true, true),
+    ext("cluster-add", false, false),
+    ext("cluster-remove", false, false),
+    ext("cluster-transfer-leader", false, false),
 ];
 
 impl Command {
@@ -248,8 +261,22 @@ impl Command {
             Command::Reprioritize { .. } => 29,
             Command::MoveJob { .. } => 30,
             Command::TubePolicy { .. } => 31,
+            Command::ClusterAdd { .. } => 32,
+            Command::ClusterRemove(_) => 33,
+            Command::ClusterTransferLeader(_) => 34,
         };
         &COMMANDS[i]
+    }
+
+    /// A membership command (`cluster-add`, `cluster-remove`, `cluster-transfer-leader`):
+    /// answered by the server itself, never by the engine.
+    pub fn is_membership(&self) -> bool {
+        matches!(
+            self,
+            Command::ClusterAdd { .. }
+                | Command::ClusterRemove(_)
+                | Command::ClusterTransferLeader(_)
+        )
     }
 
     /// The command's name as it appears on the wire (for logs).
@@ -284,6 +311,8 @@ mod tests {
                 "put-unique" => "put-unique k 0 0 1 1".to_string(),
                 "reprioritize" => "reprioritize 1 1".to_string(),
                 "move-job" => "move-job 1 t".to_string(),
+                "cluster-add" => "cluster-add 4 127.0.0.1:7000".to_string(),
+                "cluster-remove" | "cluster-transfer-leader" => format!("{} 2", info.name),
                 n => n.to_string(),
             };
             let cmd = parse_line(line.as_bytes(), 100).unwrap_or_else(|e| panic!("{line}: {e:?}"));

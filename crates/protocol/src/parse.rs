@@ -156,12 +156,46 @@ fn parse_extension(line: &[u8], max_job_size: u32) -> Option<Parsed> {
             Ok(Command::MoveJob { id, tube })
         })(),
         b"tube-policy" => parse_tube_policy(rest),
+        b"cluster-add" => parse_cluster_add(rest),
+        b"cluster-remove" => node_id(rest).map(Command::ClusterRemove),
+        b"cluster-transfer-leader" => node_id(rest).map(Command::ClusterTransferLeader),
         _ => return None,
     };
     Some(r.map_err(|e| match e {
         LineError::PutTooBig(n) => LineError::PutTooBig(n),
         _ => LineError::BadFormat,
     }))
+}
+
+/// A node id (1 or more) that ends the line.
+fn node_id(s: &[u8]) -> Result<u64, LineError> {
+    match last_u64(s)? {
+        0 => Err(LineError::BadFormat),
+        id => Ok(id),
+    }
+}
+
+/// `cluster-add <id> <host:port>`: a non-zero id, then an address with a port (one word).
+fn parse_cluster_add(rest: &[u8]) -> Parsed {
+    let (id, rest) = read_uint(rest, u64::MAX)?;
+    let (addr, tail) = word_arg(rest);
+    let port = addr
+        .iter()
+        .rposition(|&b| b == b':')
+        .map(|i| &addr[i + 1..]);
+    let port_ok =
+        port.is_some_and(|p| std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok()));
+    if id == 0 || !tail.is_empty() || addr.len() > 255 || !port_ok || addr[0] == b':' {
+        return Err(LineError::BadFormat);
+    }
+    let addr = std::str::from_utf8(addr).map_err(|_| LineError::BadFormat)?;
+    if !addr.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(LineError::BadFormat);
+    }
+    Ok(Command::ClusterAdd {
+        id,
+        addr: addr.to_string(),
+    })
 }
 
 /// A name argument (leading spaces skipped) and what follows it.

@@ -59,6 +59,15 @@ pub enum Reply {
     Ok,
     /// `OK <bytes>` and a YAML document (a tube policy).
     Yaml(String),
+    /// `ADDED` (`cluster-add`).
+    Added,
+    /// `REMOVED` (`cluster-remove`).
+    Removed,
+    /// `TRANSFERRED` (`cluster-transfer-leader`).
+    Transferred,
+    /// `CLUSTER_ERROR <reason>`: a membership command not carried out (not a cluster node,
+    /// no leader, a change in progress, ...).
+    ClusterError(String),
     // Replies of sproutd's access control (token listeners and restricted users only).
     /// `AUTHENTICATED` (`auth` with a known token).
     Authenticated,
@@ -327,6 +336,12 @@ impl Reply {
             }
             Reply::Reprioritized => word(out, "REPRIORITIZED"),
             Reply::Moved => word(out, "MOVED"),
+            Reply::Added => word(out, "ADDED"),
+            Reply::Removed => word(out, "REMOVED"),
+            Reply::Transferred => word(out, "TRANSFERRED"),
+            Reply::ClusterError(why) => {
+                let _ = write!(Fmt(out), "CLUSTER_ERROR {why}\r\n");
+            }
             Reply::Ok => word(out, "OK"),
             Reply::Yaml(s) => yaml(out, s),
             Reply::Authenticated => word(out, "AUTHENTICATED"),

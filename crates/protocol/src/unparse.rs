@@ -59,6 +59,9 @@ impl Command {
             } => write!(s, "list-jobs {tube} {} {after} {limit}", state.name()),
             C::Reprioritize { id, pri } => write!(s, "reprioritize {id} {pri}"),
             C::MoveJob { id, tube } => write!(s, "move-job {id} {tube}"),
+            C::ClusterAdd { id, addr } => write!(s, "cluster-add {id} {addr}"),
+            C::ClusterRemove(id) => write!(s, "cluster-remove {id}"),
+            C::ClusterTransferLeader(id) => write!(s, "cluster-transfer-leader {id}"),
             C::TubePolicy { tube, set: None } => write!(s, "tube-policy {tube}"),
             C::TubePolicy {
                 tube,
@@ -148,6 +151,12 @@ mod tests {
                 tube: t(),
                 set: None,
             },
+            C::ClusterAdd {
+                id: 4,
+                addr: "10.0.0.4:7000".into(),
+            },
+            C::ClusterRemove(2),
+            C::ClusterTransferLeader(3),
         ];
         for state in [
             ListState::Ready,

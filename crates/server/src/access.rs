@@ -381,6 +381,9 @@ pub(crate) fn decide(
         Command::Stats => Run,
         Command::ListTubes | Command::ListTubeUsed | Command::ListTubesWatched => class(INSPECT),
         Command::Quit => Run,
+        Command::ClusterAdd { .. }
+        | Command::ClusterRemove(_)
+        | Command::ClusterTransferLeader(_) => class(ADMIN),
     }
 }
 

@@ -924,6 +924,10 @@ impl Conn {
         let id = self.id;
         match ev {
             Event::Command(Command::Quit) => return Next::Quit,
+            // Membership commands are a cluster node's (cluster/conn.rs).
+            Event::Command(cmd) if cmd.is_membership() => {
+                self.reply(Reply::ClusterError("not a cluster node".into()));
+            }
             Event::Command(cmd) => {
                 if self.verbose {
                     tracing::trace!("<{id} command {}", cmd.name());

@@ -174,6 +174,11 @@ impl Client {
         Ok(Client { c, addr })
     }
 
+    /// How long the server may take to answer each command from now on.
+    pub(crate) fn set_limit(&mut self, limit: Duration) {
+        self.c.set_limit(limit);
+    }
+
     /// [`Error::Unsupported`] for `cmd` (its name) answered by `reply`.
     pub(crate) fn unsupported(&self, cmd: &str, reply: &Reply) -> Error {
         Error::Unsupported {

@@ -1,9 +1,13 @@
 //! `sprout cluster status`: a cluster node's view of its cluster, from sproutd's own
-//! `cluster-status` command (answered by cluster nodes only).
+//! `cluster-status` command (answered by cluster nodes only); `sprout cluster add`,
+//! `remove` and `transfer-leader`: membership changes, through sproutd's `cluster-add`,
+//! `cluster-remove` and `cluster-transfer-leader` (carried out by the leader).
+
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::client::{Client, Result};
+use super::client::{Client, Error, Result};
 use super::text::{self, Align};
 use super::yaml::Stats;
 use crate::conn::Target;
@@ -115,4 +119,68 @@ pub fn status(t: &Target, json: bool) -> Result<()> {
         &rows,
     ));
     text::emit_str(&out)
+}
+
+/// How long a membership change may take: adding a node waits for it to catch up.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `ID=HOST:PORT`, as in `--cluster`.
+pub fn parse_member(s: &str) -> std::result::Result<(u64, String), String> {
+    let bad = || format!("{s:?}: expected ID=HOST:PORT, e.g. 4=10.0.0.4:7000");
+    let (id, addr) = s.split_once('=').ok_or_else(bad)?;
+    let id: u64 = id.parse().map_err(|_| bad())?;
+    let port = addr.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+    match port {
+        Some((h, Ok(_))) if id > 0 && !h.is_empty() && !addr.contains(char::is_whitespace) => {
+            Ok((id, addr.to_string()))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Sends a membership command; `want` is its success reply.
+fn change(t: &Target, name: &str, line: &str, want: &str, done: &str) -> Result<()> {
+    let mut c = Client::connect(t)?;
+    c.set_limit(CHANGE_TIMEOUT);
+    let r = c.call(line)?;
+    if r.head == want {
+        return text::emit_str(&format!("{done}\n"));
+    }
+    if r.unsupported() {
+        return Err(c.unsupported(name, &r));
+    }
+    Err(Error::server(line, &r.head))
+}
+
+/// `sprout cluster add ID=HOST:PORT`.
+pub fn add(t: &Target, id: u64, addr: &str) -> Result<()> {
+    change(
+        t,
+        "cluster-add",
+        &format!("cluster-add {id} {addr}"),
+        "ADDED",
+        &format!("node {id} ({addr}) added as a voter"),
+    )
+}
+
+/// `sprout cluster remove ID`.
+pub fn remove(t: &Target, id: u64) -> Result<()> {
+    change(
+        t,
+        "cluster-remove",
+        &format!("cluster-remove {id}"),
+        "REMOVED",
+        &format!("node {id} removed"),
+    )
+}
+
+/// `sprout cluster transfer-leader ID`.
+pub fn transfer_leader(t: &Target, id: u64) -> Result<()> {
+    change(
+        t,
+        "cluster-transfer-leader",
+        &format!("cluster-transfer-leader {id}"),
+        "TRANSFERRED",
+        &format!("node {id} is the leader"),
+    )
 }

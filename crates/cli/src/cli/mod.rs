@@ -8,7 +8,7 @@
 //! - [`text`]: terminal-safe body rendering, tables, number formatting.
 //! - [`cmds`], [`tubes`], [`top`]: the subcommands; [`ext`]: those built on sproutd's own
 //!   commands (`jobs`, `policy`, `move`); [`cluster`]: `cluster status`, from a cluster
-//!   node's `cluster-status`.
+//!   node's `cluster-status`, and `cluster add`, `remove`, `transfer-leader`.
 
 pub mod client;
 pub mod cluster;

@@ -92,6 +92,10 @@ impl Engine {
             // put-unique's parts have their own inputs, as put's do.
             Command::PutUnique { .. } => Reply::InternalError,
             Command::TubePolicy { tube, set } => self.tube_policy(&tube, set),
+            // Answered by the server (a cluster node, or CLUSTER_ERROR on one server).
+            Command::ClusterAdd { .. }
+            | Command::ClusterRemove(_)
+            | Command::ClusterTransferLeader(_) => Reply::InternalError,
         };
         Outcome::Reply(r)
     }

@@ -267,7 +267,37 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Conn<R, W> {
         Ok(Next::Close)
     }
 
+    /// A membership command: carried out by the leader (through it, from a follower),
+    /// answered once done; nothing of it is logged as a command.
+    async fn membership(&mut self, cmd: Command) -> std::io::Result<Next> {
+        use sprout_cluster::net::{Admin, AdminError};
+        if let Next::Close = self.settle().await? {
+            return Ok(Next::Close);
+        }
+        self.flush().await?;
+        let (admin, done) = match cmd {
+            Command::ClusterAdd { id, addr } => (Admin::Add { id, addr }, Reply::Added),
+            Command::ClusterRemove(id) => (Admin::Remove { id }, Reply::Removed),
+            Command::ClusterTransferLeader(id) => (Admin::Transfer { id }, Reply::Transferred),
+            _ => return Ok(Next::Continue),
+        };
+        let reply = match self.hub.node.get() {
+            None => Reply::ClusterError("node starting".into()),
+            Some(node) => match node.admin(admin).await {
+                Ok(()) => done,
+                Err(AdminError::NotFound) => Reply::NotFound,
+                Err(AdminError::Failed(why)) => Reply::ClusterError(why),
+            },
+        };
+        self.encode(reply);
+        Ok(Next::Continue)
+    }
+
     async fn on_event(&mut self, ev: Event) -> std::io::Result<Next> {
+        let ev = match ev {
+            Event::Command(cmd) if cmd.is_membership() => return self.membership(cmd).await,
+            ev => ev,
+        };
         let draining = self.hub.draining.load(std::sync::atomic::Ordering::Relaxed);
         // Without a leader for a while (cut off from the majority), `stats` is answered
         // from this node's state (not counted), so that it can say so.

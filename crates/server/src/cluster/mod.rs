@@ -104,13 +104,27 @@ pub(crate) const NODE_GONE_AFTER: Duration = Duration::from_secs(5);
 
 /// Proposes a tick whenever this node leads and the engine's next deadline is due (one at
 /// a time: the next once this one is applied), and ends the sessions of members silent for
-/// [`NODE_GONE_AFTER`] (once per silence).
+/// [`NODE_GONE_AFTER`] (once per silence) and of members removed from the cluster.
 async fn ticker(hub: Arc<Hub>, node: Arc<Node>) {
     let mut metrics = node.raft.metrics();
     let mut sent = 0u64;
     let mut reset: std::collections::BTreeSet<NodeId> = Default::default();
     let mut seen = (sprout_cluster::Role::Learner, 0, 0);
+    // The membership last seen, and members taken out of it whose sessions the leader is
+    // to end (dropped if they come back first).
+    let mut members: std::collections::BTreeSet<NodeId> = Default::default();
+    let mut removed: std::collections::BTreeSet<NodeId> = Default::default();
     loop {
+        let now: std::collections::BTreeSet<NodeId> = node.members().iter().map(|m| m.id).collect();
+        removed.extend(members.difference(&now).filter(|&&n| n != node.id()));
+        removed.retain(|n| !now.contains(n));
+        members = now;
+        if node.is_leader() {
+            for n in std::mem::take(&mut removed) {
+                tracing::info!("node {n}: removed from the cluster; ending its sessions");
+                hub.submit(Item::NodeReset { node: n });
+            }
+        }
         let st = node.status();
         if (st.role, st.leader, st.term) != seen {
             seen = (st.role, st.leader, st.term);

@@ -162,3 +162,25 @@ impl Cluster {
 pub fn stat(s: &HashMap<String, String>, k: &str) -> u64 {
     s[k].parse().unwrap()
 }
+
+impl Cluster {
+    /// A new node (the next id) started on an empty directory with `--cluster` listing
+    /// every node so far and itself, not waited for; its index and its peer address (for
+    /// `cluster-add`). The nodes started before keep the list they were started with.
+    pub fn add_node(&mut self) -> (usize, String) {
+        let i = self.nodes.len();
+        let peer = format!("127.0.0.1:{}", free_port());
+        self.list = format!("{},{}={peer}", self.list, i + 1);
+        self.ports.push(free_port());
+        self.metrics.push(free_port());
+        self.nodes.push(None);
+        self.start(i);
+        (i, peer)
+    }
+
+    /// Node `i`'s `cluster-status`, or None if it does not answer.
+    pub fn status(&self, i: usize) -> Option<HashMap<String, String>> {
+        let mut c = Conn::try_connect(&Addr::Tcp(self.ports[i])).ok()?;
+        c.try_yaml("cluster-status").ok()
+    }
+}
