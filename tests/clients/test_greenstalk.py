@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 
+import clusterutil
 import greenstalk
 import pytest
 
@@ -380,7 +381,11 @@ def test_ttr_expiry_makes_the_job_ready_again(server, client):
         job = o.reserve(timeout=5)
         elapsed = time.monotonic() - t0
         assert job.id == jid
-        assert 0.9 <= elapsed <= 1.5
+        # On a cluster node the TTR counts from the reserve's log entry (the leader's
+        # clock stamped on it), and the reply comes once that entry is committed: the
+        # worker sees up to the log's delay less (COMPAT.md, Cluster mode, row "time").
+        lo = 0.6 if clusterutil.ROLE else 0.9
+        assert lo <= elapsed <= 1.5
         assert o.stats_job(jid)["timeouts"] == 1
 
 

@@ -54,9 +54,28 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(line)
 
 
+def _shard():
+    """SPROUT_DIFF_SHARD=K/N: this run takes every N-th test from the K-th (0 <= K < N),
+    so that N runs side by side (scripts/test-cluster) cover the suite once."""
+    v = os.environ.get("SPROUT_DIFF_SHARD", "")
+    if not v:
+        return None
+    k, _, n = v.partition("/")
+    k, n = int(k), int(n)
+    if not 0 <= k < n:
+        raise pytest.UsageError(f"SPROUT_DIFF_SHARD={v!r}: K/N with 0 <= K < N")
+    return k, n
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked strict_only are skipped, with the reason, unless the target is
-    strict."""
+    """SPROUT_DIFF_SHARD keeps this run's share of the tests; tests marked strict_only are
+    skipped, with the reason, unless the target is strict."""
+    shard = _shard()
+    if shard is not None:
+        k, n = shard
+        keep = [it for i, it in enumerate(items) if i % n == k]
+        config.hook.pytest_deselected(items=[it for i, it in enumerate(items) if i % n != k])
+        items[:] = keep
     if harness.target_strict():
         return
     skip = pytest.mark.skip(reason=STRICT_ONLY_REASON)
