@@ -2,6 +2,8 @@
 //! (a follower hands a batch to the leader) and `probe` (a node on an empty directory asks
 //! whether the cluster exists) over TCP on the `--cluster` address, one
 //! request and its response at a time per connection, each a frame (see `codec`) of JSON.
+//! A connection opens with a [`Hello`]: the caller's id and its cluster's identity; a node
+//! closes a connection from another cluster.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,6 +25,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::{codec, Batch, NodeId, TypeConfig};
+
+/// The first frame on every peer connection, from the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The caller's node id.
+    pub from: NodeId,
+    /// The caller's [`cluster_id`].
+    pub cluster: u64,
+}
+
+/// A cluster's identity: a hash (64-bit FNV-1a) of its member list, `ID=ADDR` in id order.
+/// Nodes given the same `--cluster` list agree on it; a node of another cluster (another
+/// list) does not, and its peer connections are closed.
+pub fn cluster_id(members: &BTreeMap<NodeId, String>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, a) in members {
+        for b in format!("{i}={a},").bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Request {
@@ -159,6 +184,8 @@ impl Contacts {
 pub struct Peer {
     pub(crate) target: NodeId,
     pub(crate) addr: String,
+    /// Sent first on each new connection.
+    hello: Hello,
     conn: Option<TcpStream>,
     contacts: Option<Arc<Contacts>>,
 }
@@ -194,10 +221,11 @@ async fn within<T>(ttl: Duration, f: impl Future<Output = io::Result<T>>) -> io:
 }
 
 impl Peer {
-    pub(crate) fn new(target: NodeId, addr: String) -> Peer {
+    pub(crate) fn new(target: NodeId, addr: String, hello: Hello) -> Peer {
         Peer {
             target,
             addr,
+            hello,
             conn: None,
             contacts: None,
         }
@@ -208,17 +236,20 @@ impl Peer {
         req: &Request,
         ttl: Duration,
     ) -> Result<Response, CallError> {
-        let mut s = match self.conn.take() {
-            Some(s) => s,
+        let (mut s, new) = match self.conn.take() {
+            Some(s) => (s, false),
             None => {
                 let s = within(ttl, TcpStream::connect(&self.addr))
                     .await
                     .map_err(CallError::Unreachable)?;
                 let _ = s.set_nodelay(true);
-                s
+                (s, true)
             }
         };
         let r = within(ttl, async {
+            if new {
+                write_frame(&mut s, &self.hello).await?;
+            }
             write_frame(&mut s, req).await?;
             read_frame(&mut s).await
         })
@@ -302,14 +333,18 @@ impl RaftNetwork<TypeConfig> for Peer {
 
 /// Makes a [`Peer`] per replication target, at the address the membership gives; their
 /// answers are noted in `contacts`.
-pub struct Network(pub Arc<Contacts>);
+pub struct Network {
+    pub contacts: Arc<Contacts>,
+    /// This node's greeting.
+    pub hello: Hello,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        let mut p = Peer::new(target, node.addr.clone());
-        p.contacts = Some(self.0.clone());
+        let mut p = Peer::new(target, node.addr.clone(), self.hello);
+        p.contacts = Some(self.contacts.clone());
         p
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::latency::{Latencies, Recorder};
 use crate::log::LogStore;
-use crate::net::{self, Contacts, Network, Peer, Request, Response};
+use crate::net::{self, Contacts, Hello, Network, Peer, Request, Response};
 use crate::sm::{Apply, StateMachine};
 use crate::{Batch, NodeId, Payload, Raft};
 
@@ -83,6 +83,9 @@ pub struct Options {
     /// Entries a snapshot covers that stay in the log (a follower a little behind catches
     /// up from them rather than from the snapshot).
     pub keep_entries: u64,
+    /// Where the peer listener binds (None: this node's address in the member list). The
+    /// listed address is still the one peers connect to (a NAT, a proxy, a test's relay).
+    pub bind: Option<String>,
 }
 
 impl Default for Options {
@@ -94,6 +97,7 @@ impl Default for Options {
             max_batch: 4096,
             snapshot_entries: 10_000,
             keep_entries: 1_000,
+            bind: None,
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct Node {
     /// Started on an empty directory, and no leader has reached it since: it grants no
     /// vote and starts no election (see [`Node::start`]).
     fresh: AtomicBool,
+    /// What this node sends first on its peer connections (and expects of its peers').
+    hello: Hello,
 }
 
 impl Node {
@@ -149,7 +155,11 @@ impl Node {
                 format!("node {id} is not in the member list"),
             ));
         };
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(opts.bind.as_deref().unwrap_or(addr)).await?;
+        let hello = Hello {
+            from: id,
+            cluster: net::cluster_id(members),
+        };
         let config = openraft::Config {
             cluster_name: "sprout".into(),
             heartbeat_interval: opts.heartbeat_ms,
@@ -180,7 +190,10 @@ impl Node {
                 && !sm.has_snapshot()
         };
         let contacts = Arc::new(Contacts::default());
-        let network = Network(contacts.clone());
+        let network = Network {
+            contacts: contacts.clone(),
+            hello,
+        };
         let raft = Raft::new(id, config, network, log, sm)
             .await
             .map_err(io::Error::other)?;
@@ -199,6 +212,7 @@ impl Node {
             leading: std::sync::Mutex::new(None),
             latency: Recorder::default(),
             fresh: AtomicBool::new(fresh),
+            hello,
         });
         tokio::spawn(count_leaders(
             node.raft.metrics(),
@@ -390,6 +404,29 @@ async fn serve(listener: TcpListener, node: Arc<Node>) {
 }
 
 async fn serve_peer(mut s: TcpStream, node: Arc<Node>) {
+    // The caller's greeting first: a peer of another cluster (another member list) is
+    // turned away, and said so at most every 10 s.
+    static SAID: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let hello =
+        match tokio::time::timeout(Duration::from_secs(10), net::read_frame::<Hello>(&mut s)).await
+        {
+            Ok(Ok(h)) => h,
+            _ => return,
+        };
+    if hello.cluster != node.hello.cluster {
+        let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+        if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *said = Some(Instant::now());
+            let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::warn!(
+                "node {}: peer connection from {peer} (node {}) of another cluster (another \
+                 --cluster list) refused",
+                node.id,
+                hello.from
+            );
+        }
+        return;
+    }
     while let Ok(req) = net::read_frame::<Request>(&mut s).await {
         let resp = match req {
             Request::Append(r) => {
@@ -435,7 +472,7 @@ async fn bootstrap(node: Arc<Node>, members: BTreeMap<NodeId, String>) {
     let mut peers: Vec<Peer> = members
         .iter()
         .filter(|(&i, _)| i != node.id)
-        .map(|(&i, a)| Peer::new(i, a.clone()))
+        .map(|(&i, a)| Peer::new(i, a.clone(), node.hello))
         .collect();
     let mut said = Instant::now();
     loop {
@@ -510,7 +547,7 @@ async fn proposer(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Payload>, max
                 Some((l, addr)) => {
                     let p = match &mut peer {
                         Some(p) if p.target == l && p.addr == addr => p,
-                        _ => peer.insert(Peer::new(l, addr)),
+                        _ => peer.insert(Peer::new(l, addr, node.hello)),
                     };
                     match p
                         .call(&Request::Propose(batch.clone()), Duration::from_secs(5))
