@@ -543,6 +543,7 @@ fn fault_test(n: usize) {
                     if victims.contains(&l) {
                         served(t, "a kill");
                         failovers.push(t.elapsed());
+                        eprintln!("fault {k}: served again {:?} after it", t.elapsed());
                     }
                     std::thread::sleep(dwell);
                     for &v in &victims {
@@ -555,6 +556,7 @@ fn fault_test(n: usize) {
                     cl.relay().isolate(l);
                     served(t, "the leader's isolation");
                     failovers.push(t.elapsed());
+                    eprintln!("fault {k}: served again {:?} after it", t.elapsed());
                     std::thread::sleep(dwell);
                     cl.relay().heal();
                     format!("{fault:?} node {}", l + 1)
