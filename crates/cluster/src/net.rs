@@ -348,3 +348,26 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_id_is_the_member_list() {
+        let list = |l: &[(u64, &str)]| -> BTreeMap<NodeId, String> {
+            l.iter().map(|&(i, a)| (i, a.to_string())).collect()
+        };
+        let a = list(&[(1, "10.0.0.1:7301"), (2, "10.0.0.2:7301")]);
+        // The same list in another order: the same cluster.
+        let same = list(&[(2, "10.0.0.2:7301"), (1, "10.0.0.1:7301")]);
+        assert_eq!(cluster_id(&a), cluster_id(&same));
+        for other in [
+            list(&[(1, "10.0.0.1:7301"), (2, "10.0.0.3:7301")]),
+            list(&[(1, "10.0.0.1:7301"), (3, "10.0.0.2:7301")]),
+            list(&[(1, "10.0.0.1:7301")]),
+        ] {
+            assert_ne!(cluster_id(&a), cluster_id(&other));
+        }
+    }
+}

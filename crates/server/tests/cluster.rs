@@ -182,6 +182,21 @@ fn cluster_flags_are_checked_and_single_node_stats_unchanged() {
     let (st, _, err) = run_to_exit(&["-b", "/tmp", "--node-id", "1", "--cluster", "1=nowhere"]);
     assert_eq!(st.code(), Some(5));
     assert!(err.contains("not ID=HOST:PORT"), "{err}");
+    let (st, _, err) = run_to_exit(&["-b", "/tmp", "--cluster-bind", "127.0.0.1:1"]);
+    assert_eq!(st.code(), Some(5));
+    assert!(err.contains("--cluster-bind needs --cluster"), "{err}");
+    let (st, _, err) = run_to_exit(&[
+        "-b",
+        "/tmp",
+        "--node-id",
+        "1",
+        "--cluster",
+        "1=127.0.0.1:1",
+        "--cluster-bind",
+        "nowhere",
+    ]);
+    assert_eq!(st.code(), Some(5));
+    assert!(err.contains("--cluster-bind: not HOST:PORT"), "{err}");
     let s = Server::start(&[]);
     let stats = s.conn().yaml("stats");
     assert!(
