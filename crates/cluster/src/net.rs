@@ -3,6 +3,8 @@
 //! whether the cluster exists) and the membership commands (`admin`: a node hands one to
 //! the leader; `hold` and `elect`: the leader's side of a leadership transfer) over TCP on the `--cluster` address, one
 //! request and its response at a time per connection, each a frame (see `codec`) of JSON.
+//! A connection opens with a [`Hello`]: the caller's id and its cluster's identity; a node
+//! closes a connection from another cluster (a member list with no member in common).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,6 +26,41 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::{codec, Batch, NodeId, TypeConfig};
+
+/// The first frame on every peer connection, from the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The caller's node id.
+    pub from: NodeId,
+    /// The caller's [`cluster_id`]: one hash per member of its `--cluster` list.
+    pub cluster: Vec<u64>,
+}
+
+impl Hello {
+    /// Whether the two nodes' `--cluster` lists name a common member (the same id at the
+    /// same address): nodes of one cluster always do, even when a list grew by
+    /// `cluster add` or one member was replaced; two clusters that reach each other through
+    /// a wrong or reused address do not.
+    pub fn same_cluster(&self, other: &Hello) -> bool {
+        self.cluster.iter().any(|h| other.cluster.contains(h))
+    }
+}
+
+/// A cluster's identity as a node knows it: a hash (64-bit FNV-1a) of each `ID=ADDR` of its
+/// member list, in id order.
+pub fn cluster_id(members: &BTreeMap<NodeId, String>) -> Vec<u64> {
+    members
+        .iter()
+        .map(|(i, a)| {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in format!("{i}={a}").bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            h
+        })
+        .collect()
+}
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Request {
@@ -199,6 +236,8 @@ impl Contacts {
 pub struct Peer {
     pub(crate) target: NodeId,
     pub(crate) addr: String,
+    /// Sent first on each new connection.
+    hello: Hello,
     conn: Option<TcpStream>,
     contacts: Option<Arc<Contacts>>,
 }
@@ -234,10 +273,11 @@ async fn within<T>(ttl: Duration, f: impl Future<Output = io::Result<T>>) -> io:
 }
 
 impl Peer {
-    pub(crate) fn new(target: NodeId, addr: String) -> Peer {
+    pub(crate) fn new(target: NodeId, addr: String, hello: Hello) -> Peer {
         Peer {
             target,
             addr,
+            hello,
             conn: None,
             contacts: None,
         }
@@ -248,17 +288,20 @@ impl Peer {
         req: &Request,
         ttl: Duration,
     ) -> Result<Response, CallError> {
-        let mut s = match self.conn.take() {
-            Some(s) => s,
+        let (mut s, new) = match self.conn.take() {
+            Some(s) => (s, false),
             None => {
                 let s = within(ttl, TcpStream::connect(&self.addr))
                     .await
                     .map_err(CallError::Unreachable)?;
                 let _ = s.set_nodelay(true);
-                s
+                (s, true)
             }
         };
         let r = within(ttl, async {
+            if new {
+                write_frame(&mut s, &self.hello).await?;
+            }
             write_frame(&mut s, req).await?;
             read_frame(&mut s).await
         })
@@ -342,14 +385,56 @@ impl RaftNetwork<TypeConfig> for Peer {
 
 /// Makes a [`Peer`] per replication target, at the address the membership gives; their
 /// answers are noted in `contacts`.
-pub struct Network(pub Arc<Contacts>);
+pub struct Network {
+    pub contacts: Arc<Contacts>,
+    /// This node's greeting.
+    pub hello: Hello,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        let mut p = Peer::new(target, node.addr.clone());
-        p.contacts = Some(self.0.clone());
+        let mut p = Peer::new(target, node.addr.clone(), self.hello.clone());
+        p.contacts = Some(self.contacts.clone());
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_id_is_the_member_list() {
+        let list = |l: &[(u64, &str)]| -> Hello {
+            let m: BTreeMap<NodeId, String> = l.iter().map(|&(i, a)| (i, a.to_string())).collect();
+            Hello {
+                from: 1,
+                cluster: cluster_id(&m),
+            }
+        };
+        let a = list(&[(1, "10.0.0.1:7301"), (2, "10.0.0.2:7301")]);
+        // The same list in another order, a list grown by `cluster add`, a list where one
+        // member was replaced: the same cluster.
+        for same in [
+            list(&[(2, "10.0.0.2:7301"), (1, "10.0.0.1:7301")]),
+            list(&[
+                (1, "10.0.0.1:7301"),
+                (2, "10.0.0.2:7301"),
+                (3, "10.0.0.3:7301"),
+            ]),
+            list(&[(1, "10.0.0.1:7301"), (2, "10.0.0.9:7301")]),
+        ] {
+            assert!(a.same_cluster(&same) && same.same_cluster(&a));
+        }
+        // No member in common (another cluster reached through a reused address): refused.
+        for other in [
+            list(&[(1, "10.0.0.3:7301"), (2, "10.0.0.4:7301")]),
+            list(&[(2, "10.0.0.1:7301"), (1, "10.0.0.2:7301")]),
+            list(&[(3, "10.0.0.3:7301")]),
+        ] {
+            assert!(!a.same_cluster(&other));
+        }
     }
 }

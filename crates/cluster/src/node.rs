@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::latency::{Latencies, Recorder};
 use crate::log::LogStore;
-use crate::net::{self, Admin, AdminError, Contacts, Network, Peer, Request, Response};
+use crate::net::{self, Admin, AdminError, Contacts, Hello, Network, Peer, Request, Response};
 use crate::sm::{Apply, StateMachine};
 use crate::{Batch, NodeId, Payload, Raft};
 
@@ -83,6 +83,9 @@ pub struct Options {
     /// Entries a snapshot covers that stay in the log (a follower a little behind catches
     /// up from them rather than from the snapshot).
     pub keep_entries: u64,
+    /// Where the peer listener binds (None: this node's address in the member list). The
+    /// listed address is still the one peers connect to (a NAT, a proxy, a test's relay).
+    pub bind: Option<String>,
 }
 
 impl Default for Options {
@@ -94,6 +97,7 @@ impl Default for Options {
             max_batch: 4096,
             snapshot_entries: 10_000,
             keep_entries: 1_000,
+            bind: None,
         }
     }
 }
@@ -123,6 +127,8 @@ pub struct Node {
     /// How long a follower refuses votes after it last heard from its leader (openraft's
     /// leader lease: the longest election timeout), plus a heartbeat and a margin.
     lease: Duration,
+    /// What this node sends first on its peer connections (and expects of its peers').
+    hello: Hello,
 }
 
 /// How long a node being added may take to catch up before `cluster-add` gives up (it is
@@ -197,7 +203,11 @@ impl Node {
                 format!("node {id} is not in the member list"),
             ));
         };
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(opts.bind.as_deref().unwrap_or(addr)).await?;
+        let hello = Hello {
+            from: id,
+            cluster: net::cluster_id(members),
+        };
         let config = openraft::Config {
             cluster_name: "sprout".into(),
             heartbeat_interval: opts.heartbeat_ms,
@@ -228,7 +238,10 @@ impl Node {
                 && !sm.has_snapshot()
         };
         let contacts = Arc::new(Contacts::default());
-        let network = Network(contacts.clone());
+        let network = Network {
+            contacts: contacts.clone(),
+            hello: hello.clone(),
+        };
         let raft = Raft::new(id, config, network, log, sm)
             .await
             .map_err(io::Error::other)?;
@@ -251,6 +264,7 @@ impl Node {
             transferring: AtomicBool::new(false),
             holds: AtomicU64::new(0),
             lease: Duration::from_millis(opts.election_max_ms + opts.heartbeat_ms + 100),
+            hello,
         });
         tokio::spawn(count_leaders(
             node.raft.metrics(),
@@ -427,7 +441,10 @@ impl Node {
             Some((l, _)) if l == self.id => self.admin_here(a).await,
             Some((l, addr)) => {
                 let ttl = CATCH_UP_TIMEOUT + Duration::from_secs(30);
-                match Peer::new(l, addr).call(&Request::Admin(a), ttl).await {
+                match Peer::new(l, addr, self.hello.clone())
+                    .call(&Request::Admin(a), ttl)
+                    .await
+                {
                     Ok(Response::Admin(r)) => r,
                     Ok(_) => Err(failed("leader: response of another kind")),
                     Err(e) => Err(failed(format!("leader {l}: {e}"))),
@@ -571,7 +588,7 @@ impl Node {
             self.raft.runtime_config().elect(true);
         }
         for (v, addr) in held {
-            let _ = Peer::new(v, addr)
+            let _ = Peer::new(v, addr, self.hello.clone())
                 .call(&Request::Hold(0), Duration::from_secs(1))
                 .await;
         }
@@ -582,7 +599,7 @@ impl Node {
     /// for a little while, should `to` not have taken office yet).
     async fn removed_by(&self, to: NodeId, addr: String) -> Result<(), AdminError> {
         let req = Request::Admin(Admin::Remove { id: self.id });
-        let mut peer = Peer::new(to, addr);
+        let mut peer = Peer::new(to, addr, self.hello.clone());
         let end = Instant::now() + TRANSFER_TIMEOUT;
         loop {
             let r = match peer.call(&req, CATCH_UP_TIMEOUT).await {
@@ -626,14 +643,14 @@ impl Node {
         }
         let hold_ms = (TRANSFER_TIMEOUT + self.lease).as_millis() as u64;
         for (v, addr) in held {
-            let _ = Peer::new(*v, addr.clone())
+            let _ = Peer::new(*v, addr.clone(), self.hello.clone())
                 .call(&Request::Hold(hold_ms), Duration::from_secs(1))
                 .await;
         }
         self.raft.runtime_config().elect(false);
         self.raft.runtime_config().heartbeat(false);
         tokio::time::sleep(self.lease).await;
-        let mut peer = Peer::new(id, target);
+        let mut peer = Peer::new(id, target, self.hello.clone());
         let _ = peer.call(&Request::Elect, Duration::from_secs(1)).await;
         let left = TRANSFER_TIMEOUT.saturating_sub(started.elapsed());
         let r = self
@@ -716,6 +733,29 @@ async fn serve(listener: TcpListener, node: Arc<Node>) {
 }
 
 async fn serve_peer(mut s: TcpStream, node: Arc<Node>) {
+    // The caller's greeting first: a peer of another cluster (another member list) is
+    // turned away, and said so at most every 10 s.
+    static SAID: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let hello =
+        match tokio::time::timeout(Duration::from_secs(10), net::read_frame::<Hello>(&mut s)).await
+        {
+            Ok(Ok(h)) => h,
+            _ => return,
+        };
+    if !hello.same_cluster(&node.hello) {
+        let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+        if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *said = Some(Instant::now());
+            let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::warn!(
+                "node {}: peer connection from {peer} (node {}) of another cluster (a \
+                 --cluster list with no member in common) refused",
+                node.id,
+                hello.from
+            );
+        }
+        return;
+    }
     while let Ok(req) = net::read_frame::<Request>(&mut s).await {
         let resp = match req {
             Request::Append(r) => {
@@ -775,7 +815,7 @@ async fn bootstrap(node: Arc<Node>, members: BTreeMap<NodeId, String>) {
     let mut peers: Vec<Peer> = members
         .iter()
         .filter(|(&i, _)| i != node.id)
-        .map(|(&i, a)| Peer::new(i, a.clone()))
+        .map(|(&i, a)| Peer::new(i, a.clone(), node.hello.clone()))
         .collect();
     let mut said = Instant::now();
     loop {
@@ -823,6 +863,22 @@ async fn bootstrap(node: Arc<Node>, members: BTreeMap<NodeId, String>) {
     }
 }
 
+/// Returns once this node knows of a leader other than `l` (or of none after a new term).
+async fn leader_changes(node: &Node, l: NodeId) {
+    let mut m = node.raft.metrics();
+    loop {
+        {
+            let now = m.borrow_and_update();
+            if now.current_leader.is_some_and(|c| c != l) {
+                return;
+            }
+        }
+        if m.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 /// Takes this node's queued items as one batch at a time (one in flight), and retries it
 /// until a leader commits it. A retry of a batch that did commit is skipped at apply (its
 /// sequence number).
@@ -851,16 +907,25 @@ async fn proposer(node: Arc<Node>, mut rx: mpsc::UnboundedReceiver<Payload>, max
                 Some((l, addr)) => {
                     let p = match &mut peer {
                         Some(p) if p.target == l && p.addr == addr => p,
-                        _ => peer.insert(Peer::new(l, addr)),
+                        _ => peer.insert(Peer::new(l, addr, node.hello.clone())),
                     };
-                    match p
-                        .call(&Request::Propose(batch.clone()), Duration::from_secs(5))
-                        .await
-                    {
-                        Ok(Response::Propose(r)) => r,
-                        Ok(_) => Err("response of another kind".into()),
-                        Err(e) => Err(e.to_string()),
+                    // Given up as soon as this node hears of another leader: an old leader
+                    // cut off from the majority may never answer, and its clients would
+                    // wait out the whole timeout after a new leader was elected.
+                    let req = Request::Propose(batch.clone());
+                    let r = tokio::select! {
+                        r = p.call(&req, Duration::from_secs(5)) => match r {
+                            Ok(Response::Propose(r)) => r,
+                            Ok(_) => Err("response of another kind".into()),
+                            Err(e) => Err(e.to_string()),
+                        },
+                        () = leader_changes(&node, l) => Err(format!("node {l} is no longer the leader")),
+                    };
+                    if r.is_err() {
+                        // The connection may be mid-request: a fresh one next time.
+                        peer = None;
                     }
+                    r
                 }
                 None => Err("no leader".into()),
             };

@@ -14,8 +14,9 @@ use crate::config::{apply_long, parse_sha256, AuthMode, Config, ListenerCfg, Rig
 use crate::tls::TlsFiles;
 
 /// Top-level keys whose value is text.
-const STRINGS: [&str; 16] = [
+const STRINGS: [&str; 17] = [
     "cluster",
+    "cluster-bind",
     "listen",
     "binlog-dir",
     "user",
@@ -419,6 +420,9 @@ pub fn print(cfg: &Config) -> String {
             .map(|(i, a)| format!("{i}={a}"))
             .collect();
         kv("cluster", q(&list.join(",")));
+    }
+    if let Some(a) = &cfg.cluster_bind {
+        kv("cluster-bind", q(a));
     }
     if let Some(a) = &cfg.tls_listen {
         kv("tls-listen", q(a));

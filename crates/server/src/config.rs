@@ -78,6 +78,10 @@ pub struct Config {
     /// `--cluster ID=HOST:PORT,...`: the initial voters and their peer addresses (empty:
     /// a single node).
     pub cluster: Vec<(u64, String)>,
+    /// `--cluster-bind HOST:PORT`: where the peer listener binds, when not at this node's
+    /// address in `--cluster` (behind NAT or a proxy, the listed address is the one peers
+    /// reach).
+    pub cluster_bind: Option<String>,
 }
 
 /// `--log-format`: plain text lines (colour only when stderr is a terminal) or one JSON
@@ -197,6 +201,9 @@ impl Config {
     /// the listeners can find.
     pub fn validate(&self) -> Result<(), String> {
         match (self.node_id, self.cluster.is_empty()) {
+            (_, true) if self.cluster_bind.is_some() => {
+                return Err("--cluster-bind needs --cluster".into())
+            }
             (None, true) => {}
             (Some(_), true) => return Err("--node-id needs --cluster".into()),
             (None, false) => return Err("--cluster needs --node-id".into()),
@@ -290,6 +297,7 @@ impl Default for Config {
             metrics_tls_key: None,
             metrics_token_sha256: None,
             node_id: None,
+            cluster_bind: None,
             cluster: vec![],
         }
     }
@@ -333,6 +341,8 @@ pub fn usage(prog: &str) -> String {
          --node-id N           this node's id in --cluster\n \
          --cluster ID=HOST:PORT,...   run as a node of a replicated cluster (Raft) with these\n \
                   voters and peer addresses; needs --node-id and -b\n \
+         --cluster-bind HOST:PORT   bind the peer listener here rather than at this node's\n \
+                  address in --cluster (which peers still connect to: NAT, a proxy)\n \
          --strict  only beanstalkd 1.13's commands (sprout's own answer as beanstalkd would)\n \
          --policy-file FILE    tube policies to set at startup: lines of TUBE KEY VALUE\n \
          --config FILE         settings from a TOML file (keys: the long flag names); flags win\n \
@@ -362,7 +372,7 @@ fn parse_size(s: &str) -> Option<u64> {
 
 /// Long options that take a value. Each (but `--config`) is also a key of the
 /// configuration file, with the same name.
-pub(crate) const LONG_VALUE: [&str; 26] = [
+pub(crate) const LONG_VALUE: [&str; 27] = [
     "--config",
     "--listen",
     "--port",
@@ -389,6 +399,7 @@ pub(crate) const LONG_VALUE: [&str; 26] = [
     "--log-format",
     "--node-id",
     "--cluster",
+    "--cluster-bind",
 ];
 
 /// Long options without a value (keys of the file too, as booleans; `verbose` as a count).
@@ -594,6 +605,15 @@ pub(crate) fn apply_long(cfg: &mut Config, name: &str, val: String) -> Result<()
         "metrics-token-sha256" => cfg.metrics_token_sha256 = Some(parse_sha256(&val)?),
         "node-id" => cfg.node_id = Some(num(&val)?),
         "cluster" => cfg.cluster = parse_cluster(&val)?,
+        "cluster-bind" => {
+            if val
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(format!("--cluster-bind: not HOST:PORT: {val}"));
+            }
+            cfg.cluster_bind = Some(val)
+        }
         _ => return Err(format!("unknown option: {name}")),
     }
     Ok(())

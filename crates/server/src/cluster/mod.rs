@@ -203,7 +203,10 @@ pub async fn run(listener: Listener, shared: Arc<Shared>) -> i32 {
         &dir.join("raft"),
         App(hub.clone()),
         Arc::new(move || clock.now()),
-        options(),
+        Options {
+            bind: cfg.cluster_bind.clone(),
+            ..options()
+        },
     )
     .await
     {

@@ -19,6 +19,10 @@ pub struct Cluster {
     pub nodes: Vec<Option<Server>>,
     /// Environment variables every node is started with.
     pub env: Vec<(String, String)>,
+    /// With a relay between the peer ports (see `with_relay`): the relay, whose ports are
+    /// the addresses in `list`, and where each node's peer listener binds.
+    pub relay: Option<super::relay::Relay>,
+    pub binds: Vec<u16>,
 }
 
 impl Cluster {
@@ -43,6 +47,8 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            relay: None,
+            binds: Vec::new(),
         };
         for i in 0..n {
             c.start(i);
@@ -68,6 +74,13 @@ impl Cluster {
             .args(["--node-id", &(i + 1).to_string(), "--cluster", &self.list])
             // The dashboard, with /metrics beside it.
             .args(["--http", &format!("127.0.0.1:{}", self.metrics[i])])
+            .args(
+                self.binds
+                    .get(i)
+                    .map(|p| ["--cluster-bind".to_string(), format!("127.0.0.1:{p}")])
+                    .into_iter()
+                    .flatten(),
+            )
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stderr(log)
             .spawn()
@@ -153,7 +166,17 @@ impl Cluster {
                     return l;
                 }
             }
-            assert!(Instant::now() < end, "no agreed leader: {seen:?}");
+            if Instant::now() >= end {
+                // The end of the log of each running node, for the failure's story.
+                let mut logs = String::new();
+                for i in (0..self.nodes.len()).filter(|&i| self.nodes[i].is_some()) {
+                    let log = self.log(i);
+                    let tail = &log[log.len().saturating_sub(4000)..];
+                    let tail = tail.get(tail.find('\n').unwrap_or(0)..).unwrap_or(tail);
+                    logs += &format!("--- node {} (its log's end):{tail}\n", i + 1);
+                }
+                panic!("no agreed leader: {seen:?}\n{logs}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -182,5 +205,64 @@ impl Cluster {
     pub fn status(&self, i: usize) -> Option<HashMap<String, String>> {
         let mut c = Conn::try_connect(&Addr::Tcp(self.ports[i])).ok()?;
         c.try_yaml("cluster-status").ok()
+    }
+
+    /// A cluster whose peer connections all pass through a fault-injecting relay
+    /// (`cl.relay`): the addresses in `--cluster` are the relay's, and each node's peer
+    /// listener binds elsewhere (`--cluster-bind`).
+    pub fn with_relay(n: usize, env: &[(&str, &str)]) -> Cluster {
+        let binds: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let relay = super::relay::Relay::new(&binds);
+        let list = relay
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            dir: TempDir::new("cluster"),
+            ports: (0..n).map(|_| free_port()).collect(),
+            metrics: (0..n).map(|_| free_port()).collect(),
+            list,
+            nodes: (0..n).map(|_| None).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            relay: Some(relay),
+            binds,
+        };
+        for i in 0..n {
+            c.start(i);
+        }
+        c
+    }
+
+    /// The relay (panics without one).
+    pub fn relay(&self) -> &super::relay::Relay {
+        self.relay.as_ref().expect("a cluster made with_relay")
+    }
+
+    /// Removes node `i`'s data directory (the node must be down): it restarts as a member
+    /// that lost its state.
+    pub fn wipe(&self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {} is running", i + 1);
+        let _ = std::fs::remove_dir_all(self.data(i));
+    }
+
+    /// The leader as the running nodes see it, if every running node that names one names
+    /// the same running node and at least `quorum` nodes name it; None otherwise (no
+    /// waiting, no panic).
+    pub fn agreed_leader(&self, quorum: usize) -> Option<usize> {
+        let seen: Vec<u64> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .filter_map(|i| self.stats(i)?["cluster-leader-id"].parse().ok())
+            .filter(|&l: &u64| l != 0)
+            .collect();
+        let l = *seen.first()?;
+        (seen.len() >= quorum && seen.iter().all(|&x| x == l))
+            .then(|| l as usize - 1)
+            .filter(|&l| self.nodes[l].is_some())
     }
 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod relay;
 pub mod web;
 
 use std::collections::HashMap;
