@@ -32,14 +32,28 @@ impl Cluster {
 
     /// A cluster whose nodes run with these environment variables.
     pub fn with_env(n: usize, env: &[(&str, &str)]) -> Cluster {
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let list = (0..n)
-            .map(|i| format!("{}=127.0.0.1:{}", i + 1, free_port()))
+        let peers: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        Cluster::started(&peers, env, None, Vec::new())
+    }
+
+    /// Starts a node per peer port (the addresses of `--cluster`); `relay` and `binds`: see
+    /// [`Cluster::with_relay`].
+    fn started(
+        peers: &[u16],
+        env: &[(&str, &str)],
+        relay: Option<super::relay::Relay>,
+        binds: Vec<u16>,
+    ) -> Cluster {
+        let n = peers.len();
+        let list = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let mut c = Cluster {
             dir: TempDir::new("cluster"),
-            ports,
+            ports: (0..n).map(|_| free_port()).collect(),
             metrics: (0..n).map(|_| free_port()).collect(),
             list,
             nodes: (0..n).map(|_| None).collect(),
@@ -47,8 +61,8 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            relay: None,
-            binds: Vec::new(),
+            relay,
+            binds,
         };
         for i in 0..n {
             c.start(i);
@@ -213,30 +227,8 @@ impl Cluster {
     pub fn with_relay(n: usize, env: &[(&str, &str)]) -> Cluster {
         let binds: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let relay = super::relay::Relay::new(&binds);
-        let list = relay
-            .ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut c = Cluster {
-            dir: TempDir::new("cluster"),
-            ports: (0..n).map(|_| free_port()).collect(),
-            metrics: (0..n).map(|_| free_port()).collect(),
-            list,
-            nodes: (0..n).map(|_| None).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            relay: Some(relay),
-            binds,
-        };
-        for i in 0..n {
-            c.start(i);
-        }
-        c
+        let peers = relay.ports.clone();
+        Cluster::started(&peers, env, Some(relay), binds)
     }
 
     /// The relay (panics without one).
