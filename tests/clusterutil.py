@@ -5,8 +5,9 @@ With ``SPROUTD=scripts/sproutd-cluster`` and ``SPROUTD_CLUSTER_ROLE=leader|follo
 server a suite starts is one node of a fresh three-node cluster on loopback, in that role.
 Once it accepts connections, ``wait_leader`` waits (on a connection of the caller's, with
 ``cluster-status``, which the node answers itself: nothing is logged, nothing counted)
-until it knows a leader, and says whether it has the role asked for; if it has not (a
-split first election, see scripts/sproutd-cluster), the suite starts a fresh cluster.
+until it knows a leader, and moves the lead with ``cluster-transfer-leader`` if the node
+does not have the role asked for (a split first election, see scripts/sproutd-cluster);
+if that fails twice, it says so and the suite starts a fresh cluster.
 
 ``ROLE`` is empty when the variable is unset: no cluster, nothing here applies.
 ``allow(row)`` marks the places where a scenario or test allows a documented difference
@@ -52,6 +53,36 @@ def _read_status(sock) -> dict:
     return out
 
 
+def _wanted_leader(st: dict):
+    """The node that should lead for ROLE when `st` (a cluster-status with a leader) shows
+    the wrong role, else None. scripts/sproutd-cluster: leader role, the node under test is
+    node 3; follower role, it is node 1, and node 3 should lead."""
+    me, role = st.get("node-id"), st.get("role")
+    if ROLE == "leader" and role != "leader":
+        return me
+    if ROLE == "follower" and role == "leader":
+        return "3"
+    return None
+
+
+def _transfer(sock, node):
+    """cluster-transfer-leader `node` on `sock`; its reply (TRANSFERRED or CLUSTER_ERROR,
+    either way the caller looks at cluster-status again)."""
+    old = sock.gettimeout()
+    sock.settimeout(15.0)
+    try:
+        sock.sendall(f"cluster-transfer-leader {node}\r\n".encode())
+        buf = b""
+        while b"\r\n" not in buf:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("connection closed during cluster-transfer-leader")
+            buf += chunk
+        return buf
+    finally:
+        sock.settimeout(old)
+
+
 def wait_leader(sock, timeout: float = LEADER_TIMEOUT) -> dict:
     """On the open connection `sock`: waits until the node knows a leader (and, asked to be
     the leader, says it is); returns its cluster-status. Raises WrongRole if it does not
@@ -60,9 +91,17 @@ def wait_leader(sock, timeout: float = LEADER_TIMEOUT) -> dict:
     sock.settimeout(5.0)
     try:
         deadline = time.monotonic() + timeout
+        transfers = 0
         while True:
             st = _read_status(sock)
             if st.get("leader-id", "0") != "0":
+                want = _wanted_leader(st)
+                if want is not None and transfers < 2:
+                    # A split first election gave the lead to another node: move it
+                    # (`cluster-transfer-leader`) rather than start a fresh cluster.
+                    transfers += 1
+                    _transfer(sock, want)
+                    continue
                 if ROLE == "leader" and st.get("role") != "leader":
                     raise WrongRole(f"node {st.get('node-id')} is {st.get('role')}, "
                                     f"leader {st.get('leader-id')}")

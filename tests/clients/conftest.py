@@ -104,7 +104,8 @@ def start(args, address):
 
 
 def start_tcp(*extra):
-    for _ in range(5):
+    # A cluster (scripts/sproutd-cluster) is started afresh when it has no leader in time.
+    for _ in range(10 if clusterutil.ROLE else 5):
         port = free_port()
         srv, code = start(["-l", "127.0.0.1", "-p", str(port), *extra], ("127.0.0.1", port))
         if srv:
