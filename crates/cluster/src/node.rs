@@ -110,8 +110,9 @@ pub struct Node {
     clock: Clock,
     contacts: Arc<Contacts>,
     leader_changes: Arc<AtomicU64>,
-    /// The term this node last saw itself lead in, and since when.
-    leading: std::sync::Mutex<Option<(u64, Instant)>>,
+    /// The term this node last saw itself lead in, since when silence counts, and when
+    /// [`Node::silent_peers`] last looked.
+    leading: std::sync::Mutex<Option<(u64, Instant, Instant)>>,
     /// Proposal to commit, per batch this node proposed.
     latency: Recorder,
     /// Started on an empty directory, and no leader has reached it since: it grants no
@@ -136,6 +137,10 @@ pub struct Node {
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a leadership transfer may take before it is given up.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A gap this long between two calls of [`Node::silent_peers`] (made about once a second)
+/// is taken for a stall of this node: the peers' silence is then counted from its end.
+pub const SELF_STALL: Duration = Duration::from_secs(2);
 /// A reason in `CLUSTER_ERROR` is one line of at most this many bytes.
 const MAX_REASON: usize = 200;
 
@@ -375,7 +380,8 @@ impl Node {
     }
 
     /// On the leader: the members that have not answered it for `silent` (counted from
-    /// when it became leader at the earliest). Empty on other nodes.
+    /// when it became leader at the earliest, and from the end of a stall of its own: see
+    /// [`SELF_STALL`]). Empty on other nodes. Meant to be called about once a second.
     pub fn silent_peers(&self, silent: Duration) -> Vec<NodeId> {
         let m = self.raft.metrics().borrow().clone();
         let mut leading = self.leading.lock().unwrap_or_else(|p| p.into_inner());
@@ -383,10 +389,25 @@ impl Node {
             *leading = None;
             return Vec::new();
         }
-        let since = match *leading {
-            Some((term, t)) if term == m.current_term => t,
+        let now = Instant::now();
+        let since = match &mut *leading {
+            Some((term, since, looked)) if *term == m.current_term => {
+                // Asked about every second: a longer gap means this node itself did not
+                // run (a stalled process, a starved CPU), and the peers' answers it did
+                // not read are no sign of their silence; it counts afresh from now.
+                if now.duration_since(*looked) > SELF_STALL {
+                    tracing::warn!(
+                        "node {}: did not run for {:?}; peers' silence counted afresh",
+                        self.id,
+                        now.duration_since(*looked)
+                    );
+                    *since = now;
+                }
+                *looked = now;
+                *since
+            }
             _ => {
-                *leading = Some((m.current_term, Instant::now()));
+                *leading = Some((m.current_term, now, now));
                 return Vec::new();
             }
         };

@@ -733,6 +733,48 @@ fn faults_on_five_nodes_lose_no_acknowledged_job() {
     fault_test(5);
 }
 
+/// The leader frozen (SIGSTOP) for 6 s, longer than the 5 s after which a leader ends the
+/// sessions of a silent node: the others elect a new leader, and when the old one runs
+/// again it must not take its own stall for their silence. Clients of the other nodes keep
+/// their connections and their reservations.
+#[test]
+fn a_leader_that_was_frozen_does_not_end_the_others_sessions() {
+    let cl = Cluster::new(3);
+    let l = cl.leader();
+    let others: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    let mut held = Vec::new();
+    for &i in &others {
+        let mut c = cl.conn(i);
+        c.set_timeout(Duration::from_secs(30));
+        let id = c.put(0, 0, 3600, b"held across the stall");
+        let (got, body) = c.reserve_cmd("reserve-with-timeout 0");
+        assert_eq!((got, &body[..]), (id, &b"held across the stall"[..]));
+        held.push((c, id));
+    }
+    let old = cl.nodes[l].as_ref().unwrap();
+    old.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(6));
+    old.signal(libc::SIGCONT);
+    let nl = cl.leader();
+    assert_ne!(nl, l, "a new leader while the old one was frozen");
+    // Past the old leader's first looks at its peers after it resumed (about a second
+    // apart) and the new leader's own silence timer: nothing ended the sessions.
+    cl.wait(l, "the old leader to follow", |s| {
+        s["cluster-role"] == "follower" && s["cluster-leader-id"] != "0"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    for (c, id) in &mut held {
+        assert_eq!(c.cmd(&format!("touch {id}")), "TOUCHED", "job {id}");
+        let st = c.yaml(&format!("stats-job {id}"));
+        assert_eq!(st["state"], "reserved", "job {id}");
+    }
+    assert!(
+        !cl.log(l).contains("ending its sessions"),
+        "the old leader ended sessions:\n{}",
+        cl.log(l)
+    );
+}
+
 /// The two followers frozen (SIGSTOP): the leader is cut off from the majority. It says so
 /// in `stats` (answered from its own state), does not acknowledge a put, and closes the
 /// connection after 10 s; once the followers run again, the cluster serves again and the
