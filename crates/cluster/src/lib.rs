@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 
 pub type NodeId = u64;
 
+/// Set in a batch's origin for a leader's own decision ([`Node::decide`]): proposed once,
+/// by the leader that took it, and applied without the sequence check of retried batches.
+pub const DECISION: NodeId = 1 << 63;
+
 /// Opaque bytes, serialized as a JSON string that needs no escapes: a printable ASCII byte
 /// (other than `"` and `\`) is its own char, any other byte `b` is the char U+0100 + `b`
 /// (two bytes of UTF-8). Text bodies stay about one byte per byte, and the binary headers

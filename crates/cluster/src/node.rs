@@ -317,6 +317,30 @@ impl Node {
         let _ = self.submit.send(Payload(item));
     }
 
+    /// A decision of this node as leader (to end the sessions of a member it has not heard
+    /// from): committed by this node in its own log and term, or not at all. Unlike
+    /// [`Node::submit`] it is never forwarded or retried elsewhere: a leader cut off from
+    /// the majority takes the others for silent, and its decision must die with its term,
+    /// not reach the new leader once the partition heals. Not a leader: dropped.
+    pub fn decide(self: &Arc<Self>, item: Vec<u8>) {
+        if !self.is_leader() {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let batch = Batch {
+                now: 0,
+                origin: crate::DECISION | node.id,
+                // Decisions are never retried, so they skip the sequence check.
+                seq: 0,
+                items: vec![Payload(item)],
+            };
+            if let Err(e) = node.commit(batch).await {
+                tracing::info!("node {}: a decision as leader dropped: {e}", node.id);
+            }
+        });
+    }
+
     pub fn status(&self) -> Status {
         let m = self.raft.metrics().borrow().clone();
         let role = match m.state {

@@ -200,12 +200,14 @@ impl<A: Apply> StateMachine<A> {
                 self.membership = StoredMembership::new(Some(e.log_id), m);
             }
             EntryPayload::Normal(b) => {
-                let last = self.seqs.entry(b.origin).or_insert(0);
-                if b.seq <= *last {
-                    tracing::debug!("{b} at {} already applied: skipped", e.log_id.index);
-                    return;
+                if b.origin & crate::DECISION == 0 {
+                    let last = self.seqs.entry(b.origin).or_insert(0);
+                    if b.seq <= *last {
+                        tracing::debug!("{b} at {} already applied: skipped", e.log_id.index);
+                        return;
+                    }
+                    *last = b.seq;
                 }
-                *last = b.seq;
                 for item in &b.items {
                     self.app.apply(e.log_id.index, b.now, b.origin, &item.0);
                 }

@@ -733,6 +733,38 @@ fn faults_on_five_nodes_lose_no_acknowledged_job() {
     fault_test(5);
 }
 
+/// On each node but `l`, a client that puts a job and reserves it (TTR an hour).
+fn hold_on_others(cl: &Cluster, l: usize) -> Vec<(Conn, u64)> {
+    let mut held = Vec::new();
+    for i in (0..cl.nodes.len()).filter(|&i| i != l) {
+        let mut c = cl.conn(i);
+        c.set_timeout(Duration::from_secs(30));
+        let id = c.put(0, 0, 3600, b"held across the fault");
+        let (got, body) = c.reserve_cmd("reserve-with-timeout 0");
+        assert_eq!((got, &body[..]), (id, &b"held across the fault"[..]));
+        held.push((c, id));
+    }
+    held
+}
+
+/// After the old leader `l` follows the new one, and a while more (its looks at its peers
+/// are about a second apart, and a decision of its could take a moment to be applied):
+/// the clients of [`hold_on_others`] kept their connections and their jobs.
+fn still_held(cl: &Cluster, l: usize, held: &mut [(Conn, u64)]) {
+    cl.wait(l, "the old leader to follow", |s| {
+        s["cluster-role"] == "follower" && s["cluster-leader-id"] != "0"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    for (c, id) in held {
+        assert_eq!(c.cmd(&format!("touch {id}")), "TOUCHED", "job {id}");
+        assert_eq!(
+            c.yaml(&format!("stats-job {id}"))["state"],
+            "reserved",
+            "job {id}"
+        );
+    }
+}
+
 /// The leader frozen (SIGSTOP) for 6 s, longer than the 5 s after which a leader ends the
 /// sessions of a silent node: the others elect a new leader, and when the old one runs
 /// again it must not take its own stall for their silence. Clients of the other nodes keep
@@ -741,38 +773,34 @@ fn faults_on_five_nodes_lose_no_acknowledged_job() {
 fn a_leader_that_was_frozen_does_not_end_the_others_sessions() {
     let cl = Cluster::new(3);
     let l = cl.leader();
-    let others: Vec<usize> = (0..3).filter(|&i| i != l).collect();
-    let mut held = Vec::new();
-    for &i in &others {
-        let mut c = cl.conn(i);
-        c.set_timeout(Duration::from_secs(30));
-        let id = c.put(0, 0, 3600, b"held across the stall");
-        let (got, body) = c.reserve_cmd("reserve-with-timeout 0");
-        assert_eq!((got, &body[..]), (id, &b"held across the stall"[..]));
-        held.push((c, id));
-    }
+    let mut held = hold_on_others(&cl, l);
     let old = cl.nodes[l].as_ref().unwrap();
     old.signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_secs(6));
     old.signal(libc::SIGCONT);
-    let nl = cl.leader();
-    assert_ne!(nl, l, "a new leader while the old one was frozen");
-    // Past the old leader's first looks at its peers after it resumed (about a second
-    // apart) and the new leader's own silence timer: nothing ended the sessions.
-    cl.wait(l, "the old leader to follow", |s| {
-        s["cluster-role"] == "follower" && s["cluster-leader-id"] != "0"
-    });
-    std::thread::sleep(Duration::from_secs(3));
-    for (c, id) in &mut held {
-        assert_eq!(c.cmd(&format!("touch {id}")), "TOUCHED", "job {id}");
-        let st = c.yaml(&format!("stats-job {id}"));
-        assert_eq!(st["state"], "reserved", "job {id}");
-    }
+    assert_ne!(cl.leader(), l, "a new leader while the old one was frozen");
+    still_held(&cl, l, &mut held);
     assert!(
         !cl.log(l).contains("ending its sessions"),
         "the old leader ended sessions:\n{}",
         cl.log(l)
     );
+}
+
+/// The leader isolated for 7 s: it hears from no one for longer than the 5 s bound and
+/// takes the others for gone, but it is the one cut off. Its decision to end their
+/// sessions cannot commit in its own log (no majority), and must not be carried over to
+/// the new leader once the partition heals: the others' clients keep their connections
+/// and reservations.
+#[test]
+fn an_isolated_leaders_decisions_die_with_its_term() {
+    let cl = Cluster::with_relay(3, &[]);
+    let l = cl.leader();
+    let mut held = hold_on_others(&cl, l);
+    cl.relay().isolate(l);
+    std::thread::sleep(Duration::from_secs(7));
+    cl.relay().heal();
+    still_held(&cl, l, &mut held);
 }
 
 /// The two followers frozen (SIGSTOP): the leader is cut off from the majority. It says so

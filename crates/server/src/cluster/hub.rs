@@ -297,6 +297,11 @@ pub(crate) struct App(pub(crate) Arc<Hub>);
 impl Apply for App {
     fn apply(&mut self, index: u64, now: u64, origin: NodeId, item: &[u8]) {
         match Item::decode(item) {
+            // A leader's decision ([`Node::decide`]) ends sessions, nothing else.
+            Some(i) if origin & sprout_cluster::DECISION != 0 => match i {
+                Item::NodeReset { .. } => self.0.apply(now, origin, i),
+                _ => tracing::error!("entry {index}: a decision of another kind"),
+            },
             Some(i) => self.0.apply(now, origin, i),
             None => tracing::error!("entry {index}: an item that does not decode"),
         }

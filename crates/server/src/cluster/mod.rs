@@ -122,7 +122,7 @@ async fn ticker(hub: Arc<Hub>, node: Arc<Node>) {
         if node.is_leader() {
             for n in std::mem::take(&mut removed) {
                 tracing::info!("node {n}: removed from the cluster; ending its sessions");
-                hub.submit(Item::NodeReset { node: n });
+                node.decide(Item::NodeReset { node: n }.encode());
             }
         }
         let st = node.status();
@@ -145,7 +145,7 @@ async fn ticker(hub: Arc<Hub>, node: Arc<Node>) {
         for n in silent {
             if reset.insert(n) {
                 tracing::warn!("node {n}: silent for {NODE_GONE_AFTER:?}; ending its sessions");
-                hub.submit(Item::NodeReset { node: n });
+                node.decide(Item::NodeReset { node: n }.encode());
             }
         }
         let applied = hub.applied.notified();
