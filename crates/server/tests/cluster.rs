@@ -596,6 +596,31 @@ fn fault_test(n: usize) {
                 });
             }
             served(Instant::now(), "recovery");
+            // And every node caught up with what the leader had committed by then: a node
+            // restarted (or wiped) is part of the majority again only once it has the log,
+            // and the next fault must find one fault's worth of nodes down, not two.
+            let caught_up = |i: usize, at: u64| {
+                let end = Instant::now() + FORM_TIMEOUT;
+                while cl
+                    .status(i)
+                    .and_then(|s| s.get("applied-index")?.parse::<u64>().ok())
+                    .is_none_or(|a| a < at)
+                {
+                    assert!(
+                        Instant::now() < end,
+                        "node {}: not caught up with {at}",
+                        i + 1
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            };
+            let at = cl
+                .status(cl.leader())
+                .and_then(|s| s.get("commit-index")?.parse::<u64>().ok())
+                .unwrap_or(0);
+            for i in 0..n {
+                caught_up(i, at);
+            }
             eprintln!(
                 "fault {k}: {what} at {:?}; recovered after {:?}",
                 t - started,
