@@ -140,7 +140,7 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A gap this long between two calls of [`Node::silent_peers`] (made about once a second)
 /// is taken for a stall of this node: the peers' silence is then counted from its end.
-pub const SELF_STALL: Duration = Duration::from_secs(2);
+const SELF_STALL: Duration = Duration::from_secs(2);
 /// A reason in `CLUSTER_ERROR` is one line of at most this many bytes.
 const MAX_REASON: usize = 200;
 
@@ -322,8 +322,11 @@ impl Node {
     /// [`Node::submit`] it is never forwarded or retried elsewhere: a leader cut off from
     /// the majority takes the others for silent, and its decision must die with its term,
     /// not reach the new leader once the partition heals. Not a leader: dropped.
+    /// While this node still leads in the term it decided in, a commit that failed without
+    /// appending (a leadership transfer under way) is tried again.
     pub fn decide(self: &Arc<Self>, item: Vec<u8>) {
-        if !self.is_leader() {
+        let term = self.leader_term();
+        if term.is_none() {
             return;
         }
         let node = self.clone();
@@ -331,14 +334,25 @@ impl Node {
             let batch = Batch {
                 now: 0,
                 origin: crate::DECISION | node.id,
-                // Decisions are never retried, so they skip the sequence check.
+                // Decisions are never proposed through the proposer's retries, so they
+                // skip the sequence check.
                 seq: 0,
                 items: vec![Payload(item)],
             };
-            if let Err(e) = node.commit(batch).await {
-                tracing::info!("node {}: a decision as leader dropped: {e}", node.id);
+            while let Err(e) = node.commit(batch.clone()).await {
+                if node.leader_term() != term {
+                    tracing::info!("node {}: a decision as leader dropped: {e}", node.id);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
+    }
+
+    /// The current term, if this node leads in it.
+    fn leader_term(&self) -> Option<u64> {
+        let m = self.raft.metrics().borrow().clone();
+        (m.state == ServerState::Leader).then_some(m.current_term)
     }
 
     pub fn status(&self) -> Status {
